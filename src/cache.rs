@@ -1,0 +1,211 @@
+//! The bounded caches in front of the store (moka), with hit/miss/eviction metrics.
+//!
+//! Correctness never rests on the cache: every hit is re-validated by the caller against `now`
+//! (expiry) and the record's own state (revoked, rotated). Staleness is prevented by invalidation:
+//! revocation, rotation and logout write the store first and then call [`RecordCache::invalidate`]
+//! before they respond. A load that raced such an invalidation could otherwise re-insert the old
+//! record; the cache's invalidation epoch closes that window (see [`RecordCache::get_or_load`]).
+//! Unknown keys are cached as `None` (the negative cache), so a flood of garbage tokens is
+//! answered here and never reaches the store.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics::Counter;
+use moka::notification::RemovalCause;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::store::StoreError;
+use crate::telemetry::{self, Metrics};
+
+/// Hit/miss/eviction counts, kept both as Prometheus counters and as atomics that
+/// `/debug/health` can read.
+struct Stats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    hits_metric: Counter,
+    misses_metric: Counter,
+}
+
+/// A bounded, concurrency-safe cache of store records keyed by credential hash (or grant id).
+pub struct RecordCache<K, V> {
+    name: &'static str,
+    capacity: u64,
+    inner: moka::future::Cache<K, Option<Arc<V>>>,
+    /// Bumped by every invalidation; a load that overlapped one does not keep its result.
+    epoch: AtomicU64,
+    stats: Arc<Stats>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CacheReport {
+    pub entries: u64,
+    pub capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_rate: f64,
+    pub evictions: u64,
+}
+
+impl<K, V> RecordCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    pub fn new(name: &'static str, capacity: u64, ttl: Duration, metrics: &Metrics) -> Self {
+        let stats = Arc::new(Stats {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            hits_metric: metrics.counter(telemetry::CACHE_HITS, &[("cache", name)]),
+            misses_metric: metrics.counter(telemetry::CACHE_MISSES, &[("cache", name)]),
+        });
+        let by_size = metrics.counter(
+            telemetry::CACHE_EVICTIONS,
+            &[("cache", name), ("cause", "size")],
+        );
+        let by_ttl = metrics.counter(
+            telemetry::CACHE_EVICTIONS,
+            &[("cache", name), ("cause", "expired")],
+        );
+        let by_invalidation = metrics.counter(
+            telemetry::CACHE_EVICTIONS,
+            &[("cache", name), ("cause", "invalidated")],
+        );
+        metrics
+            .gauge(telemetry::CACHE_ENTRIES, &[("cache", name)])
+            .set(0.0);
+        let listener_stats = Arc::clone(&stats);
+        let inner = moka::future::Cache::builder()
+            .name(name)
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .eviction_listener(move |_k, _v, cause| {
+                let counter = match cause {
+                    RemovalCause::Size => &by_size,
+                    RemovalCause::Expired => &by_ttl,
+                    RemovalCause::Explicit => &by_invalidation,
+                    RemovalCause::Replaced => return,
+                };
+                counter.increment(1);
+                listener_stats.evictions.fetch_add(1, Ordering::Relaxed);
+            })
+            .build();
+        Self {
+            name,
+            capacity,
+            inner,
+            epoch: AtomicU64::new(0),
+            stats,
+        }
+    }
+
+    /// Returns the cached record, or loads it with `load` on a miss. Concurrent misses on one key
+    /// share one load. `None` (not in the store) is cached too.
+    pub async fn get_or_load<F, E>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, E>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+        E: Unshare,
+    {
+        let span = tracing::debug_span!(
+            "cache.lookup",
+            cache = self.name,
+            outcome = tracing::field::Empty
+        );
+        async {
+            // Read before the store is: if an invalidation happens after this point, the loaded
+            // record may predate it, and the check below drops it from the cache.
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            let entry = self
+                .inner
+                .entry(key.clone())
+                .or_try_insert_with(async { load.await.map(|r| r.map(Arc::new)) })
+                .await
+                .map_err(E::unshare)?;
+            if entry.is_fresh() {
+                tracing::Span::current().record("outcome", "miss");
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                self.stats.misses_metric.increment(1);
+                if self.epoch.load(Ordering::SeqCst) != epoch {
+                    self.inner.invalidate(key).await;
+                }
+            } else {
+                tracing::Span::current().record("outcome", "hit");
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hits_metric.increment(1);
+            }
+            Ok(entry.into_value())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Write-through after the store accepted a new record, so the first use is a hit.
+    pub async fn insert(&self, key: K, value: V) {
+        self.inner.insert(key, Some(Arc::new(value))).await;
+    }
+
+    /// Drops a key after its record changed in the store. Returns once no lookup on this node can
+    /// be answered with the old record.
+    pub async fn invalidate(&self, key: &K) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.invalidate(key).await;
+    }
+
+    /// Drops everything (used when cross-node invalidation messages may have been lost).
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.invalidate_all();
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
+    /// Applies pending evictions now (moka does it lazily); for tests and the health report.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.run_pending_tasks().await;
+    }
+
+    pub fn report(&self) -> CacheReport {
+        let hits = self.stats.hits.load(Ordering::Relaxed);
+        let misses = self.stats.misses.load(Ordering::Relaxed);
+        let total = hits + misses;
+        CacheReport {
+            entries: self.inner.entry_count(),
+            capacity: self.capacity,
+            hits,
+            misses,
+            hit_rate: if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            },
+            evictions: self.stats.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// moka shares a failed load's error among the waiters as an `Arc`; this turns it back into an
+/// owned error of the same class (unavailable stays unavailable, so the client still gets 503).
+pub trait Unshare: Send + Sync + 'static + Sized {
+    fn unshare(shared: Arc<Self>) -> Self;
+}
+
+impl Unshare for StoreError {
+    fn unshare(e: Arc<StoreError>) -> StoreError {
+        match &*e {
+            StoreError::Unavailable(_) => StoreError::Unavailable(anyhow::Error::new(e)),
+            StoreError::Internal(_) => StoreError::Internal(anyhow::Error::new(e)),
+        }
+    }
+}

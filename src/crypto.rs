@@ -1,0 +1,175 @@
+//! Credentials and their hashes: 256-bit random values from the OS CSPRNG, SHA-256 hashes for
+//! storage, PKCE S256, argon2id for passwords and client secrets, constant-time comparison.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::domain::{CodeChallenge, CodeVerifier, GrantId, TokenHash};
+
+/// A freshly minted credential: the value goes to the client exactly once, the hash is all that
+/// is kept.
+pub struct NewToken {
+    pub value: String,
+    pub hash: TokenHash,
+}
+
+/// 256 bits from the OS CSPRNG, base64url without padding (43 characters).
+pub fn generate_token() -> NewToken {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let value = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_token(&value);
+    NewToken { value, hash }
+}
+
+pub fn generate_grant_id() -> GrantId {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    GrantId(bytes)
+}
+
+/// SHA-256 of a presented credential; the key under which it is stored and cached.
+pub fn hash_token(value: &str) -> TokenHash {
+    TokenHash(Sha256::digest(value.as_bytes()).into())
+}
+
+/// The key of a verified client secret in the cache (invariant 5): a hash of the client id and
+/// the presented secret, so a cache hit proves the same secret was verified before.
+pub fn client_secret_key(client_id: &str, secret: &str) -> TokenHash {
+    let mut h = Sha256::new();
+    h.update(client_id.as_bytes());
+    h.update([0u8]);
+    h.update(secret.as_bytes());
+    TokenHash(h.finalize().into())
+}
+
+/// RFC 7636 section 4.6: BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
+pub fn verify_pkce_s256(verifier: &CodeVerifier, challenge: &CodeChallenge) -> bool {
+    let digest = Sha256::digest(verifier.as_str().as_bytes());
+    let computed = URL_SAFE_NO_PAD.encode(digest);
+    ct_eq(computed.as_bytes(), challenge.as_str().as_bytes())
+}
+
+/// The challenge a client computes from its verifier (used by tests, benches and the load tool).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// argon2id parameters. The shipped defaults follow OWASP (19 MiB, 2 passes); tests use
+/// [`Argon2Params::cheap`] for their fixtures only.
+#[derive(Clone, Copy, Debug)]
+pub struct Argon2Params {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+impl Argon2Params {
+    pub const DEFAULT: Self = Self {
+        m_cost_kib: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
+    /// Fast parameters for test fixtures; never for real credentials.
+    pub const fn cheap() -> Self {
+        Self {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+}
+
+/// Hashes a password or secret to an argon2id PHC string.
+pub fn hash_password(
+    password: &str,
+    params: Argon2Params,
+) -> Result<String, argon2::password_hash::Error> {
+    let params = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, None)?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon.hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+/// A PHC string parsed once at start-up, so each verification only pays for argon2 itself.
+#[derive(Clone, Debug)]
+pub struct PasswordHashString(String);
+
+impl PasswordHashString {
+    /// Accepts only argon2id PHC strings.
+    pub fn parse(phc: &str) -> Result<Self, String> {
+        let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+        if parsed.algorithm.as_str() != "argon2id" {
+            return Err(format!("algorithm {} is not argon2id", parsed.algorithm));
+        }
+        Ok(Self(phc.to_owned()))
+    }
+
+    /// Blocking: call it off the async workers. The comparison inside is constant time.
+    pub fn verify(&self, password: &str) -> bool {
+        match PasswordHash::new(&self.0) {
+            Ok(h) => Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_base64url_and_hash_to_sha256() {
+        let t = generate_token();
+        assert_eq!(t.value.len(), 43);
+        assert!(
+            t.value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(&t.value).unwrap().len(), 32);
+        assert_eq!(t.hash, hash_token(&t.value));
+        assert_ne!(generate_token().value, t.value);
+        // The stored key is the SHA-256 of the value, not the value.
+        assert_eq!(
+            t.hash.0.as_slice(),
+            Sha256::digest(t.value.as_bytes()).as_slice()
+        );
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        let verifier = CodeVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+        let challenge =
+            CodeChallenge::parse("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM").unwrap();
+        assert!(verify_pkce_s256(&verifier, &challenge));
+        let other = CodeVerifier::parse(&"x".repeat(43)).unwrap();
+        assert!(!verify_pkce_s256(&other, &challenge));
+    }
+
+    #[test]
+    fn argon2id_roundtrip_and_rejects_other_algorithms() {
+        let phc = hash_password("wonderland", Argon2Params::cheap()).unwrap();
+        let h = PasswordHashString::parse(&phc).unwrap();
+        assert!(h.verify("wonderland"));
+        assert!(!h.verify("Wonderland"));
+        assert!(
+            PasswordHashString::parse("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+                .is_err()
+        );
+        assert!(PasswordHashString::parse("plaintext").is_err());
+    }
+}

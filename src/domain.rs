@@ -1,0 +1,219 @@
+//! Newtypes that parse once: after construction a value is known to be well formed, so the
+//! services never re-validate syntax.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Milliseconds since the Unix epoch. Every validation takes one as `now`, so tests control time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch, as RFC 7662 `exp`/`iat` want them.
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    pub fn add(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// Seconds left until `until`, rounded down, never negative.
+    pub fn secs_until(self, until: Timestamp) -> u64 {
+        u64::try_from((until.0 - self.0).max(0) / 1000).unwrap_or(0)
+    }
+}
+
+/// A SHA-256 hash of a credential (session, code, token). Stores, caches and logs only ever hold
+/// this, never the credential itself (CONTRACT invariant 1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl fmt::Debug for TokenHash {
+    // A short prefix is enough to correlate log lines and says nothing about the credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TokenHash({:02x}{:02x}{:02x}{:02x}..)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
+    }
+}
+
+/// Identifies one authorization (a code and every token descending from it). Revoking a grant
+/// revokes all of them at once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct GrantId(pub [u8; 16]);
+
+impl GrantId {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A space-delimited scope (RFC 6749 section 3.3), kept sorted and deduplicated.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Hash)]
+pub struct Scope(BTreeSet<String>);
+
+impl Scope {
+    /// Parses a scope string; `None` when a token holds a character outside NQCHAR.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut set = BTreeSet::new();
+        for tok in s.split(' ').filter(|t| !t.is_empty()) {
+            let ok = tok
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !ok {
+                return None;
+            }
+            set.insert(tok.to_owned());
+        }
+        Some(Self(set))
+    }
+
+    pub fn from_iter<I: IntoIterator<Item = S>, S: Into<String>>(it: I) -> Self {
+        Self(it.into_iter().map(Into::into).collect())
+    }
+
+    pub fn contains(&self, s: &str) -> bool {
+        self.0.contains(s)
+    }
+
+    pub fn is_subset(&self, other: &Scope) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn union(&self, other: &Scope) -> Scope {
+        Scope(self.0.union(&other.0).cloned().collect())
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for s in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// The grant types authplane implements (RFC 6749 sections 4.1, 4.4 and 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// A PKCE S256 code challenge (RFC 7636 section 4.2): exactly 43 base64url characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeChallenge(String);
+
+impl CodeChallenge {
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 43 && s.bytes().all(is_base64url)).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A PKCE code verifier (RFC 7636 section 4.1): 43 to 128 unreserved characters.
+#[derive(Clone, Debug)]
+pub struct CodeVerifier(String);
+
+impl CodeVerifier {
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (43..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_parses_sorts_and_dedups() {
+        let s = Scope::parse("profile openid  profile").unwrap();
+        assert_eq!(s.to_string(), "openid profile");
+        assert!(Scope::parse("open\"id").is_none());
+        assert!(Scope::parse("a\\b").is_none());
+    }
+
+    #[test]
+    fn pkce_values_are_checked_for_syntax() {
+        assert!(CodeChallenge::parse(&"a".repeat(43)).is_some());
+        assert!(CodeChallenge::parse(&"a".repeat(42)).is_none());
+        assert!(CodeChallenge::parse(&format!("{}=", "a".repeat(42))).is_none());
+        assert!(CodeVerifier::parse(&"a".repeat(42)).is_none());
+        assert!(CodeVerifier::parse(&"a~.-_".repeat(10)).is_some());
+        assert!(CodeVerifier::parse(&"a".repeat(129)).is_none());
+    }
+
+    #[test]
+    fn timestamp_arithmetic() {
+        let t = Timestamp(1_000);
+        assert_eq!(t.add(Duration::from_secs(2)), Timestamp(3_000));
+        assert_eq!(t.secs_until(Timestamp(3_999)), 2);
+        assert_eq!(Timestamp(5_000).secs_until(t), 0);
+    }
+}

@@ -1,0 +1,186 @@
+//! Health and readiness, and the `/debug/health` document: store, caches, sweeper, queues and
+//! pending revocations. It reports counts and settings only, never personal data or credentials.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::Gauge;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::CacheReport;
+use crate::layers::overload::{Admission, QueueReport};
+use crate::service::{Caches, ClientRegistry, RevocationQueue};
+use crate::store::{PoolStatus, Store};
+use crate::sweeper::{SweeperReport, SweeperStatus};
+use crate::telemetry::{self, Metrics};
+
+#[derive(Clone)]
+pub struct HealthService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: Instant,
+    store: Arc<dyn Store>,
+    caches: Arc<Caches>,
+    clients: ClientRegistry,
+    sweeper: Arc<SweeperStatus>,
+    queues: Vec<Admission>,
+    revocations: Arc<RevocationQueue>,
+    shutdown: CancellationToken,
+    pool_size: usize,
+    gauges: Gauges,
+}
+
+struct Gauges {
+    entries: Vec<(&'static str, Gauge)>,
+    pool_idle: Gauge,
+    pool_in_use: Gauge,
+    pool_max: Gauge,
+}
+
+#[derive(Serialize)]
+pub struct HealthReport {
+    pub status: &'static str,
+    pub uptime_seconds: u64,
+    pub store: StoreReport,
+    pub caches: std::collections::BTreeMap<&'static str, CacheReport>,
+    pub sweeper: SweeperReport,
+    pub queues: std::collections::BTreeMap<&'static str, QueueReport>,
+    pub revocations_pending: usize,
+}
+
+#[derive(Serialize)]
+pub struct StoreReport {
+    pub kind: &'static str,
+    pub ok: bool,
+    pub pool: PoolStatus,
+}
+
+pub struct HealthParts {
+    pub store: Arc<dyn Store>,
+    pub caches: Arc<Caches>,
+    pub clients: ClientRegistry,
+    pub sweeper: Arc<SweeperStatus>,
+    pub queues: Vec<Admission>,
+    pub revocations: Arc<RevocationQueue>,
+    pub shutdown: CancellationToken,
+    pub pool_size: usize,
+}
+
+/// How long a readiness probe waits for the store before calling it down.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl HealthService {
+    pub fn new(p: HealthParts, metrics: &Metrics) -> Self {
+        let names = [
+            "sessions",
+            "access_tokens",
+            "refresh_tokens",
+            "grants",
+            "client_secrets",
+        ];
+        let gauges = Gauges {
+            entries: names
+                .iter()
+                .map(|n| (*n, metrics.gauge(telemetry::CACHE_ENTRIES, &[("cache", n)])))
+                .collect(),
+            pool_idle: metrics.gauge(telemetry::POOL_CONNECTIONS, &[("state", "idle")]),
+            pool_in_use: metrics.gauge(telemetry::POOL_CONNECTIONS, &[("state", "in_use")]),
+            pool_max: metrics.gauge(telemetry::POOL_MAX, &[]),
+        };
+        let svc = Self {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                store: p.store,
+                caches: p.caches,
+                clients: p.clients,
+                sweeper: p.sweeper,
+                queues: p.queues,
+                revocations: p.revocations,
+                shutdown: p.shutdown,
+                pool_size: p.pool_size,
+                gauges,
+            }),
+        };
+        svc.refresh_gauges();
+        svc
+    }
+
+    /// The store answers and we are not shutting down.
+    pub async fn ready(&self) -> bool {
+        !self.inner.shutdown.is_cancelled() && self.store_ok().await
+    }
+
+    async fn store_ok(&self) -> bool {
+        matches!(
+            tokio::time::timeout(PING_TIMEOUT, self.inner.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Sets the gauges that are read off live state (cache sizes, pool occupancy) just before a
+    /// scrape renders them.
+    pub fn refresh_gauges(&self) {
+        let i = &self.inner;
+        for (name, gauge) in &i.gauges.entries {
+            gauge.set(self.cache_report(name).map_or(0.0, |r| r.entries as f64));
+        }
+        let pool = i.store.pool_status();
+        i.gauges.pool_idle.set(pool.idle as f64);
+        i.gauges.pool_in_use.set(pool.in_use as f64);
+        let max = if i.store.kind() == "memory" {
+            0
+        } else {
+            i.pool_size
+        };
+        i.gauges.pool_max.set(max as f64);
+    }
+
+    fn cache_report(&self, name: &str) -> Option<CacheReport> {
+        let c = &self.inner.caches;
+        Some(match name {
+            "sessions" => c.sessions.report(),
+            "access_tokens" => c.access_tokens.report(),
+            "refresh_tokens" => c.refresh_tokens.report(),
+            "grants" => c.grants.report(),
+            "client_secrets" => self.inner.clients.secret_cache().report(),
+            _ => return None,
+        })
+    }
+
+    pub async fn report(&self) -> HealthReport {
+        let i = &self.inner;
+        let ok = self.store_ok().await;
+        let names = [
+            "sessions",
+            "access_tokens",
+            "refresh_tokens",
+            "grants",
+            "client_secrets",
+        ];
+        HealthReport {
+            status: if i.shutdown.is_cancelled() {
+                "shutting_down"
+            } else if ok {
+                "ok"
+            } else {
+                "degraded"
+            },
+            uptime_seconds: i.started.elapsed().as_secs(),
+            store: StoreReport {
+                kind: i.store.kind(),
+                ok,
+                pool: i.store.pool_status(),
+            },
+            caches: names
+                .iter()
+                .filter_map(|n| Some((*n, self.cache_report(n)?)))
+                .collect(),
+            sweeper: i.sweeper.report(),
+            queues: i.queues.iter().map(|q| (q.route(), q.report())).collect(),
+            revocations_pending: i.revocations.len(),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `GET /auth/authorize`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::http::extract::{Query, cookie};
+use crate::http::login::SESSION_COOKIE;
+use crate::service::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
+
+pub async fn authorize(
+    State(service): State<AuthorizeService>,
+    State(clock): State<Clock>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(mut q): Query,
+) -> Result<Response, ApiError> {
+    let req = AuthorizeRequest {
+        duplicated: q.duplicated().to_vec(),
+        response_type: q.take("response_type"),
+        client_id: q.take("client_id"),
+        redirect_uri: q.take("redirect_uri"),
+        scope: q.take("scope"),
+        state: q.take("state"),
+        code_challenge: q.take("code_challenge"),
+        code_challenge_method: q.take("code_challenge_method"),
+        prompt: q.take("prompt"),
+    };
+    let location = match service
+        .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())
+        .await?
+    {
+        AuthorizeOutcome::Redirect(to) => to,
+        AuthorizeOutcome::Login => {
+            let here = uri
+                .path_and_query()
+                .map_or("/auth/authorize", |p| p.as_str());
+            let return_to: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            format!("/auth/login?return_to={return_to}")
+        }
+    };
+    found(&location)
+}
+
+/// 302 with `Cache-Control: no-store` (a redirect with a code must not be cached).
+fn found(location: &str) -> Result<Response, ApiError> {
+    let mut res = StatusCode::FOUND.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(location).map_err(ApiError::internal)?,
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}

@@ -1,0 +1,365 @@
+//! Extractors that turn raw requests into parameters, with our own rejections: every malformed
+//! input becomes an OAuth-format 4xx (never axum's default text). Parsing is strict: broken
+//! percent-encoding and non-UTF-8 are `invalid_request`, a parameter given twice is recorded as
+//! duplicated, and an empty value counts as absent (RFC 6749 section 3.1).
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::ApiError;
+use crate::service::ClientCredentials;
+
+/// Largest form body accepted; OAuth requests are a few hundred bytes.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Decoded `application/x-www-form-urlencoded` parameters.
+#[derive(Debug, Default)]
+pub struct Params {
+    values: HashMap<String, String>,
+    duplicated: Vec<String>,
+}
+
+impl Params {
+    pub fn parse(input: &[u8]) -> Result<Self, ApiError> {
+        let mut p = Params::default();
+        for pair in input.split(|&b| b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            let name = decode(name)?;
+            let value = decode(value)?;
+            if value.is_empty() {
+                continue;
+            }
+            if p.values.contains_key(&name) {
+                if !p.duplicated.contains(&name) {
+                    p.duplicated.push(name);
+                }
+            } else {
+                p.values.insert(name, value);
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.values.remove(name)
+    }
+
+    pub fn duplicated(&self) -> &[String] {
+        &self.duplicated
+    }
+
+    /// `invalid_request` when any parameter was given twice.
+    pub fn reject_duplicates(&self) -> Result<(), ApiError> {
+        if self.duplicated.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidRequest(
+                "a parameter was given more than once",
+            ))
+        }
+    }
+}
+
+/// Strict form-urlencoded decoding: `+` is a space, `%XY` needs two hex digits, and the result
+/// must be UTF-8.
+pub fn decode(input: &[u8]) -> Result<String, ApiError> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                let (Some(h), Some(l)) = (
+                    input.get(i + 1).and_then(|&b| hex(b)),
+                    input.get(i + 2).and_then(|&b| hex(b)),
+                ) else {
+                    return Err(ApiError::InvalidRequest("malformed percent-encoding"));
+                };
+                out.push((h * 16 + l) as u8);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ApiError::InvalidRequest("parameters must be UTF-8"))
+}
+
+/// The query string's parameters.
+pub struct Query(pub Params);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Params::parse(parts.uri.query().unwrap_or("").as_bytes()).map(Query)
+    }
+}
+
+/// A form body: the content type must be `application/x-www-form-urlencoded` (415 otherwise),
+/// the body at most [`MAX_FORM_BYTES`] (413 otherwise). An empty body without a content type is
+/// an empty form.
+pub struct Form(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+            .await
+            .map_err(|e| {
+                if is_length_limit(&e) {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidRequest("could not read the request body")
+                }
+            })?;
+        if !is_form && (has_type || !body.is_empty()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        Params::parse(&body).map(Form)
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Resolves how the client authenticated (RFC 6749 section 2.3.1): HTTP Basic, or `client_id`
+/// and `client_secret` in the body, or `client_id` alone for a public client. Two methods at once
+/// is `invalid_request`. Takes the credentials out of `params`.
+pub fn client_credentials(
+    headers: &HeaderMap,
+    params: &mut Params,
+) -> Result<ClientCredentials, ApiError> {
+    let basic = basic_credentials(headers)?;
+    let body_id = params.take("client_id");
+    let body_secret = params.take("client_secret");
+    match (basic, body_id, body_secret) {
+        (Some(_), _, Some(_)) => Err(ApiError::InvalidRequest(
+            "more than one client authentication method",
+        )),
+        (Some((id, _)), Some(body_id), None) if body_id != id => Err(ApiError::InvalidRequest(
+            "client_id in the body differs from the Authorization header",
+        )),
+        (Some((client_id, secret)), _, None) => Ok(ClientCredentials::Basic { client_id, secret }),
+        (None, Some(client_id), Some(secret)) => Ok(ClientCredentials::Post { client_id, secret }),
+        (None, Some(client_id), None) => Ok(ClientCredentials::Public { client_id }),
+        (None, None, Some(_)) => Err(ApiError::InvalidRequest("client_secret without client_id")),
+        (None, None, None) => Ok(ClientCredentials::None),
+    }
+}
+
+/// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`. `None` when the header is
+/// absent or uses another scheme; a malformed Basic header is `invalid_client` (with Basic).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(ApiError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    let bad = ApiError::InvalidClient { basic: true };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidClient { basic: true })?;
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return if value.eq_ignore_ascii_case("basic") {
+            Err(bad)
+        } else {
+            Ok(None)
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let raw = STANDARD
+        .decode(rest.trim())
+        .map_err(|_| ApiError::InvalidClient { basic: true })?;
+    let Some(i) = raw.iter().position(|&b| b == b':') else {
+        return Err(bad);
+    };
+    let id = decode(&raw[..i]).map_err(|_| ApiError::InvalidClient { basic: true })?;
+    let secret = decode(&raw[i + 1..]).map_err(|_| ApiError::InvalidClient { basic: true })?;
+    if id.is_empty() {
+        return Err(bad);
+    }
+    Ok(Some((id, secret)))
+}
+
+/// The bearer token of `Authorization: Bearer <token>` (RFC 6750 section 2.1). `Ok(None)` when
+/// there is no Authorization header or it names another scheme.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = token.trim();
+    let token68 = !token.is_empty()
+        && token
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if token68 {
+        Ok(Some(token))
+    } else {
+        Err(ApiError::InvalidToken)
+    }
+}
+
+/// A cookie's value from the `Cookie` header(s).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Whether the client prefers JSON: it names `application/json` in `Accept`.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|m| {
+                m.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim() == "application/json")
+            })
+        })
+}
+
+/// Whether the client is a browser asking for HTML.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    !wants_json(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn params_decode_strictly() {
+        let p = Params::parse(b"a=1&b=x+y%21&c=&d").unwrap();
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.get("b"), Some("x y!"));
+        assert_eq!(p.get("c"), None);
+        assert_eq!(p.get("d"), None);
+        assert!(Params::parse(b"a=%zz").is_err());
+        assert!(Params::parse(b"a=%4").is_err());
+        assert!(Params::parse(b"a=%ff").is_err());
+    }
+
+    #[test]
+    fn repeated_parameters_are_recorded_but_empty_ones_do_not_count() {
+        let p = Params::parse(b"a=1&a=2&b=&b=3").unwrap();
+        assert_eq!(p.duplicated(), ["a"]);
+        assert_eq!(p.get("b"), Some("3"));
+    }
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn basic_credentials_are_url_decoded() {
+        let h = headers(&format!("Basic {}", STANDARD.encode("my%3Aapp:s%20cret")));
+        let mut p = Params::default();
+        match client_credentials(&h, &mut p).unwrap() {
+            ClientCredentials::Basic { client_id, secret } => {
+                assert_eq!(client_id, "my:app");
+                assert_eq!(secret, "s cret");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            client_credentials(&headers("Basic !!!"), &mut p),
+            Err(ApiError::InvalidClient { basic: true })
+        ));
+        let no_colon = format!("Basic {}", STANDARD.encode("nocolon"));
+        assert!(client_credentials(&headers(&no_colon), &mut p).is_err());
+    }
+
+    #[test]
+    fn two_client_auth_methods_are_invalid_request() {
+        let h = headers(&format!("Basic {}", STANDARD.encode("a:b")));
+        let mut p = Params::parse(b"client_id=a&client_secret=b").unwrap();
+        assert!(matches!(
+            client_credentials(&h, &mut p),
+            Err(ApiError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(
+            bearer_token(&headers("Bearer abc-_.~+/=")).unwrap(),
+            Some("abc-_.~+/=")
+        );
+        assert_eq!(bearer_token(&headers("bearer abc")).unwrap(), Some("abc"));
+        assert!(bearer_token(&headers("Bearer")).is_err());
+        assert!(bearer_token(&headers("Bearer a b")).is_err());
+        assert_eq!(bearer_token(&headers("Basic abc")).unwrap(), None);
+    }
+
+    #[test]
+    fn cookies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; authplane_session=tok; b=2"),
+        );
+        assert_eq!(cookie(&h, "authplane_session"), Some("tok"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

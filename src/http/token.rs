@@ -1,0 +1,79 @@
+//! `POST /auth/token`, `POST /auth/revoke` (RFC 7009), `POST /auth/introspect` (RFC 7662).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::http::extract::{Form, client_credentials};
+use crate::service::tokens::TokenRequest;
+use crate::service::{ClientRegistry, TokenService};
+
+pub async fn token(
+    State(clients): State<ClientRegistry>,
+    State(tokens): State<TokenService>,
+    State(clock): State<Clock>,
+    headers: HeaderMap,
+    Form(mut form): Form,
+) -> Result<Response, ApiError> {
+    form.reject_duplicates()?;
+    let creds = client_credentials(&headers, &mut form)?;
+    let client = clients.authenticate(creds).await?;
+    let req = TokenRequest {
+        grant_type: form.take("grant_type"),
+        code: form.take("code"),
+        redirect_uri: form.take("redirect_uri"),
+        code_verifier: form.take("code_verifier"),
+        refresh_token: form.take("refresh_token"),
+        scope: form.take("scope"),
+    };
+    let res = tokens.exchange(&client, req, clock.now()).await?;
+    Ok(no_store(Json(res).into_response()))
+}
+
+pub async fn revoke(
+    State(clients): State<ClientRegistry>,
+    State(tokens): State<TokenService>,
+    State(clock): State<Clock>,
+    headers: HeaderMap,
+    Form(mut form): Form,
+) -> Result<Response, ApiError> {
+    form.reject_duplicates()?;
+    let client = clients
+        .authenticate(client_credentials(&headers, &mut form)?)
+        .await?;
+    let token = form
+        .take("token")
+        .ok_or(ApiError::InvalidRequest("token is required"))?;
+    tokens
+        .revoke(&client, &token, form.get("token_type_hint"), clock.now())
+        .await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}
+
+pub async fn introspect(
+    State(clients): State<ClientRegistry>,
+    State(tokens): State<TokenService>,
+    State(clock): State<Clock>,
+    headers: HeaderMap,
+    Form(mut form): Form,
+) -> Result<Response, ApiError> {
+    form.reject_duplicates()?;
+    let client = clients
+        .authenticate(client_credentials(&headers, &mut form)?)
+        .await?;
+    let token = form
+        .take("token")
+        .ok_or(ApiError::InvalidRequest("token is required"))?;
+    let res = tokens.introspect(&client, &token, clock.now()).await?;
+    Ok(no_store(Json(res).into_response()))
+}
+
+fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}

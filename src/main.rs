@@ -1,0 +1,88 @@
+//! Thin entry point: parse the command line, initialise telemetry, run. Everything else lives in
+//! the library so that tests and benches drive the same code.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use authplane::config::{Cli, Command, Config};
+use authplane::crypto::{self, Argon2Params};
+use authplane::{Application, shutdown};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::HashPassword => hash_password(),
+        Command::CheckConfig(args) => match Config::load(args) {
+            Ok(cfg) => match serde_json::to_string_pretty(&cfg) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
+            Err(e) => fail(&e),
+        },
+        Command::Serve(args) => {
+            let cfg = match Config::load(args) {
+                Ok(cfg) => cfg,
+                Err(e) => return fail(&e),
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            match rt.block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = ?e, "authplane failed");
+                    fail(&*e)
+                }
+            }
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let _otlp = authplane::telemetry::init_tracing(cfg.log_format, cfg.otlp_endpoint.as_deref())?;
+    let app = Application::build(cfg).await?;
+    let cancel = app.shutdown_token();
+    let run = app.run();
+    tokio::pin!(run);
+    tokio::select! {
+        res = &mut run => return res,
+        () = shutdown::signal() => cancel.cancel(),
+    }
+    run.await
+}
+
+/// Reads one password from stdin (a trailing newline is not part of it) and prints its hash.
+fn hash_password() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        return fail(&e);
+    }
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("authplane: empty password on stdin");
+        return ExitCode::FAILURE;
+    }
+    match crypto::hash_password(password, Argon2Params::DEFAULT) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("authplane: {e}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,189 @@
+//! The client registry: clients from the config file, and client authentication (RFC 6749
+//! section 2.3). A successful secret verification is cached under a hash of the client id and the
+//! presented secret (invariant 5), so the token endpoint pays argon2 once per distinct secret, not
+//! once per request; concurrent first uses of one secret share a single verification.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{RecordCache, Unshare};
+use crate::config::{ClientConfig, TokenEndpointAuthMethod};
+use crate::crypto::{self, PasswordHashString};
+use crate::domain::{GrantType, Scope, TokenHash};
+use crate::error::ApiError;
+use crate::service::hasher::Hasher;
+use crate::telemetry::Metrics;
+
+#[derive(Debug)]
+pub struct Client {
+    pub client_id: String,
+    pub secret: Option<Arc<PasswordHashString>>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scope: Scope,
+    pub auth_method: TokenEndpointAuthMethod,
+    pub require_pkce: bool,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    pub fn pkce_required(&self) -> bool {
+        self.is_public() || self.require_pkce
+    }
+}
+
+/// How a request identified its client. Parsing (the Basic header, the form) happens in `http/`.
+#[derive(Debug)]
+pub enum ClientCredentials {
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    Post {
+        client_id: String,
+        secret: String,
+    },
+    /// `client_id` alone: a public client.
+    Public {
+        client_id: String,
+    },
+    None,
+}
+
+impl ClientCredentials {
+    pub fn used_basic(&self) -> bool {
+        matches!(self, Self::Basic { .. })
+    }
+}
+
+/// Why a verification was not cached: only successes are.
+#[derive(Debug)]
+enum VerifyFailure {
+    Mismatch,
+    Internal(ApiError),
+}
+
+impl Unshare for VerifyFailure {
+    fn unshare(e: Arc<Self>) -> Self {
+        match &*e {
+            Self::Mismatch => Self::Mismatch,
+            Self::Internal(_) => Self::Internal(ApiError::Internal(anyhow::anyhow!(
+                "secret verification failed"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClientRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clients: HashMap<String, Arc<Client>>,
+    verified: RecordCache<TokenHash, ()>,
+    hasher: Hasher,
+}
+
+impl ClientRegistry {
+    pub fn new(
+        configs: &[ClientConfig],
+        hasher: Hasher,
+        cache_capacity: u64,
+        cache_ttl: Duration,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let mut clients = HashMap::new();
+        for c in configs {
+            let secret = match &c.secret_hash {
+                Some(h) => Some(Arc::new(
+                    PasswordHashString::parse(h).map_err(anyhow::Error::msg)?,
+                )),
+                None => None,
+            };
+            let client = Client {
+                client_id: c.client_id.clone(),
+                secret,
+                redirect_uris: c.redirect_uris.clone(),
+                grant_types: c.grant_types.clone(),
+                scope: Scope::from_iter(c.scopes.iter().cloned()),
+                auth_method: c.auth_method(),
+                require_pkce: c.require_pkce,
+            };
+            clients.insert(c.client_id.clone(), Arc::new(client));
+        }
+        // Secrets are static, so verifications may stay cached for as long as the cache keeps them.
+        let verified = RecordCache::new("client_secrets", cache_capacity, cache_ttl, metrics);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                clients,
+                verified,
+                hasher,
+            }),
+        })
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
+        self.inner.clients.get(client_id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.inner.clients.values()
+    }
+
+    pub fn secret_cache(&self) -> &RecordCache<TokenHash, ()> {
+        &self.inner.verified
+    }
+
+    /// Authenticates the client of a token, revocation or introspection request.
+    pub async fn authenticate(&self, creds: ClientCredentials) -> Result<Arc<Client>, ApiError> {
+        let basic = creds.used_basic();
+        let fail = |why: &'static str, client_id: &str| {
+            tracing::info!(target: "security", client_id, reason = why, "client authentication failed");
+            ApiError::InvalidClient { basic }
+        };
+        match creds {
+            ClientCredentials::None => Err(fail("no client authentication", "")),
+            ClientCredentials::Public { client_id } => match self.get(&client_id) {
+                Some(c) if c.is_public() => Ok(Arc::clone(c)),
+                Some(_) => Err(fail("confidential client sent no secret", &client_id)),
+                None => Err(fail("unknown client", &client_id)),
+            },
+            ClientCredentials::Basic { client_id, secret }
+            | ClientCredentials::Post { client_id, secret } => {
+                let Some(client) = self.get(&client_id) else {
+                    return Err(fail("unknown client", &client_id));
+                };
+                let Some(hash) = &client.secret else {
+                    return Err(fail("public client sent a secret", &client_id));
+                };
+                let key = crypto::client_secret_key(&client_id, &secret);
+                let hasher = &self.inner.hasher;
+                let verified = self
+                    .inner
+                    .verified
+                    .get_or_load(&key, async {
+                        match hasher.verify(Arc::clone(hash), secret).await {
+                            Ok(true) => Ok(Some(())),
+                            Ok(false) => Err(VerifyFailure::Mismatch),
+                            Err(e) => Err(VerifyFailure::Internal(e)),
+                        }
+                    })
+                    .await;
+                match verified {
+                    Ok(_) => Ok(Arc::clone(client)),
+                    Err(VerifyFailure::Mismatch) => Err(fail("wrong secret", &client_id)),
+                    Err(VerifyFailure::Internal(e)) => Err(e),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `grant_type=authorization_code` (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
+
+use crate::crypto;
+use crate::domain::{CodeVerifier, GrantType, Timestamp};
+use crate::error::ApiError;
+use crate::service::tokens::{TokenRequest, TokenResponse};
+use crate::service::{Client, TokenService};
+use crate::store::{ConsumeOutcome, GrantRecord};
+
+impl TokenService {
+    pub(crate) async fn authorization_code(
+        &self,
+        client: &Client,
+        req: TokenRequest,
+        now: Timestamp,
+    ) -> Result<TokenResponse, ApiError> {
+        let inner = &self.inner;
+        let code = req
+            .code
+            .as_deref()
+            .ok_or(ApiError::InvalidRequest("code is required"))?;
+        // Syntax first, so a malformed request does not burn the code.
+        let verifier = match req.code_verifier.as_deref() {
+            Some(v) => Some(
+                CodeVerifier::parse(v)
+                    .ok_or(ApiError::InvalidRequest("code_verifier is malformed"))?,
+            ),
+            None => None,
+        };
+        let hash = crypto::hash_token(code);
+        let record = match inner.store.consume_code(&hash).await? {
+            ConsumeOutcome::Consumed(r) => r,
+            ConsumeOutcome::AlreadyConsumed(r) => {
+                // Invariant 2: a replayed code revokes everything issued from its first use.
+                tracing::warn!(target: "security", client_id = %client.client_id, grant = %r.grant_id.to_hex(),
+                    "authorization code replayed; revoking its grant");
+                let tombstone = GrantRecord {
+                    id: r.grant_id,
+                    client_id: r.client_id.clone(),
+                    sub: r.sub.clone(),
+                    scope: r.scope.clone(),
+                    created_at: now,
+                    expires_at: now.add(inner.ttls.refresh_token),
+                    revoked_at: None,
+                };
+                self.revoke_grant(&tombstone, now).await?;
+                return Err(ApiError::InvalidGrant);
+            }
+            ConsumeOutcome::NotFound => {
+                tracing::info!(target: "security", client_id = %client.client_id, "unknown authorization code");
+                return Err(ApiError::InvalidGrant);
+            }
+        };
+        let reject = |why: &'static str| {
+            tracing::info!(target: "security", client_id = %client.client_id, reason = why, "code exchange refused");
+            Err(ApiError::InvalidGrant)
+        };
+        if record.client_id != client.client_id {
+            return reject("code was issued to another client");
+        }
+        if record.expires_at <= now {
+            return reject("code expired");
+        }
+        match (&req.redirect_uri, record.redirect_uri_given) {
+            (Some(uri), _) if *uri != record.redirect_uri => {
+                return reject("redirect_uri differs from authorize");
+            }
+            (None, true) => return reject("redirect_uri missing but was given at authorize"),
+            _ => {}
+        }
+        match (&record.challenge, &verifier) {
+            (Some(challenge), Some(verifier)) => {
+                if !crypto::verify_pkce_s256(verifier, challenge) {
+                    return reject("PKCE verifier does not match the challenge");
+                }
+            }
+            (Some(_), None) => return reject("PKCE verifier missing"),
+            (None, Some(_)) => {
+                return reject("PKCE verifier sent but no challenge was given (downgrade)");
+            }
+            (None, None) => {}
+        }
+        let grant = GrantRecord {
+            id: record.grant_id,
+            client_id: record.client_id.clone(),
+            sub: record.sub.clone(),
+            scope: record.scope.clone(),
+            created_at: now,
+            expires_at: now.add(inner.ttls.refresh_token),
+            revoked_at: None,
+        };
+        let (access, access_record) = self.new_access_token(
+            &client.client_id,
+            Some(&record.sub),
+            record.scope.clone(),
+            Some((grant.id, grant.expires_at)),
+            now,
+        );
+        let refresh = client
+            .allows(GrantType::RefreshToken)
+            .then(|| self.new_refresh_token(&grant, now));
+        inner
+            .store
+            .insert_grant_tokens(&grant, &access_record, refresh.as_ref().map(|(_, r)| r))
+            .await?;
+        let response = self.response(
+            access,
+            &access_record,
+            refresh.as_ref().map(|(v, _)| v.clone()),
+            now,
+        );
+        inner
+            .caches
+            .access_tokens
+            .insert(access_record.hash, access_record)
+            .await;
+        if let Some((_, r)) = refresh {
+            inner.caches.refresh_tokens.insert(r.hash, r).await;
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,30 @@
+//! `grant_type=client_credentials` (RFC 6749 section 4.4): a token for the client itself; no user,
+//! no refresh token.
+
+use crate::domain::Timestamp;
+use crate::error::ApiError;
+use crate::service::tokens::{TokenRequest, TokenResponse};
+use crate::service::{Client, TokenService};
+
+impl TokenService {
+    pub(crate) async fn client_credentials(
+        &self,
+        client: &Client,
+        req: TokenRequest,
+        now: Timestamp,
+    ) -> Result<TokenResponse, ApiError> {
+        if client.is_public() {
+            return Err(ApiError::UnauthorizedClient);
+        }
+        let scope = Self::requested_scope(req.scope.as_deref(), &client.scope)?;
+        let (access, record) = self.new_access_token(&client.client_id, None, scope, None, now);
+        self.inner.store.insert_access_token(&record).await?;
+        let response = self.response(access, &record, None, now);
+        self.inner
+            .caches
+            .access_tokens
+            .insert(record.hash, record)
+            .await;
+        Ok(response)
+    }
+}

@@ -1,0 +1,35 @@
+//! argon2id verification off the async workers. Each check costs tens of milliseconds of CPU, so
+//! it runs on tokio's blocking pool behind a semaphore: a burst of logins can neither starve the
+//! request workers nor grow the blocking pool without bound.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::crypto::PasswordHashString;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+}
+
+impl Hasher {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Verifies `secret` against `hash` in constant time (inside argon2).
+    pub async fn verify(
+        &self,
+        hash: Arc<PasswordHashString>,
+        secret: String,
+    ) -> Result<bool, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || hash.verify(&secret))
+            .await
+            .map_err(ApiError::internal)
+    }
+}

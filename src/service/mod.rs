@@ -1,0 +1,62 @@
+//! Services own the logic: caches, store access, orchestration and error mapping. Handlers in
+//! `http/` only parse, call one of these and map the result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::RecordCache;
+use crate::domain::{GrantId, TokenHash};
+use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, SessionRecord};
+use crate::telemetry::Metrics;
+
+pub mod authorize;
+pub mod clients;
+pub mod grants;
+pub mod hasher;
+pub mod revocation;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+
+pub use authorize::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
+pub use clients::{Client, ClientCredentials, ClientRegistry};
+pub use revocation::RevocationQueue;
+pub use sessions::SessionService;
+pub use tokens::TokenService;
+pub use users::UserDirectory;
+
+/// Lifetimes of what the server issues.
+#[derive(Clone, Copy, Debug)]
+pub struct Ttls {
+    pub session: Duration,
+    pub code: Duration,
+    pub access_token: Duration,
+    pub refresh_token: Duration,
+}
+
+/// The record caches in front of the store, shared by the services and the invalidation paths.
+pub struct Caches {
+    pub sessions: RecordCache<TokenHash, SessionRecord>,
+    pub access_tokens: RecordCache<TokenHash, AccessTokenRecord>,
+    pub refresh_tokens: RecordCache<TokenHash, RefreshTokenRecord>,
+    pub grants: RecordCache<GrantId, GrantRecord>,
+}
+
+impl Caches {
+    pub fn new(capacity: u64, ttl: Duration, metrics: &Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: RecordCache::new("sessions", capacity, ttl, metrics),
+            access_tokens: RecordCache::new("access_tokens", capacity, ttl, metrics),
+            refresh_tokens: RecordCache::new("refresh_tokens", capacity, ttl, metrics),
+            grants: RecordCache::new("grants", capacity, ttl, metrics),
+        })
+    }
+
+    /// Drops everything: used when cross-node invalidations may have been missed.
+    pub fn invalidate_all(&self) {
+        self.sessions.invalidate_all();
+        self.access_tokens.invalidate_all();
+        self.refresh_tokens.invalidate_all();
+        self.grants.invalidate_all();
+    }
+}

@@ -1,0 +1,225 @@
+//! Revocation (RFC 7009), introspection (RFC 7662) and the grant-revocation cascade.
+//!
+//! Revoking a grant takes effect at once: the grant row is marked revoked and every token of it is
+//! checked against that row. Deleting the grant's tokens (the cascade) is cleanup, queued on a
+//! bounded [`RevocationQueue`] that the sweeper drains; when the queue is full, the caller does the
+//! cascade itself, so the queue can never grow without bound.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use metrics::Gauge;
+use serde::Serialize;
+
+use crate::crypto;
+use crate::domain::{GrantId, Timestamp};
+use crate::error::ApiError;
+use crate::service::{Client, TokenService};
+use crate::store::GrantRecord;
+use crate::telemetry::{self, Metrics};
+
+/// Grants revoked whose tokens are not purged yet.
+pub struct RevocationQueue {
+    queue: Mutex<VecDeque<GrantId>>,
+    capacity: usize,
+    pending: Gauge,
+}
+
+impl RevocationQueue {
+    pub fn new(capacity: usize, metrics: &Metrics) -> Self {
+        let pending = metrics.gauge(telemetry::REVOCATIONS_PENDING, &[]);
+        pending.set(0.0);
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            capacity,
+            pending,
+        }
+    }
+
+    /// Queues a grant for purging; `false` when the queue is full.
+    pub fn push(&self, id: GrantId) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= self.capacity {
+            return false;
+        }
+        q.push_back(id);
+        self.pending.set(q.len() as f64);
+        true
+    }
+
+    pub fn pop(&self) -> Option<GrantId> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let id = q.pop_front();
+        self.pending.set(q.len() as f64);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// RFC 7662 section 2.2.
+#[derive(Debug, Default, Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+}
+
+impl TokenService {
+    /// Revokes a grant and everything descending from it. Once this returns, no cache on this
+    /// node accepts any of its tokens.
+    pub async fn revoke_grant(&self, grant: &GrantRecord, now: Timestamp) -> Result<(), ApiError> {
+        let inner = &self.inner;
+        inner.store.revoke_grant(grant, now).await?;
+        inner.caches.grants.invalidate(&grant.id).await;
+        if !inner.revocations.push(grant.id) {
+            tracing::warn!("revocation queue full; purging the grant inline");
+            self.purge_grant(&grant.id, 1000).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a revoked grant's tokens in batches and drops them from the caches.
+    pub async fn purge_grant(&self, id: &GrantId, batch: usize) -> Result<usize, ApiError> {
+        let inner = &self.inner;
+        let mut total = 0;
+        loop {
+            let hashes = inner.store.purge_grant_tokens(id, batch).await?;
+            for h in &hashes {
+                inner.caches.access_tokens.invalidate(h).await;
+                inner.caches.refresh_tokens.invalidate(h).await;
+            }
+            total += hashes.len();
+            if hashes.len() < batch {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Drains the revocation queue; returns how many grants were purged.
+    pub async fn purge_pending(&self, batch: usize) -> Result<usize, ApiError> {
+        let mut n = 0;
+        while let Some(id) = self.inner.revocations.pop() {
+            self.purge_grant(&id, batch).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn revocations(&self) -> &RevocationQueue {
+        &self.inner.revocations
+    }
+
+    /// RFC 7009: revokes `token` if it belongs to `client`; anything else is silently ignored.
+    pub async fn revoke(
+        &self,
+        client: &Client,
+        token: &str,
+        hint: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let hash = crypto::hash_token(token);
+        let store = &self.inner.store;
+        let refresh_first = hint == Some("refresh_token");
+        for refresh in [refresh_first, !refresh_first] {
+            if refresh {
+                if let Some(t) = store.get_refresh_token(&hash).await? {
+                    if t.client_id == client.client_id {
+                        let grant = GrantRecord {
+                            id: t.grant_id,
+                            client_id: t.client_id.clone(),
+                            sub: t.sub.clone(),
+                            scope: t.scope.clone(),
+                            created_at: t.issued_at,
+                            expires_at: t.expires_at,
+                            revoked_at: None,
+                        };
+                        self.revoke_grant(&grant, now).await?;
+                        self.inner.caches.refresh_tokens.invalidate(&hash).await;
+                    } else {
+                        tracing::info!(target: "security", client_id = %client.client_id, "revoke of another client's token ignored");
+                    }
+                    return Ok(());
+                }
+            } else if let Some(t) = store.get_access_token(&hash).await? {
+                if t.client_id == client.client_id {
+                    store.revoke_access_token(&hash, now).await?;
+                    self.inner.caches.access_tokens.invalidate(&hash).await;
+                } else {
+                    tracing::info!(target: "security", client_id = %client.client_id, "revoke of another client's token ignored");
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 7662. A confidential client may introspect any token (it may be a resource server);
+    /// a public client, which proves nothing about itself, only its own.
+    pub async fn introspect(
+        &self,
+        client: &Client,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Introspection, ApiError> {
+        let may_see = |owner: &str| !client.is_public() || owner == client.client_id;
+        if let Some(t) = self.valid_access_token(token, now).await? {
+            if !may_see(&t.client_id) {
+                return Ok(Introspection::default());
+            }
+            return Ok(Introspection {
+                active: true,
+                scope: Some(t.scope.to_string()),
+                client_id: Some(t.client_id.clone()),
+                // client_credentials tokens act for the client itself.
+                sub: Some(t.sub.clone().unwrap_or_else(|| t.client_id.clone())),
+                exp: Some(t.expires_at.secs()),
+                iat: Some(t.issued_at.secs()),
+                token_type: Some("access_token"),
+            });
+        }
+        let hash = crypto::hash_token(token);
+        let store = &self.inner.store;
+        let Some(t) = self
+            .inner
+            .caches
+            .refresh_tokens
+            .get_or_load(&hash, store.get_refresh_token(&hash))
+            .await?
+        else {
+            return Ok(Introspection::default());
+        };
+        let live = t.rotated_at.is_none()
+            && t.expires_at > now
+            && self.grant_active(&t.grant_id, now).await?;
+        if !live || !may_see(&t.client_id) {
+            return Ok(Introspection::default());
+        }
+        Ok(Introspection {
+            active: true,
+            scope: Some(t.scope.to_string()),
+            client_id: Some(t.client_id.clone()),
+            sub: Some(t.sub.clone()),
+            exp: Some(t.expires_at.secs()),
+            iat: Some(t.issued_at.secs()),
+            token_type: Some("refresh_token"),
+        })
+    }
+}

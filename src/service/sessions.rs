@@ -1,0 +1,108 @@
+//! Login sessions: password checks, the session credential, its lookup and logout.
+
+use std::sync::Arc;
+
+use crate::crypto;
+use crate::domain::Timestamp;
+use crate::error::ApiError;
+use crate::service::hasher::Hasher;
+use crate::service::{Caches, Ttls, UserDirectory};
+use crate::store::{SessionRecord, Store};
+
+/// A session just created: the cookie value goes to the browser once.
+pub struct NewSession {
+    pub value: String,
+    pub expires_in: u64,
+}
+
+#[derive(Clone)]
+pub struct SessionService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    caches: Arc<Caches>,
+    users: Arc<UserDirectory>,
+    hasher: Hasher,
+    ttls: Ttls,
+}
+
+impl SessionService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        caches: Arc<Caches>,
+        users: Arc<UserDirectory>,
+        hasher: Hasher,
+        ttls: Ttls,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                caches,
+                users,
+                hasher,
+                ttls,
+            }),
+        }
+    }
+
+    /// Checks the password and opens a session. An unknown user costs one argon2 verification
+    /// too, against a dummy hash, and fails the same way.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        now: Timestamp,
+    ) -> Result<NewSession, ApiError> {
+        let inner = &self.inner;
+        let user = inner.users.by_username(username);
+        let hash = user.map_or_else(|| inner.users.dummy_hash(), |u| Arc::clone(&u.password));
+        let ok = inner.hasher.verify(hash, password).await?;
+        let user = match user {
+            Some(u) if ok => u,
+            _ => {
+                tracing::info!(target: "security", known_user = user.is_some(), "login failed");
+                return Err(ApiError::InvalidCredentials);
+            }
+        };
+        let token = crypto::generate_token();
+        let record = SessionRecord {
+            hash: token.hash,
+            sub: user.sub.clone(),
+            auth_time: now,
+            expires_at: now.add(inner.ttls.session),
+        };
+        inner.store.insert_session(&record).await?;
+        inner.caches.sessions.insert(record.hash, record).await;
+        Ok(NewSession {
+            value: token.value,
+            expires_in: inner.ttls.session.as_secs(),
+        })
+    }
+
+    /// The live session for a cookie value, if any.
+    pub async fn resolve(
+        &self,
+        cookie: &str,
+        now: Timestamp,
+    ) -> Result<Option<Arc<SessionRecord>>, ApiError> {
+        let hash = crypto::hash_token(cookie);
+        let store = &self.inner.store;
+        let session = self
+            .inner
+            .caches
+            .sessions
+            .get_or_load(&hash, store.get_session(&hash))
+            .await?;
+        Ok(session.filter(|s| s.expires_at > now))
+    }
+
+    /// Ends the session; once this returns, no cache on this node accepts it.
+    pub async fn logout(&self, cookie: &str) -> Result<(), ApiError> {
+        let hash = crypto::hash_token(cookie);
+        self.inner.store.delete_session(&hash).await?;
+        self.inner.caches.sessions.invalidate(&hash).await;
+        Ok(())
+    }
+}

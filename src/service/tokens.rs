@@ -1,0 +1,259 @@
+//! The token service: the token endpoint's dispatch, token issuance, and access-token validation
+//! for userinfo and introspection. Each grant lives in its own file under `grants/`.
+
+use std::sync::Arc;
+
+use metrics::Counter;
+use serde::Serialize;
+
+use crate::crypto;
+use crate::domain::{GrantId, GrantType, Scope, Timestamp};
+use crate::error::ApiError;
+use crate::service::{Caches, Client, RevocationQueue, Ttls, UserDirectory};
+use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store};
+use crate::telemetry::{self, Metrics};
+
+/// Token endpoint parameters as they arrived (empty values count as absent).
+#[derive(Debug, Default)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// RFC 6749 section 5.1.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// OpenID Connect Core section 5.3.2, limited by the token's scope.
+#[derive(Debug, Serialize)]
+pub struct UserInfo {
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct TokenService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) caches: Arc<Caches>,
+    pub(crate) users: Arc<UserDirectory>,
+    pub(crate) ttls: Ttls,
+    pub(crate) revocations: Arc<RevocationQueue>,
+    issued: [Counter; 3],
+}
+
+impl TokenService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        caches: Arc<Caches>,
+        users: Arc<UserDirectory>,
+        ttls: Ttls,
+        revocations: Arc<RevocationQueue>,
+        metrics: &Metrics,
+    ) -> Self {
+        let issued = [
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ]
+        .map(|g| metrics.counter(telemetry::TOKENS_ISSUED, &[("grant_type", g.as_str())]));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                caches,
+                users,
+                ttls,
+                revocations,
+                issued,
+            }),
+        }
+    }
+
+    /// The token endpoint, after client authentication.
+    pub async fn exchange(
+        &self,
+        client: &Client,
+        req: TokenRequest,
+        now: Timestamp,
+    ) -> Result<TokenResponse, ApiError> {
+        let grant = req
+            .grant_type
+            .as_deref()
+            .ok_or(ApiError::InvalidRequest("grant_type is required"))?;
+        let grant = GrantType::parse(grant).ok_or(ApiError::UnsupportedGrantType)?;
+        if !client.allows(grant) {
+            return Err(ApiError::UnauthorizedClient);
+        }
+        let res = match grant {
+            GrantType::AuthorizationCode => self.authorization_code(client, req, now).await,
+            GrantType::RefreshToken => self.refresh_token(client, req, now).await,
+            GrantType::ClientCredentials => self.client_credentials(client, req, now).await,
+        }?;
+        self.inner.issued[grant as usize].increment(1);
+        Ok(res)
+    }
+
+    /// A new access token record for a grant, never outliving it.
+    pub(crate) fn new_access_token(
+        &self,
+        client_id: &str,
+        sub: Option<&str>,
+        scope: Scope,
+        grant: Option<(GrantId, Timestamp)>,
+        now: Timestamp,
+    ) -> (String, AccessTokenRecord) {
+        let token = crypto::generate_token();
+        let mut expires_at = now.add(self.inner.ttls.access_token);
+        if let Some((_, grant_expiry)) = grant {
+            expires_at = expires_at.min(grant_expiry);
+        }
+        let record = AccessTokenRecord {
+            hash: token.hash,
+            client_id: client_id.to_owned(),
+            sub: sub.map(str::to_owned),
+            scope,
+            grant_id: grant.map(|(id, _)| id),
+            issued_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        (token.value, record)
+    }
+
+    pub(crate) fn new_refresh_token(
+        &self,
+        grant: &GrantRecord,
+        now: Timestamp,
+    ) -> (String, RefreshTokenRecord) {
+        let token = crypto::generate_token();
+        let record = RefreshTokenRecord {
+            hash: token.hash,
+            client_id: grant.client_id.clone(),
+            sub: grant.sub.clone(),
+            scope: grant.scope.clone(),
+            grant_id: grant.id,
+            issued_at: now,
+            expires_at: grant.expires_at,
+            rotated_at: None,
+        };
+        (token.value, record)
+    }
+
+    pub(crate) fn response(
+        &self,
+        access: String,
+        record: &AccessTokenRecord,
+        refresh: Option<String>,
+        now: Timestamp,
+    ) -> TokenResponse {
+        TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: now.secs_until(record.expires_at),
+            scope: record.scope.to_string(),
+            refresh_token: refresh,
+        }
+    }
+
+    /// Whether a grant exists and is not revoked or expired. A missing grant is not active: its
+    /// tokens were issued under a grant that has since been swept or never committed.
+    pub(crate) async fn grant_active(
+        &self,
+        id: &GrantId,
+        now: Timestamp,
+    ) -> Result<bool, ApiError> {
+        let store = &self.inner.store;
+        let grant = self
+            .inner
+            .caches
+            .grants
+            .get_or_load(id, store.get_grant(id))
+            .await?;
+        Ok(grant.is_some_and(|g| g.revoked_at.is_none() && g.expires_at > now))
+    }
+
+    /// The access token record when the token is currently valid: known, not expired, not
+    /// revoked, and its grant active. Checked on every call, cached or not.
+    pub async fn valid_access_token(
+        &self,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<Option<Arc<AccessTokenRecord>>, ApiError> {
+        let hash = crypto::hash_token(value);
+        let store = &self.inner.store;
+        let Some(record) = self
+            .inner
+            .caches
+            .access_tokens
+            .get_or_load(&hash, store.get_access_token(&hash))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if record.revoked_at.is_some() || record.expires_at <= now {
+            return Ok(None);
+        }
+        if let Some(grant) = &record.grant_id {
+            if !self.grant_active(grant, now).await? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// The UserInfo endpoint (OIDC Core 5.3): claims by scope.
+    pub async fn userinfo(&self, token: &str, now: Timestamp) -> Result<UserInfo, ApiError> {
+        let record = self
+            .valid_access_token(token, now)
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
+        let sub = record.sub.as_deref().ok_or(ApiError::InsufficientScope)?;
+        if !record.scope.contains("openid") {
+            return Err(ApiError::InsufficientScope);
+        }
+        // A user removed from the configuration no longer has claims to give.
+        let user = self.inner.users.by_sub(sub).ok_or(ApiError::InvalidToken)?;
+        let profile = record.scope.contains("profile");
+        let email = record.scope.contains("email");
+        Ok(UserInfo {
+            sub: user.sub.clone(),
+            name: if profile { user.name.clone() } else { None },
+            email: if email { user.email.clone() } else { None },
+            email_verified: (email && user.email.is_some()).then_some(user.email_verified),
+        })
+    }
+
+    /// The scope a token request asks for: all of `allowed` when absent, else a subset of it.
+    pub(crate) fn requested_scope(
+        requested: Option<&str>,
+        allowed: &Scope,
+    ) -> Result<Scope, ApiError> {
+        let scope = match requested {
+            None => allowed.clone(),
+            Some(s) => Scope::parse(s).ok_or(ApiError::InvalidScope)?,
+        };
+        if scope.is_empty() || !scope.is_subset(allowed) {
+            return Err(ApiError::InvalidScope);
+        }
+        Ok(scope)
+    }
+}

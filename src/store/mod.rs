@@ -1,0 +1,206 @@
+//! The store seam: async traits over the records the protocol keeps, with the atomic operations it
+//! needs (consume a code exactly once, rotate a refresh token exactly once, revoke a whole grant).
+//! Two implementations: `memory` (dashmap, the default) and `postgres` (pooled, multi-node).
+//! Records are keyed by the SHA-256 of their credential; no credential value ever reaches a store.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
+
+pub mod memory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or no connection was free in time: the caller answers 503.
+    #[error("store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else: the caller answers 500.
+    #[error("store error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A login session (the `authplane_session` cookie).
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub hash: TokenHash,
+    pub sub: String,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// An authorization code, bound to everything the token request must match (invariant 2).
+#[derive(Clone, Debug)]
+pub struct CodeRecord {
+    pub hash: TokenHash,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Whether the authorize request named the redirect_uri: then the token request must repeat it
+    /// (RFC 6749 section 4.1.3).
+    pub redirect_uri_given: bool,
+    pub sub: String,
+    pub scope: Scope,
+    pub challenge: Option<CodeChallenge>,
+    /// The grant the code's tokens will belong to, so a replay can revoke them.
+    pub grant_id: GrantId,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+    pub consumed: bool,
+}
+
+/// One authorization: the root that a code's refresh and access tokens descend from.
+#[derive(Clone, Debug)]
+pub struct GrantRecord {
+    pub id: GrantId,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+    /// No token of the grant outlives this; the sweeper removes the grant after it.
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessTokenRecord {
+    pub hash: TokenHash,
+    pub client_id: String,
+    /// `None` for client_credentials tokens.
+    pub sub: Option<String>,
+    pub scope: Scope,
+    /// `None` for client_credentials tokens.
+    pub grant_id: Option<GrantId>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RefreshTokenRecord {
+    pub hash: TokenHash,
+    pub client_id: String,
+    pub sub: String,
+    /// The grant's scope; a refresh may ask for less, never more.
+    pub scope: Scope,
+    pub grant_id: GrantId,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Set when the token was exchanged for a new one; presenting it again is a replay.
+    pub rotated_at: Option<Timestamp>,
+}
+
+pub enum ConsumeOutcome {
+    /// This call consumed the code; the record is as it was before.
+    Consumed(CodeRecord),
+    /// The code was consumed before: a replay.
+    AlreadyConsumed(CodeRecord),
+    NotFound,
+}
+
+pub enum RotateOutcome {
+    /// This call rotated the token and stored its successors.
+    Rotated,
+    /// Someone rotated it first: a replay.
+    AlreadyRotated,
+    NotFound,
+}
+
+/// What the sweeper removes, one kind at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Sessions,
+    Codes,
+    AccessTokens,
+    RefreshTokens,
+    Grants,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 5] = [
+        Self::Sessions,
+        Self::Codes,
+        Self::AccessTokens,
+        Self::RefreshTokens,
+        Self::Grants,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sessions => "sessions",
+            Self::Codes => "codes",
+            Self::AccessTokens => "access_tokens",
+            Self::RefreshTokens => "refresh_tokens",
+            Self::Grants => "grants",
+        }
+    }
+}
+
+/// Connection pool occupancy; all zero for the memory store.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PoolStatus {
+    pub size: usize,
+    pub idle: usize,
+    pub in_use: usize,
+    pub waiting: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `memory` or `postgres`, for health reports.
+    fn kind(&self) -> &'static str;
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus::default()
+    }
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn get_session(&self, hash: &TokenHash) -> StoreResult<Option<SessionRecord>>;
+    /// Logout. Returns whether a session was removed.
+    async fn delete_session(&self, hash: &TokenHash) -> StoreResult<bool>;
+
+    async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()>;
+    /// Marks the code consumed, atomically: of concurrent callers exactly one gets `Consumed`.
+    async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome>;
+
+    /// Stores a new grant (unless it exists already, possibly revoked by a code replay that raced
+    /// this call; an existing grant is left as it is) and its first tokens, all or nothing.
+    async fn insert_grant_tokens(
+        &self,
+        grant: &GrantRecord,
+        access: &AccessTokenRecord,
+        refresh: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()>;
+    /// A client_credentials token: no grant, no refresh token.
+    async fn insert_access_token(&self, access: &AccessTokenRecord) -> StoreResult<()>;
+    async fn get_access_token(&self, hash: &TokenHash) -> StoreResult<Option<AccessTokenRecord>>;
+    async fn get_refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>>;
+    async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>>;
+    /// Compare-and-swap: marks `old` rotated only if it is not rotated yet, then stores its
+    /// successors; of concurrent callers exactly one gets `Rotated`.
+    async fn rotate_refresh_token(
+        &self,
+        old: &TokenHash,
+        now: Timestamp,
+        access: &AccessTokenRecord,
+        refresh: &RefreshTokenRecord,
+    ) -> StoreResult<RotateOutcome>;
+    async fn revoke_access_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool>;
+    /// Marks the grant revoked, creating a revoked tombstone when it does not exist yet (a code
+    /// replay can race the first redemption). Takes effect at once: every token of the grant is
+    /// checked against it. Returns whether the grant was active before.
+    async fn revoke_grant(&self, tombstone: &GrantRecord, now: Timestamp) -> StoreResult<bool>;
+    /// The cascade after a revocation: deletes up to `limit` tokens of a revoked grant and returns
+    /// their hashes (so caches can drop them); fewer than `limit` means it is done.
+    async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>>;
+
+    /// Deletes up to `limit` records of `kind` that expired before `now`; returns how many.
+    async fn delete_expired(
+        &self,
+        kind: RecordKind,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<usize>;
+}

@@ -1,0 +1,238 @@
+//! Telemetry: the tracing subscriber (text or JSON logs, optional OTLP export) and the metrics
+//! registry. Metrics go to a Prometheus recorder owned by the application, not a process-global
+//! one, so that every `Application` (and every test) has its own and `/metrics` renders exactly it.
+
+use std::sync::Arc;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LogFormat;
+
+static METADATA: Metadata<'static> =
+    Metadata::new("authplane", metrics::Level::INFO, Some(module_path!()));
+
+/// Request latency buckets (seconds): fine below 10 ms where the hot paths live, coarse above.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Sweeper runs take longer: up to minutes for a large backlog.
+const SWEEP_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0];
+
+pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
+pub const CACHE_HITS: &str = "authplane_cache_hits_total";
+pub const CACHE_MISSES: &str = "authplane_cache_misses_total";
+pub const CACHE_EVICTIONS: &str = "authplane_cache_evictions_total";
+pub const CACHE_ENTRIES: &str = "authplane_cache_entries";
+pub const SWEEP_DURATION: &str = "authplane_sweeper_run_duration_seconds";
+pub const SWEEP_REMOVED: &str = "authplane_sweeper_removed_total";
+pub const SWEEP_LAST_RUN: &str = "authplane_sweeper_last_run_timestamp_seconds";
+pub const QUEUE_DEPTH: &str = "authplane_queue_depth";
+pub const REQUESTS_SHED: &str = "authplane_requests_shed_total";
+pub const POOL_CONNECTIONS: &str = "authplane_store_pool_connections";
+pub const POOL_MAX: &str = "authplane_store_pool_max_connections";
+pub const POOL_WAIT: &str = "authplane_store_pool_wait_seconds";
+pub const STORE_OP_DURATION: &str = "authplane_store_operation_duration_seconds";
+pub const TOKENS_ISSUED: &str = "authplane_tokens_issued_total";
+pub const REVOCATIONS_PENDING: &str = "authplane_revocations_pending";
+pub const THROTTLED: &str = "authplane_throttled_total";
+pub const AUTH_FAILURES: &str = "authplane_auth_failures_total";
+
+/// The application's metrics registry: a cheap-clone handle over its own Prometheus recorder.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(SWEEP_DURATION.into()), SWEEP_BUCKETS)
+            });
+        // The bucket lists are constants and non-empty, so the builder cannot refuse them; fall
+        // back to the exporter's defaults all the same rather than panic.
+        let recorder = builder
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            .build_recorder();
+        let handle = recorder.handle();
+        let m = Self {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        m.describe();
+        m
+    }
+
+    fn describe(&self) {
+        let r = &self.recorder;
+        let d = |name: &'static str, unit: Option<Unit>, help: &'static str, kind: u8| {
+            let (k, h) = (KeyName::from_const_str(name), SharedString::const_str(help));
+            match kind {
+                0 => r.describe_counter(k, unit, h),
+                1 => r.describe_gauge(k, unit, h),
+                _ => r.describe_histogram(k, unit, h),
+            }
+        };
+        d(
+            HTTP_DURATION,
+            Some(Unit::Seconds),
+            "HTTP request duration by method, matched route and status",
+            2,
+        );
+        d(CACHE_HITS, None, "Cache lookups answered from the cache", 0);
+        d(
+            CACHE_MISSES,
+            None,
+            "Cache lookups that went to the store",
+            0,
+        );
+        d(
+            CACHE_EVICTIONS,
+            None,
+            "Entries removed from a cache, by cause",
+            0,
+        );
+        d(CACHE_ENTRIES, None, "Entries currently in a cache", 1);
+        d(
+            SWEEP_DURATION,
+            Some(Unit::Seconds),
+            "Duration of one sweeper run",
+            2,
+        );
+        d(
+            SWEEP_REMOVED,
+            None,
+            "Expired records removed by the sweeper, by kind",
+            0,
+        );
+        d(
+            SWEEP_LAST_RUN,
+            Some(Unit::Seconds),
+            "Unix time the sweeper last finished a run",
+            1,
+        );
+        d(
+            QUEUE_DEPTH,
+            None,
+            "Requests waiting for a slot on a hot endpoint",
+            1,
+        );
+        d(
+            REQUESTS_SHED,
+            None,
+            "Requests refused with 503 because a hot endpoint was full",
+            0,
+        );
+        d(POOL_CONNECTIONS, None, "Store connections by state", 1);
+        d(POOL_MAX, None, "Largest number of store connections", 1);
+        d(
+            POOL_WAIT,
+            Some(Unit::Seconds),
+            "Time spent waiting for a store connection",
+            2,
+        );
+        d(
+            STORE_OP_DURATION,
+            Some(Unit::Seconds),
+            "Store operation duration by operation",
+            2,
+        );
+        d(
+            TOKENS_ISSUED,
+            None,
+            "Access tokens issued, by grant type",
+            0,
+        );
+        d(
+            REVOCATIONS_PENDING,
+            None,
+            "Revoked grants whose tokens are not purged yet",
+            1,
+        );
+        d(
+            THROTTLED,
+            None,
+            "Requests refused because of too many failures, by key kind",
+            0,
+        );
+        d(
+            AUTH_FAILURES,
+            None,
+            "Failed logins and client authentications, by kind",
+            0,
+        );
+    }
+
+    fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect();
+        Key::from_parts(name, labels)
+    }
+
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&Self::key(name, labels), &METADATA)
+    }
+
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder
+            .register_gauge(&Self::key(name, labels), &METADATA)
+    }
+
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&Self::key(name, labels), &METADATA)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+/// Installs the process's tracing subscriber. Called once by `main`; tests opt in with `TEST_LOG`.
+/// The returned guard flushes the OTLP exporter when dropped.
+pub fn init_tracing(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> anyhow::Result<crate::otlp::OtlpGuard> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (otlp_layer, guard) = crate::otlp::layer(otlp_endpoint)?;
+    let registry = tracing_subscriber::registry().with(otlp_layer);
+    match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_filter(filter),
+            )
+            .try_init()?,
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init()?,
+    }
+    Ok(guard)
+}
+
+use tracing_subscriber::Layer as _;
