@@ -25,7 +25,7 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(
             self.0
                 .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
@@ -85,10 +85,6 @@ impl Scope {
         Some(Self(set))
     }
 
-    pub fn from_iter<I: IntoIterator<Item = S>, S: Into<String>>(it: I) -> Self {
-        Self(it.into_iter().map(Into::into).collect())
-    }
-
     pub fn contains(&self, s: &str) -> bool {
         self.0.contains(s)
     }
@@ -107,6 +103,12 @@ impl Scope {
 
     pub fn union(&self, other: &Scope) -> Scope {
         Scope(self.0.union(&other.0).cloned().collect())
+    }
+}
+
+impl FromIterator<String> for Scope {
+    fn from_iter<I: IntoIterator<Item = String>>(it: I) -> Self {
+        Self(it.into_iter().collect())
     }
 }
 
@@ -212,7 +214,7 @@ mod tests {
     #[test]
     fn timestamp_arithmetic() {
         let t = Timestamp(1_000);
-        assert_eq!(t.add(Duration::from_secs(2)), Timestamp(3_000));
+        assert_eq!(t.plus(Duration::from_secs(2)), Timestamp(3_000));
         assert_eq!(t.secs_until(Timestamp(3_999)), 2);
         assert_eq!(Timestamp(5_000).secs_until(t), 0);
     }

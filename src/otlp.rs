@@ -1,25 +1,14 @@
 //! Optional trace export over OTLP (`--otlp-endpoint`).
 
-use tracing_subscriber::Registry;
+use tracing_subscriber::{Layer, Registry};
 
 /// Flushes the exporter when dropped.
 pub struct OtlpGuard;
 
-pub type OtlpLayer = Option<tracing_subscriber::layer::Identity>;
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// The OTLP layer for the subscriber, when an endpoint is configured.
-pub fn layer(
-    endpoint: Option<&str>,
-) -> anyhow::Result<(
-    Option<
-        tracing_subscriber::filter::Filtered<
-            tracing_subscriber::layer::Identity,
-            tracing_subscriber::filter::LevelFilter,
-            Registry,
-        >,
-    >,
-    OtlpGuard,
-)> {
+pub fn layer(endpoint: Option<&str>) -> anyhow::Result<(Option<BoxedLayer>, OtlpGuard)> {
     if endpoint.is_some() {
         anyhow::bail!("this build of authplane cannot export traces over OTLP yet");
     }

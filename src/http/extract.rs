@@ -4,6 +4,7 @@
 //! duplicated, and an empty value counts as absent (RFC 6749 section 3.1).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -40,12 +41,15 @@ impl Params {
             if value.is_empty() {
                 continue;
             }
-            if p.values.contains_key(&name) {
-                if !p.duplicated.contains(&name) {
-                    p.duplicated.push(name);
+            match p.values.entry(name) {
+                Entry::Occupied(e) => {
+                    if !p.duplicated.contains(e.key()) {
+                        p.duplicated.push(e.key().clone());
+                    }
                 }
-            } else {
-                p.values.insert(name, value);
+                Entry::Vacant(e) => {
+                    e.insert(value);
+                }
             }
         }
         Ok(p)

@@ -157,7 +157,7 @@ impl AuthorizeService {
             challenge: checked.challenge,
             grant_id: crypto::generate_grant_id(),
             auth_time: session.auth_time,
-            expires_at: now.add(inner.ttls.code),
+            expires_at: now.plus(inner.ttls.code),
             consumed: false,
         };
         inner.store.insert_code(&record).await?;

@@ -71,7 +71,7 @@ impl SessionService {
             hash: token.hash,
             sub: user.sub.clone(),
             auth_time: now,
-            expires_at: now.add(inner.ttls.session),
+            expires_at: now.plus(inner.ttls.session),
         };
         inner.store.insert_session(&record).await?;
         inner.caches.sessions.insert(record.hash, record).await;

@@ -122,7 +122,7 @@ impl TokenService {
         now: Timestamp,
     ) -> (String, AccessTokenRecord) {
         let token = crypto::generate_token();
-        let mut expires_at = now.add(self.inner.ttls.access_token);
+        let mut expires_at = now.plus(self.inner.ttls.access_token);
         if let Some((_, grant_expiry)) = grant {
             expires_at = expires_at.min(grant_expiry);
         }

@@ -40,7 +40,7 @@ impl TokenService {
                     sub: r.sub.clone(),
                     scope: r.scope.clone(),
                     created_at: now,
-                    expires_at: now.add(inner.ttls.refresh_token),
+                    expires_at: now.plus(inner.ttls.refresh_token),
                     revoked_at: None,
                 };
                 self.revoke_grant(&tombstone, now).await?;
@@ -86,7 +86,7 @@ impl TokenService {
             sub: record.sub.clone(),
             scope: record.scope.clone(),
             created_at: now,
-            expires_at: now.add(inner.ttls.refresh_token),
+            expires_at: now.plus(inner.ttls.refresh_token),
             revoked_at: None,
         };
         let (access, access_record) = self.new_access_token(

@@ -1,0 +1,107 @@
+//! Configuration precedence (flag > environment > file > default), through the real binary.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authplane"));
+    cmd.arg("check-config").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Do not let the developer's environment leak into the test.
+    for var in [
+        "AUTHPLANE_SESSION_TTL",
+        "AUTHPLANE_CODE_TTL",
+        "AUTHPLANE_ACCESS_TOKEN_TTL",
+        "AUTHPLANE_CONFIG",
+        "AUTHPLANE_ISSUER",
+    ] {
+        if !env.iter().any(|(k, _)| *k == var) {
+            cmd.env_remove(var);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn flag_beats_environment_beats_file_beats_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.toml");
+    std::fs::write(
+        &file,
+        "[settings]\nsession_ttl = \"3h\"\ncode_ttl = \"30s\"\naccess_token_ttl = \"5m\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let cfg = check_config(
+        &["--config", path, "--session-ttl", "1h"],
+        &[
+            ("AUTHPLANE_SESSION_TTL", "2h"),
+            ("AUTHPLANE_CODE_TTL", "45s"),
+        ],
+    );
+    assert_eq!(cfg["session_ttl"], "1h", "flag over environment and file");
+    assert_eq!(cfg["code_ttl"], "45s", "environment over file");
+    assert_eq!(cfg["access_token_ttl"], "5m", "file over default");
+    assert_eq!(cfg["refresh_token_ttl"], "30days", "default");
+    assert_eq!(cfg["listen"], "127.0.0.1:8080");
+    // The config path itself can come from the environment.
+    let cfg = check_config(&[], &[("AUTHPLANE_CONFIG", path)]);
+    assert_eq!(cfg["session_ttl"], "3h");
+}
+
+#[test]
+fn the_default_config_is_the_demo_config() {
+    let cfg = check_config(&[], &[]);
+    assert_eq!(cfg["issuer"], "http://127.0.0.1:8080");
+    assert_eq!(cfg["store"], "memory");
+    assert_eq!(cfg["cache_capacity"], 100_000);
+}
+
+#[test]
+fn bad_configuration_fails_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[settings]\nsession_tll = \"3h\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .args(["check-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("session_tll"));
+    let out = Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .args(["check-config", "--session-ttl", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn hash_password_prints_a_verifiable_argon2id_hash() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"wonderland\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap();
+    let hash = authplane::crypto::PasswordHashString::parse(phc.trim()).unwrap();
+    assert!(phc.starts_with("$argon2id$"));
+    assert!(hash.verify("wonderland"));
+    assert!(!hash.verify("wonderland\n"));
+}

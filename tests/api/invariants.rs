@@ -1,0 +1,165 @@
+//! CONTRACT section 4 invariants that cut across endpoints: 1 (only hashes are kept or logged)
+//! and 7 (internal errors never reach clients with detail).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use authplane::crypto::hash_token;
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+use crate::test_store::{INTERNAL, NORMAL, TestStore, UNAVAILABLE};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Captures every log line of this (current-thread) test, the server's included.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    (out, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn credentials_are_stored_and_logged_only_as_hashes() {
+    let (logs, _guard) = capture();
+    let app = spawn_app().await;
+    let session = app.login().await;
+    let code = app.code(&session, APP, APP_REDIRECT, "openid").await;
+    let t = json(app.redeem_app(&code).await).await;
+    let (access, refresh) = (s(&t, "access_token"), s(&t, "refresh_token"));
+    app.userinfo(&access).await;
+    let next = json(app.refresh_app(&refresh).await).await;
+    app.revoke((APP, APP_SECRET), &s(&next, "refresh_token"))
+        .await;
+    app.redeem_app(&code).await; // a replay, logged on the security target
+    app.token(
+        Some((APP, "wrong-secret")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+
+    // Stores are keyed by SHA-256 and find nothing under the raw values.
+    let store = &app.store;
+    assert!(
+        store
+            .get_session(&hash_token(&session))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_access_token(&hash_token(&access))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_refresh_token(&hash_token(&refresh))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let raw = authplane::domain::TokenHash(access.as_bytes()[..32].try_into().unwrap());
+    assert!(store.get_access_token(&raw).await.unwrap().is_none());
+
+    let text = logs.text();
+    assert!(
+        text.contains("authorization code replayed"),
+        "the security log is captured: {text}"
+    );
+    for secret in [
+        &session,
+        &code,
+        &access,
+        &refresh,
+        &s(&next, "access_token"),
+        &s(&next, "refresh_token"),
+    ] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a credential leaked into the logs"
+        );
+    }
+    for secret in [APP_SECRET, "wrong-secret", "wonderland", VERIFIER] {
+        assert!(!text.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_request_id() {
+    let (logs, _guard) = capture();
+    let store = Arc::new(TestStore::default());
+    let app = spawn_with(test_config(|_| {}), Some(store.clone())).await;
+    let t = app.app_tokens("openid").await;
+    let access = s(&t, "access_token");
+    assert_eq!(
+        app.userinfo(&access).await.status(),
+        StatusCode::OK,
+        "warm the caches"
+    );
+    store.set_mode(INTERNAL);
+    let res = app.userinfo("never-seen-token").await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(res.text().await.unwrap(), r#"{"error":"server_error"}"#);
+    let res = app
+        .token(
+            Some((APP, APP_SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.text().await.unwrap(), r#"{"error":"server_error"}"#);
+
+    store.set_mode(UNAVAILABLE);
+    let res = app.refresh_app(&s(&t, "refresh_token")).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"error":"temporarily_unavailable"}"#
+    );
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Cached, still-valid records keep serving during the outage.
+    assert_eq!(app.userinfo(&access).await.status(), StatusCode::OK);
+
+    store.set_mode(NORMAL);
+    assert_eq!(
+        app.refresh_app(&s(&t, "refresh_token")).await.status(),
+        StatusCode::OK
+    );
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("SECRET-DETAIL"))
+        .expect("the cause is logged");
+    assert!(
+        line.contains(&request_id) || text.contains(&format!("request_id={request_id}")),
+        "{line}"
+    );
+}

@@ -1,0 +1,18 @@
+//! One integration-test binary: each module is an area of CONTRACT.md, driving a real server on
+//! 127.0.0.1:0 (see `helpers::spawn_app`). Set `TEST_LOG=1` to see the server's logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod test_store;
+
+mod authorize;
+mod config;
+mod invariants;
+mod login;
+mod malformed;
+mod metadata;
+mod overload;
+mod refresh;
+mod revoke;
+mod token;
+mod userinfo;

@@ -1,0 +1,148 @@
+//! Invariant 8 (load shedding) and invariant 9 (graceful shutdown), driven deterministically by a
+//! store that holds calls until released.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+use crate::test_store::TestStore;
+
+/// Polls the health document until `pred` holds (bounded; the events are internal counters).
+async fn until_queue(app: &TestApp, route: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let report = serde_json::to_value(app.state.health.report().await).unwrap();
+            if pred(&report["queues"][route]) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("queue state reached");
+}
+
+#[tokio::test]
+async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
+    let store = Arc::new(TestStore::default());
+    let cfg = test_config(|s| {
+        s.max_inflight = Some(2);
+        s.queue_capacity = Some(2);
+    });
+    let app = spawn_with(cfg, Some(store.clone())).await;
+    store.hold();
+    let mut running = Vec::new();
+    for i in 0..4 {
+        let req = app
+            .client
+            .get(app.url("/auth/userinfo"))
+            .bearer_auth(format!("unknown-token-{i}"));
+        running.push(tokio::spawn(req.send()));
+    }
+    store.until_waiting(2).await;
+    until_queue(&app, "/auth/userinfo", |q| {
+        q["in_flight"] == 2 && q["waiting"] == 2
+    })
+    .await;
+    let calls = store.calls.load(Ordering::SeqCst);
+    let res = app.userinfo("one-too-many").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(json(res).await["error"], "temporarily_unavailable");
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        calls,
+        "the shed request never reached the store"
+    );
+    // Other endpoints are not affected, nor are health and metrics.
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"authplane_requests_shed_total{route="/auth/userinfo"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"authplane_queue_depth{route="/auth/userinfo"} 2"#));
+    store.release();
+    for r in running {
+        assert_eq!(
+            r.await.unwrap().unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "every admitted request is answered"
+        );
+    }
+    until_queue(&app, "/auth/userinfo", |q| {
+        q["in_flight"] == 0 && q["waiting"] == 0 && q["shed_total"] == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_past_the_timeout_get_503() {
+    let store = Arc::new(TestStore::default());
+    let app = spawn_with(
+        test_config(|s| s.request_timeout = Some("200ms".parse().unwrap())),
+        Some(store.clone()),
+    )
+    .await;
+    store.hold();
+    let res = app.userinfo("held").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(res).await["error"], "temporarily_unavailable");
+    store.release();
+}
+
+#[tokio::test]
+async fn shutdown_answers_in_flight_requests_then_stops() {
+    let store = Arc::new(TestStore::default());
+    let app = spawn_with(test_config(|_| {}), Some(store.clone())).await;
+    let t = app.app_tokens("openid").await;
+    // A revocation leaves purge work pending; shutdown flushes it.
+    app.revoke((APP, APP_SECRET), &s(&t, "refresh_token")).await;
+    assert_eq!(app.state.tokens.revocations().len(), 1);
+    store.hold();
+    let in_flight = tokio::spawn(
+        app.client
+            .get(app.url("/auth/userinfo"))
+            .bearer_auth("held-token")
+            .send(),
+    );
+    store.until_waiting(1).await;
+    app.cancel.cancel();
+    store.release();
+    let res = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the in-flight request is answered"
+    );
+    let addr = app.addr;
+    app.server.await.unwrap().unwrap();
+    assert_eq!(
+        app.state.tokens.revocations().len(),
+        0,
+        "pending revocations were flushed before exit"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
