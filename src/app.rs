@@ -18,8 +18,7 @@ use crate::http::{self, HotRoutes};
 use crate::layers::overload::Admission;
 use crate::service::hasher::Hasher;
 use crate::service::{
-    AuthorizeService, Caches, ClientRegistry, RevocationQueue, SessionService, TokenService, Ttls,
-    UserDirectory,
+    AuthorizeService, Caches, ClientRegistry, RevocationQueue, SessionService, TokenService, Ttls, UserDirectory,
 };
 use crate::state::{AppState, WebConfig};
 use crate::store::Store;
@@ -140,9 +139,7 @@ impl Application {
         );
         let scopes = clients
             .all()
-            .fold(crate::domain::Scope::default(), |acc, c| {
-                acc.union(&c.scope)
-            });
+            .fold(crate::domain::Scope::default(), |acc, c| acc.union(&c.scope));
         let web = Arc::new(WebConfig {
             issuer: cfg.issuer.clone(),
             issuer_origin: origin_of(&cfg.issuer),
@@ -208,11 +205,8 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         tracker.spawn(sweeper.run(cancel.child_token()));
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(cancel.clone().cancelled_owned());
         let served = tracker.spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "server failed");
@@ -250,12 +244,7 @@ fn register_startup_series(metrics: &Metrics) {
     }
     let _ = metrics.histogram(telemetry::POOL_WAIT, &[]);
     let _ = metrics.histogram(telemetry::SWEEP_DURATION, &[]);
-    for op in [
-        "get_access_token",
-        "get_refresh_token",
-        "get_session",
-        "get_grant",
-    ] {
+    for op in ["get_access_token", "get_refresh_token", "get_session", "get_grant"] {
         let _ = metrics.histogram(telemetry::STORE_OP_DURATION, &[("op", op)]);
     }
 }

@@ -65,21 +65,10 @@ where
             hits_metric: metrics.counter(telemetry::CACHE_HITS, &[("cache", name)]),
             misses_metric: metrics.counter(telemetry::CACHE_MISSES, &[("cache", name)]),
         });
-        let by_size = metrics.counter(
-            telemetry::CACHE_EVICTIONS,
-            &[("cache", name), ("cause", "size")],
-        );
-        let by_ttl = metrics.counter(
-            telemetry::CACHE_EVICTIONS,
-            &[("cache", name), ("cause", "expired")],
-        );
-        let by_invalidation = metrics.counter(
-            telemetry::CACHE_EVICTIONS,
-            &[("cache", name), ("cause", "invalidated")],
-        );
-        metrics
-            .gauge(telemetry::CACHE_ENTRIES, &[("cache", name)])
-            .set(0.0);
+        let by_size = metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "size")]);
+        let by_ttl = metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "expired")]);
+        let by_invalidation = metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "invalidated")]);
+        metrics.gauge(telemetry::CACHE_ENTRIES, &[("cache", name)]).set(0.0);
         let listener_stats = Arc::clone(&stats);
         let inner = moka::future::Cache::builder()
             .name(name)
@@ -112,11 +101,7 @@ where
         F: Future<Output = Result<Option<V>, E>>,
         E: Unshare,
     {
-        let span = tracing::debug_span!(
-            "cache.lookup",
-            cache = self.name,
-            outcome = tracing::field::Empty
-        );
+        let span = tracing::debug_span!("cache.lookup", cache = self.name, outcome = tracing::field::Empty);
         async {
             // Read before the store is: if an invalidation happens after this point, the loaded
             // record may predate it, and the check below drops it from the cache.
@@ -181,11 +166,7 @@ where
             capacity: self.capacity,
             hits,
             misses,
-            hit_rate: if total == 0 {
-                0.0
-            } else {
-                hits as f64 / total as f64
-            },
+            hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 },
             evictions: self.stats.evictions.load(Ordering::Relaxed),
         }
     }

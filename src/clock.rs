@@ -30,10 +30,7 @@ impl Clock {
     /// Moves a manual clock forward; the system clock cannot be moved.
     pub fn advance(&self, d: Duration) {
         if let Self::Manual(t) = self {
-            t.fetch_add(
-                i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-                Ordering::SeqCst,
-            );
+            t.fetch_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
         }
     }
 }

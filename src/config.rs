@@ -17,11 +17,7 @@ use crate::crypto::PasswordHashString;
 use crate::domain::{GrantType, Scope};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "authplane",
-    version,
-    about = "A fast OAuth 2.0 authorization server"
-)]
+#[command(name = "authplane", version, about = "A fast OAuth 2.0 authorization server")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -238,10 +234,7 @@ pub struct FileConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("parsing {path}: {source}")]
     Parse {
         path: PathBuf,
@@ -297,14 +290,10 @@ impl Config {
     /// A missing file at the default path is not an error: the defaults and flags may suffice.
     pub fn load(args: Settings) -> Result<Config, ConfigError> {
         let explicit = args.config.clone();
-        let path = explicit
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => parse_file(&path, &text)?,
-            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
-                FileConfig::default()
-            }
+            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         Self::resolve(args, file)
@@ -314,12 +303,8 @@ impl Config {
     pub fn resolve(args: Settings, file: FileConfig) -> Result<Config, ConfigError> {
         let s = args.overlay(file.settings);
         let cfg = Config {
-            listen: s
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            issuer: s
-                .issuer
-                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
+            listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            issuer: s.issuer.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
             store: s.store.unwrap_or(StoreKind::Memory),
             database_url: s.database_url,
             session_ttl: s.session_ttl.unwrap_or(secs(8 * 3600)),
@@ -356,10 +341,7 @@ impl Config {
             Ok(u) => u,
             Err(e) => return bad(format!("issuer {:?}: {e}", self.issuer)),
         };
-        if !matches!(issuer.scheme(), "http" | "https")
-            || issuer.query().is_some()
-            || issuer.fragment().is_some()
-        {
+        if !matches!(issuer.scheme(), "http" | "https") || issuer.query().is_some() || issuer.fragment().is_some() {
             return bad("issuer must be an http(s) URL without query or fragment".into());
         }
         if self.store == StoreKind::Postgres && self.database_url.is_none() {
@@ -404,9 +386,7 @@ impl Config {
                 return bad(format!("client {who:?} is defined twice"));
             }
             if c.client_id.is_empty() || c.client_id.contains(':') {
-                return bad(format!(
-                    "client {who:?}: client_id must be non-empty without ':'"
-                ));
+                return bad(format!("client {who:?}: client_id must be non-empty without ':'"));
             }
             if let Some(h) = &c.secret_hash {
                 if let Err(e) = PasswordHashString::parse(h) {
@@ -419,12 +399,8 @@ impl Config {
                     "client {who:?}: a secret_hash goes with client_secret_* and only with it"
                 ));
             }
-            if method == TokenEndpointAuthMethod::None
-                && c.grant_types.contains(&GrantType::ClientCredentials)
-            {
-                return bad(format!(
-                    "client {who:?}: a public client cannot use client_credentials"
-                ));
+            if method == TokenEndpointAuthMethod::None && c.grant_types.contains(&GrantType::ClientCredentials) {
+                return bad(format!("client {who:?}: a public client cannot use client_credentials"));
             }
             for uri in &c.redirect_uris {
                 match url::Url::parse(uri) {
@@ -437,9 +413,7 @@ impl Config {
                 }
             }
             if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
-                return bad(format!(
-                    "client {who:?}: authorization_code needs a redirect_uri"
-                ));
+                return bad(format!("client {who:?}: authorization_code needs a redirect_uri"));
             }
             if Scope::parse(&c.scopes.join(" ")).is_none() {
                 return bad(format!("client {who:?}: invalid scope"));
@@ -472,9 +446,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
 }
 
 fn default_hash_concurrency() -> usize {
-    std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(2)
+    std::thread::available_parallelism().map(usize::from).unwrap_or(2)
 }
 
 #[cfg(test)]
@@ -508,25 +480,10 @@ mod tests {
     fn the_demo_config_loads() {
         let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH).unwrap();
         let cfg = Config::resolve(Settings::default(), file(&text)).unwrap();
-        assert!(
-            cfg.users
-                .iter()
-                .any(|u| u.username == "alice" && u.sub == "u-alice")
-        );
-        let app = cfg
-            .clients
-            .iter()
-            .find(|c| c.client_id == "demo-app")
-            .unwrap();
-        assert_eq!(
-            app.auth_method(),
-            TokenEndpointAuthMethod::ClientSecretBasic
-        );
-        let spa = cfg
-            .clients
-            .iter()
-            .find(|c| c.client_id == "demo-spa")
-            .unwrap();
+        assert!(cfg.users.iter().any(|u| u.username == "alice" && u.sub == "u-alice"));
+        let app = cfg.clients.iter().find(|c| c.client_id == "demo-app").unwrap();
+        assert_eq!(app.auth_method(), TokenEndpointAuthMethod::ClientSecretBasic);
+        let spa = cfg.clients.iter().find(|c| c.client_id == "demo-spa").unwrap();
         assert_eq!(spa.auth_method(), TokenEndpointAuthMethod::None);
     }
 

@@ -92,10 +92,7 @@ impl Argon2Params {
 }
 
 /// Hashes a password or secret to an argon2id PHC string.
-pub fn hash_password(
-    password: &str,
-    params: Argon2Params,
-) -> Result<String, argon2::password_hash::Error> {
+pub fn hash_password(password: &str, params: Argon2Params) -> Result<String, argon2::password_hash::Error> {
     let params = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, None)?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let salt = SaltString::generate(&mut OsRng);
@@ -119,9 +116,7 @@ impl PasswordHashString {
     /// Blocking: call it off the async workers. The comparison inside is constant time.
     pub fn verify(&self, password: &str) -> bool {
         match PasswordHash::new(&self.0) {
-            Ok(h) => Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok(),
+            Ok(h) => Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
             Err(_) => false,
         }
     }
@@ -144,17 +139,13 @@ mod tests {
         assert_eq!(t.hash, hash_token(&t.value));
         assert_ne!(generate_token().value, t.value);
         // The stored key is the SHA-256 of the value, not the value.
-        assert_eq!(
-            t.hash.0.as_slice(),
-            Sha256::digest(t.value.as_bytes()).as_slice()
-        );
+        assert_eq!(t.hash.0.as_slice(), Sha256::digest(t.value.as_bytes()).as_slice());
     }
 
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
         let verifier = CodeVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
-        let challenge =
-            CodeChallenge::parse("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM").unwrap();
+        let challenge = CodeChallenge::parse("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM").unwrap();
         assert!(verify_pkce_s256(&verifier, &challenge));
         let other = CodeVerifier::parse(&"x".repeat(43)).unwrap();
         assert!(!verify_pkce_s256(&other, &challenge));
@@ -166,10 +157,7 @@ mod tests {
         let h = PasswordHashString::parse(&phc).unwrap();
         assert!(h.verify("wonderland"));
         assert!(!h.verify("Wonderland"));
-        assert!(
-            PasswordHashString::parse("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
-                .is_err()
-        );
+        assert!(PasswordHashString::parse("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo").is_err());
         assert!(PasswordHashString::parse("plaintext").is_err());
     }
 }

@@ -82,10 +82,9 @@ impl ApiError {
     /// The OAuth `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_)
-            | Self::PayloadTooLarge
-            | Self::UnsupportedMediaType
-            | Self::HeadersTooLarge => "invalid_request",
+            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType | Self::HeadersTooLarge => {
+                "invalid_request"
+            }
             Self::InvalidClient { .. } => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
@@ -110,14 +109,10 @@ impl ApiError {
         match self {
             Self::InvalidRequest(d) => Some(d),
             Self::PayloadTooLarge => Some("request body too large"),
-            Self::UnsupportedMediaType => {
-                Some("content type must be application/x-www-form-urlencoded")
-            }
+            Self::UnsupportedMediaType => Some("content type must be application/x-www-form-urlencoded"),
             Self::HeadersTooLarge => Some("request headers too large"),
             Self::InvalidClient { .. } => Some("client authentication failed"),
-            Self::InvalidGrant => {
-                Some("the grant is invalid, expired, revoked or was issued to another client")
-            }
+            Self::InvalidGrant => Some("the grant is invalid, expired, revoked or was issued to another client"),
             Self::UnauthorizedClient => Some("the client may not use this grant type"),
             Self::UnsupportedGrantType => Some("unsupported grant_type"),
             Self::UnsupportedResponseType => Some("only response_type=code is supported"),
@@ -146,10 +141,9 @@ impl ApiError {
             | Self::UnsupportedResponseType
             | Self::InvalidScope
             | Self::LoginRequired => StatusCode::BAD_REQUEST,
-            Self::InvalidClient { .. }
-            | Self::MissingToken
-            | Self::InvalidToken
-            | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::InvalidClient { .. } | Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InsufficientScope | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -130,11 +130,7 @@ impl HealthService {
         let pool = i.store.pool_status();
         i.gauges.pool_idle.set(pool.idle as f64);
         i.gauges.pool_in_use.set(pool.in_use as f64);
-        let max = if i.store.kind() == "memory" {
-            0
-        } else {
-            i.pool_size
-        };
+        let max = if i.store.kind() == "memory" { 0 } else { i.pool_size };
         i.gauges.pool_max.set(max as f64);
     }
 
@@ -152,6 +148,12 @@ impl HealthService {
 
     pub async fn report(&self) -> HealthReport {
         let i = &self.inner;
+        // moka counts entries lazily; settle pending work so the report is exact.
+        i.caches.sessions.run_pending_tasks().await;
+        i.caches.access_tokens.run_pending_tasks().await;
+        i.caches.refresh_tokens.run_pending_tasks().await;
+        i.caches.grants.run_pending_tasks().await;
+        i.clients.secret_cache().run_pending_tasks().await;
         let ok = self.store_ok().await;
         let names = [
             "sessions",
@@ -174,10 +176,7 @@ impl HealthService {
                 ok,
                 pool: i.store.pool_status(),
             },
-            caches: names
-                .iter()
-                .filter_map(|n| Some((*n, self.cache_report(n)?)))
-                .collect(),
+            caches: names.iter().filter_map(|n| Some((*n, self.cache_report(n)?))).collect(),
             sweeper: i.sweeper.report(),
             queues: i.queues.iter().map(|q| (q.route(), q.report())).collect(),
             revocations_pending: i.revocations.len(),

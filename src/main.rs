@@ -28,10 +28,7 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(e) => return fail(&e),
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(&e),
             };

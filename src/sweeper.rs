@@ -65,8 +65,7 @@ impl SweeperStatus {
     pub fn report(&self) -> SweeperReport {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let at = last.as_ref().map(|(t, _)| {
-            let st = std::time::UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(t.millis()).unwrap_or(0));
+            let st = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.millis()).unwrap_or(0));
             humantime::format_rfc3339_millis(st).to_string()
         });
         SweeperReport {
@@ -132,9 +131,7 @@ impl Sweeper {
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!(interval = ?self.interval, batch = self.batch, "sweeper started");
         loop {
-            let jitter = self
-                .interval
-                .mul_f64(rand::thread_rng().gen_range(0.0..0.1));
+            let jitter = self.interval.mul_f64(rand::thread_rng().gen_range(0.0..0.1));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(self.interval + jitter) => {}

@@ -4,25 +4,19 @@
 
 use std::sync::Arc;
 
-use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
-};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-static METADATA: Metadata<'static> =
-    Metadata::new("authplane", metrics::Level::INFO, Some(module_path!()));
+static METADATA: Metadata<'static> = Metadata::new("authplane", metrics::Level::INFO, Some(module_path!()));
 
 /// Request latency buckets (seconds): fine below 10 ms where the hot paths live, coarse above.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Sweeper runs take longer: up to minutes for a large backlog.
 const SWEEP_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0];
@@ -63,14 +57,10 @@ impl Metrics {
     pub fn new() -> Self {
         let builder = PrometheusBuilder::new()
             .set_buckets(LATENCY_BUCKETS)
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(SWEEP_DURATION.into()), SWEEP_BUCKETS)
-            });
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(SWEEP_DURATION.into()), SWEEP_BUCKETS));
         // The bucket lists are constants and non-empty, so the builder cannot refuse them; fall
         // back to the exporter's defaults all the same rather than panic.
-        let recorder = builder
-            .unwrap_or_else(|_| PrometheusBuilder::new())
-            .build_recorder();
+        let recorder = builder.unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
         let handle = recorder.handle();
         let m = Self {
             recorder: Arc::new(recorder),
@@ -97,25 +87,10 @@ impl Metrics {
             2,
         );
         d(CACHE_HITS, None, "Cache lookups answered from the cache", 0);
-        d(
-            CACHE_MISSES,
-            None,
-            "Cache lookups that went to the store",
-            0,
-        );
-        d(
-            CACHE_EVICTIONS,
-            None,
-            "Entries removed from a cache, by cause",
-            0,
-        );
+        d(CACHE_MISSES, None, "Cache lookups that went to the store", 0);
+        d(CACHE_EVICTIONS, None, "Entries removed from a cache, by cause", 0);
         d(CACHE_ENTRIES, None, "Entries currently in a cache", 1);
-        d(
-            SWEEP_DURATION,
-            Some(Unit::Seconds),
-            "Duration of one sweeper run",
-            2,
-        );
+        d(SWEEP_DURATION, Some(Unit::Seconds), "Duration of one sweeper run", 2);
         d(
             SWEEP_REMOVED,
             None,
@@ -128,12 +103,7 @@ impl Metrics {
             "Unix time the sweeper last finished a run",
             1,
         );
-        d(
-            QUEUE_DEPTH,
-            None,
-            "Requests waiting for a slot on a hot endpoint",
-            1,
-        );
+        d(QUEUE_DEPTH, None, "Requests waiting for a slot on a hot endpoint", 1);
         d(
             REQUESTS_SHED,
             None,
@@ -154,12 +124,7 @@ impl Metrics {
             "Store operation duration by operation",
             2,
         );
-        d(
-            TOKENS_ISSUED,
-            None,
-            "Access tokens issued, by grant type",
-            0,
-        );
+        d(TOKENS_ISSUED, None, "Access tokens issued, by grant type", 0);
         d(
             REVOCATIONS_PENDING,
             None,
@@ -181,26 +146,20 @@ impl Metrics {
     }
 
     fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-        let labels: Vec<Label> = labels
-            .iter()
-            .map(|(k, v)| Label::new(*k, v.to_string()))
-            .collect();
+        let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, v.to_string())).collect();
         Key::from_parts(name, labels)
     }
 
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.recorder
-            .register_counter(&Self::key(name, labels), &METADATA)
+        self.recorder.register_counter(&Self::key(name, labels), &METADATA)
     }
 
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.recorder
-            .register_gauge(&Self::key(name, labels), &METADATA)
+        self.recorder.register_gauge(&Self::key(name, labels), &METADATA)
     }
 
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.recorder
-            .register_histogram(&Self::key(name, labels), &METADATA)
+        self.recorder.register_histogram(&Self::key(name, labels), &METADATA)
     }
 
     /// The Prometheus text exposition.
@@ -212,10 +171,7 @@ impl Metrics {
 
 /// Installs the process's tracing subscriber. Called once by `main`; tests opt in with `TEST_LOG`.
 /// The returned guard flushes the OTLP exporter when dropped.
-pub fn init_tracing(
-    format: LogFormat,
-    otlp_endpoint: Option<&str>,
-) -> anyhow::Result<crate::otlp::OtlpGuard> {
+pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<crate::otlp::OtlpGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (otlp_layer, guard) = crate::otlp::layer(otlp_endpoint)?;
     let registry = tracing_subscriber::registry().with(otlp_layer);

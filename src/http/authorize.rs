@@ -34,9 +34,7 @@ pub async fn authorize(
     {
         AuthorizeOutcome::Redirect(to) => to,
         AuthorizeOutcome::Login => {
-            let here = uri
-                .path_and_query()
-                .map_or("/auth/authorize", |p| p.as_str());
+            let here = uri.path_and_query().map_or("/auth/authorize", |p| p.as_str());
             let return_to: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
             format!("/auth/login?return_to={return_to}")
         }

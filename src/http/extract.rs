@@ -72,9 +72,7 @@ impl Params {
         if self.duplicated.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::InvalidRequest(
-                "a parameter was given more than once",
-            ))
+            Err(ApiError::InvalidRequest("a parameter was given more than once"))
         }
     }
 }
@@ -130,10 +128,7 @@ impl<S: Send + Sync> FromRequest<S> for Form {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
             .await
@@ -165,17 +160,12 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// Resolves how the client authenticated (RFC 6749 section 2.3.1): HTTP Basic, or `client_id`
 /// and `client_secret` in the body, or `client_id` alone for a public client. Two methods at once
 /// is `invalid_request`. Takes the credentials out of `params`.
-pub fn client_credentials(
-    headers: &HeaderMap,
-    params: &mut Params,
-) -> Result<ClientCredentials, ApiError> {
+pub fn client_credentials(headers: &HeaderMap, params: &mut Params) -> Result<ClientCredentials, ApiError> {
     let basic = basic_credentials(headers)?;
     let body_id = params.take("client_id");
     let body_secret = params.take("client_secret");
     match (basic, body_id, body_secret) {
-        (Some(_), _, Some(_)) => Err(ApiError::InvalidRequest(
-            "more than one client authentication method",
-        )),
+        (Some(_), _, Some(_)) => Err(ApiError::InvalidRequest("more than one client authentication method")),
         (Some((id, _)), Some(body_id), None) if body_id != id => Err(ApiError::InvalidRequest(
             "client_id in the body differs from the Authorization header",
         )),
@@ -194,14 +184,10 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
         return Ok(None);
     };
     if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
-        return Err(ApiError::InvalidRequest(
-            "more than one Authorization header",
-        ));
+        return Err(ApiError::InvalidRequest("more than one Authorization header"));
     }
     let bad = ApiError::InvalidClient { basic: true };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidClient { basic: true })?;
+    let value = value.to_str().map_err(|_| ApiError::InvalidClient { basic: true })?;
     let Some((scheme, rest)) = value.split_once(' ') else {
         return if value.eq_ignore_ascii_case("basic") {
             Err(bad)
@@ -268,11 +254,8 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',').any(|m| {
-                m.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim() == "application/json")
-            })
+            v.split(',')
+                .any(|m| m.split(';').next().is_some_and(|m| m.trim() == "application/json"))
         })
 }
 
@@ -346,10 +329,7 @@ mod tests {
 
     #[test]
     fn bearer_tokens() {
-        assert_eq!(
-            bearer_token(&headers("Bearer abc-_.~+/=")).unwrap(),
-            Some("abc-_.~+/=")
-        );
+        assert_eq!(bearer_token(&headers("Bearer abc-_.~+/=")).unwrap(), Some("abc-_.~+/="));
         assert_eq!(bearer_token(&headers("bearer abc")).unwrap(), Some("abc"));
         assert!(bearer_token(&headers("Bearer")).is_err());
         assert!(bearer_token(&headers("Bearer a b")).is_err());

@@ -32,10 +32,7 @@ pub async fn debug_health(State(health): State<HealthService>) -> Response {
     Json(health.report().await).into_response()
 }
 
-pub async fn metrics(
-    State(health): State<HealthService>,
-    State(metrics): State<Metrics>,
-) -> Response {
+pub async fn metrics(State(health): State<HealthService>, State(metrics): State<Metrics>) -> Response {
     health.refresh_gauges();
     let mut res = metrics.render().into_response();
     res.headers_mut().insert(
@@ -48,9 +45,7 @@ pub async fn metrics(
 /// RFC 8414 (served at both well-known paths).
 pub async fn metadata(State(web): State<Arc<WebConfig>>) -> Response {
     let mut res = web.metadata.clone().into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }

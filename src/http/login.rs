@@ -17,11 +17,7 @@ use crate::state::WebConfig;
 pub const SESSION_COOKIE: &str = "authplane_session";
 
 pub async fn page(Query(q): Query) -> Response {
-    html(
-        StatusCode::OK,
-        q.get("return_to").filter(|r| valid_return_to(r)),
-        None,
-    )
+    html(StatusCode::OK, q.get("return_to").filter(|r| valid_return_to(r)), None)
 }
 
 pub async fn login(
@@ -35,9 +31,7 @@ pub async fn login(
     form.reject_duplicates()?;
     let return_to = form.take("return_to").filter(|r| valid_return_to(r));
     let (Some(username), Some(password)) = (form.take("username"), form.take("password")) else {
-        return Err(ApiError::InvalidRequest(
-            "username and password are required",
-        ));
+        return Err(ApiError::InvalidRequest("username and password are required"));
     };
     let browser = wants_html(&headers);
     let session = match sessions.login(&username, password, clock.now()).await {
@@ -95,9 +89,7 @@ pub async fn logout(
 /// scheme-relative `//host`, or anything with control characters or backslashes.
 pub fn valid_return_to(r: &str) -> bool {
     (r == "/auth/authorize" || r.starts_with("/auth/authorize?"))
-        && !r
-            .bytes()
-            .any(|b| b.is_ascii_control() || b == b'\\' || b == b' ')
+        && !r.bytes().any(|b| b.is_ascii_control() || b == b'\\' || b == b' ')
 }
 
 /// Login CSRF defence. `Sec-Fetch-Site` decides when present (`same-origin` and `none` pass);
@@ -147,12 +139,7 @@ fn escape(s: &str) -> String {
 /// `Referrer-Policy`) are added to every HTML answer by the router.
 fn html(status: StatusCode, return_to: Option<&str>, error: Option<&str>) -> Response {
     let hidden = return_to
-        .map(|r| {
-            format!(
-                r#"<input type="hidden" name="return_to" value="{}">"#,
-                escape(r)
-            )
-        })
+        .map(|r| format!(r#"<input type="hidden" name="return_to" value="{}">"#, escape(r)))
         .unwrap_or_default();
     let error = error
         .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
@@ -196,9 +183,6 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(
-            escape("<a href=\"x\">'&"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
-        );
+        assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
     }
 }

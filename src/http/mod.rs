@@ -34,19 +34,14 @@ pub struct HotRoutes {
 
 impl HotRoutes {
     pub fn all(&self) -> Vec<Admission> {
-        vec![
-            self.authorize.clone(),
-            self.token.clone(),
-            self.userinfo.clone(),
-        ]
+        vec![self.authorize.clone(), self.token.clone(), self.userinfo.clone()]
     }
 }
 
 /// Content-Security-Policy for everything we serve: the login page needs only its inline style.
 /// No `form-action`: browsers apply it to the redirect chain after the login post, which ends at
 /// the client's redirect_uri (CONTRACT section 3).
-const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState, hot: &HotRoutes) -> Router {
     let shed = |a: &Admission| from_fn_with_state(a.clone(), admit);
@@ -56,7 +51,12 @@ pub fn router(state: AppState, hot: &HotRoutes) -> Router {
         .route("/auth/logout", post(login::logout))
         .route("/auth/authorize", get(authorize::authorize).layer(shed(&hot.authorize)))
         .route("/auth/token", post(token::token).layer(shed(&hot.token)))
-        .route("/auth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo).layer(shed(&hot.userinfo)))
+        .route(
+            "/auth/userinfo",
+            get(userinfo::userinfo)
+                .post(userinfo::userinfo)
+                .layer(shed(&hot.userinfo)),
+        )
         .route("/auth/revoke", post(token::revoke))
         .route("/auth/introspect", post(token::introspect))
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
@@ -72,7 +72,11 @@ pub fn router(state: AppState, hot: &HotRoutes) -> Router {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
                     // The path only: query strings can carry state and codes.
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 }))
@@ -85,7 +89,10 @@ pub fn router(state: AppState, hot: &HotRoutes) -> Router {
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static(CSP),
                 ))
-                .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::REFERRER_POLICY,
                     HeaderValue::from_static("no-referrer"),

@@ -41,9 +41,7 @@ pub async fn revoke(
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates()?;
-    let client = clients
-        .authenticate(client_credentials(&headers, &mut form)?)
-        .await?;
+    let client = clients.authenticate(client_credentials(&headers, &mut form)?).await?;
     let token = form
         .take("token")
         .ok_or(ApiError::InvalidRequest("token is required"))?;
@@ -61,9 +59,7 @@ pub async fn introspect(
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates()?;
-    let client = clients
-        .authenticate(client_credentials(&headers, &mut form)?)
-        .await?;
+    let client = clients.authenticate(client_credentials(&headers, &mut form)?).await?;
     let token = form
         .take("token")
         .ok_or(ApiError::InvalidRequest("token is required"))?;

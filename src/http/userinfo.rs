@@ -27,9 +27,7 @@ pub async fn userinfo(
     };
     let token = match (from_header, from_body) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::InvalidRequest(
-                "the token was sent in more than one way",
-            ));
+            return Err(ApiError::InvalidRequest("the token was sent in more than one way"));
         }
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return Err(ApiError::MissingToken),

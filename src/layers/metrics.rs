@@ -21,17 +21,11 @@ struct Record<'a> {
 
 impl Drop for Record<'_> {
     fn drop(&mut self) {
-        let status = self
-            .status
-            .map_or_else(|| "cancelled".to_owned(), |s| s.to_string());
+        let status = self.status.map_or_else(|| "cancelled".to_owned(), |s| s.to_string());
         self.metrics
             .histogram(
                 HTTP_DURATION,
-                &[
-                    ("method", self.method),
-                    ("route", self.route),
-                    ("status", &status),
-                ],
+                &[("method", self.method), ("route", self.route), ("status", &status)],
             )
             .record(self.start.elapsed().as_secs_f64());
     }

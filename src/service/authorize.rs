@@ -89,11 +89,7 @@ impl AuthorizeService {
         now: Timestamp,
     ) -> Result<AuthorizeOutcome, ApiError> {
         let inner = &self.inner;
-        if req
-            .duplicated
-            .iter()
-            .any(|p| p == "client_id" || p == "redirect_uri")
-        {
+        if req.duplicated.iter().any(|p| p == "client_id" || p == "redirect_uri") {
             return Err(ApiError::InvalidRequest(
                 "client_id or redirect_uri given more than once",
             ));
@@ -184,9 +180,7 @@ impl AuthorizeService {
             Some("code") => {}
             Some(_) => return Err(redirect_error(ApiError::UnsupportedResponseType)),
             None => {
-                return Err(redirect_error(ApiError::InvalidRequest(
-                    "response_type is required",
-                )));
+                return Err(redirect_error(ApiError::InvalidRequest("response_type is required")));
             }
         }
         if !client.allows(crate::domain::GrantType::AuthorizationCode) {
@@ -216,9 +210,10 @@ impl AuthorizeService {
                     "code_challenge_method must be S256",
                 )));
             }
-            (Some(c), Some("S256")) => Some(CodeChallenge::parse(c).ok_or_else(|| {
-                redirect_error(ApiError::InvalidRequest("code_challenge is malformed"))
-            })?),
+            (Some(c), Some("S256")) => Some(
+                CodeChallenge::parse(c)
+                    .ok_or_else(|| redirect_error(ApiError::InvalidRequest("code_challenge is malformed")))?,
+            ),
             (Some(_), Some(_)) => {
                 return Err(redirect_error(ApiError::InvalidRequest(
                     "code_challenge_method must be S256",
@@ -228,12 +223,7 @@ impl AuthorizeService {
         Ok(Checked { scope, challenge })
     }
 
-    fn error_redirect(
-        &self,
-        redirect_uri: &str,
-        state: &Option<String>,
-        e: RedirectError,
-    ) -> String {
+    fn error_redirect(&self, redirect_uri: &str, state: &Option<String>, e: RedirectError) -> String {
         let Ok(mut url) = Url::parse(redirect_uri) else {
             // Registered URIs are validated at start-up; this cannot happen.
             return redirect_uri.to_owned();

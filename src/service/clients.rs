@@ -75,9 +75,7 @@ impl Unshare for VerifyFailure {
     fn unshare(e: Arc<Self>) -> Self {
         match &*e {
             Self::Mismatch => Self::Mismatch,
-            Self::Internal(_) => Self::Internal(ApiError::Internal(anyhow::anyhow!(
-                "secret verification failed"
-            ))),
+            Self::Internal(_) => Self::Internal(ApiError::Internal(anyhow::anyhow!("secret verification failed"))),
         }
     }
 }
@@ -104,9 +102,7 @@ impl ClientRegistry {
         let mut clients = HashMap::new();
         for c in configs {
             let secret = match &c.secret_hash {
-                Some(h) => Some(Arc::new(
-                    PasswordHashString::parse(h).map_err(anyhow::Error::msg)?,
-                )),
+                Some(h) => Some(Arc::new(PasswordHashString::parse(h).map_err(anyhow::Error::msg)?)),
                 None => None,
             };
             let client = Client {
@@ -157,8 +153,7 @@ impl ClientRegistry {
                 Some(_) => Err(fail("confidential client sent no secret", &client_id)),
                 None => Err(fail("unknown client", &client_id)),
             },
-            ClientCredentials::Basic { client_id, secret }
-            | ClientCredentials::Post { client_id, secret } => {
+            ClientCredentials::Basic { client_id, secret } | ClientCredentials::Post { client_id, secret } => {
                 let Some(client) = self.get(&client_id) else {
                     return Err(fail("unknown client", &client_id));
                 };

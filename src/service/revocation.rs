@@ -173,12 +173,7 @@ impl TokenService {
 
     /// RFC 7662. A confidential client may introspect any token (it may be a resource server);
     /// a public client, which proves nothing about itself, only its own.
-    pub async fn introspect(
-        &self,
-        client: &Client,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<Introspection, ApiError> {
+    pub async fn introspect(&self, client: &Client, token: &str, now: Timestamp) -> Result<Introspection, ApiError> {
         let may_see = |owner: &str| !client.is_public() || owner == client.client_id;
         if let Some(t) = self.valid_access_token(token, now).await? {
             if !may_see(&t.client_id) {
@@ -206,9 +201,7 @@ impl TokenService {
         else {
             return Ok(Introspection::default());
         };
-        let live = t.rotated_at.is_none()
-            && t.expires_at > now
-            && self.grant_active(&t.grant_id, now).await?;
+        let live = t.rotated_at.is_none() && t.expires_at > now && self.grant_active(&t.grant_id, now).await?;
         if !live || !may_see(&t.client_id) {
             return Ok(Introspection::default());
         }

@@ -49,12 +49,7 @@ impl SessionService {
 
     /// Checks the password and opens a session. An unknown user costs one argon2 verification
     /// too, against a dummy hash, and fails the same way.
-    pub async fn login(
-        &self,
-        username: &str,
-        password: String,
-        now: Timestamp,
-    ) -> Result<NewSession, ApiError> {
+    pub async fn login(&self, username: &str, password: String, now: Timestamp) -> Result<NewSession, ApiError> {
         let inner = &self.inner;
         let user = inner.users.by_username(username);
         let hash = user.map_or_else(|| inner.users.dummy_hash(), |u| Arc::clone(&u.password));
@@ -81,12 +76,12 @@ impl SessionService {
         })
     }
 
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
     /// The live session for a cookie value, if any.
-    pub async fn resolve(
-        &self,
-        cookie: &str,
-        now: Timestamp,
-    ) -> Result<Option<Arc<SessionRecord>>, ApiError> {
+    pub async fn resolve(&self, cookie: &str, now: Timestamp) -> Result<Option<Arc<SessionRecord>>, ApiError> {
         let hash = crypto::hash_token(cookie);
         let store = &self.inner.store;
         let session = self

@@ -139,11 +139,7 @@ impl TokenService {
         (token.value, record)
     }
 
-    pub(crate) fn new_refresh_token(
-        &self,
-        grant: &GrantRecord,
-        now: Timestamp,
-    ) -> (String, RefreshTokenRecord) {
+    pub(crate) fn new_refresh_token(&self, grant: &GrantRecord, now: Timestamp) -> (String, RefreshTokenRecord) {
         let token = crypto::generate_token();
         let record = RefreshTokenRecord {
             hash: token.hash,
@@ -176,18 +172,9 @@ impl TokenService {
 
     /// Whether a grant exists and is not revoked or expired. A missing grant is not active: its
     /// tokens were issued under a grant that has since been swept or never committed.
-    pub(crate) async fn grant_active(
-        &self,
-        id: &GrantId,
-        now: Timestamp,
-    ) -> Result<bool, ApiError> {
+    pub(crate) async fn grant_active(&self, id: &GrantId, now: Timestamp) -> Result<bool, ApiError> {
         let store = &self.inner.store;
-        let grant = self
-            .inner
-            .caches
-            .grants
-            .get_or_load(id, store.get_grant(id))
-            .await?;
+        let grant = self.inner.caches.grants.get_or_load(id, store.get_grant(id)).await?;
         Ok(grant.is_some_and(|g| g.revoked_at.is_none() && g.expires_at > now))
     }
 
@@ -243,10 +230,7 @@ impl TokenService {
     }
 
     /// The scope a token request asks for: all of `allowed` when absent, else a subset of it.
-    pub(crate) fn requested_scope(
-        requested: Option<&str>,
-        allowed: &Scope,
-    ) -> Result<Scope, ApiError> {
+    pub(crate) fn requested_scope(requested: Option<&str>, allowed: &Scope) -> Result<Scope, ApiError> {
         let scope = match requested {
             None => allowed.clone(),
             Some(s) => Scope::parse(s).ok_or(ApiError::InvalidScope)?,

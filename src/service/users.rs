@@ -30,8 +30,7 @@ impl UserDirectory {
         let mut by_username = HashMap::new();
         let mut by_sub = HashMap::new();
         for u in users {
-            let password =
-                Arc::new(PasswordHashString::parse(&u.password_hash).map_err(anyhow::Error::msg)?);
+            let password = Arc::new(PasswordHashString::parse(&u.password_hash).map_err(anyhow::Error::msg)?);
             let user = Arc::new(User {
                 username: u.username.clone(),
                 sub: u.sub.clone(),
@@ -49,8 +48,7 @@ impl UserDirectory {
             .and_then(|u| params_of(&u.password_hash))
             .unwrap_or(Argon2Params::DEFAULT);
         let dummy_secret = crypto::generate_token().value;
-        let dummy = crypto::hash_password(&dummy_secret, params)
-            .map_err(|e| anyhow::anyhow!("dummy hash: {e}"))?;
+        let dummy = crypto::hash_password(&dummy_secret, params).map_err(|e| anyhow::anyhow!("dummy hash: {e}"))?;
         let dummy = Arc::new(PasswordHashString::parse(&dummy).map_err(anyhow::Error::msg)?);
         Ok(Self {
             by_username,

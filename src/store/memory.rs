@@ -7,8 +7,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordKind, RefreshTokenRecord,
-    RotateOutcome, SessionRecord, Store, StoreResult,
+    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
+    SessionRecord, Store, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 
@@ -49,12 +49,7 @@ impl MemoryStore {
 
 /// Removes up to `limit` entries whose expiry is before `now`. Collects keys under read guards,
 /// then removes each with a re-check, so a concurrent write never loses a live record.
-fn sweep_map<K, V>(
-    map: &DashMap<K, V>,
-    now: Timestamp,
-    limit: usize,
-    expires: impl Fn(&V) -> Timestamp,
-) -> usize
+fn sweep_map<K, V>(map: &DashMap<K, V>, now: Timestamp, limit: usize, expires: impl Fn(&V) -> Timestamp) -> usize
 where
     K: Eq + std::hash::Hash + Clone,
 {
@@ -212,12 +207,7 @@ impl Store for MemoryStore {
         Ok(batch)
     }
 
-    async fn delete_expired(
-        &self,
-        kind: RecordKind,
-        now: Timestamp,
-        limit: usize,
-    ) -> StoreResult<usize> {
+    async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
         Ok(match kind {
             RecordKind::Sessions => sweep_map(&self.sessions, now, limit, |r| r.expires_at),
             RecordKind::Codes => sweep_map(&self.codes, now, limit, |r| r.expires_at),
@@ -227,8 +217,7 @@ impl Store for MemoryStore {
                 let n = sweep_map(&self.grants, now, limit, |r| r.expires_at);
                 // Every token of an expired grant has expired too; drop the index entries of
                 // grants that no longer exist.
-                self.grant_tokens
-                    .retain(|id, _| self.grants.contains_key(id));
+                self.grant_tokens.retain(|id, _| self.grants.contains_key(id));
                 n
             }
         })

@@ -197,10 +197,5 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>>;
 
     /// Deletes up to `limit` records of `kind` that expired before `now`; returns how many.
-    async fn delete_expired(
-        &self,
-        kind: RecordKind,
-        now: Timestamp,
-        limit: usize,
-    ) -> StoreResult<usize>;
+    async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize>;
 }

@@ -30,11 +30,7 @@ async fn unknown_client_or_unregistered_redirect_is_400_and_never_redirects() {
             let res = app
                 .authorize(
                     with_session,
-                    &[
-                        ("response_type", "code"),
-                        ("client_id", APP),
-                        ("redirect_uri", uri),
-                    ],
+                    &[("response_type", "code"), ("client_id", APP), ("redirect_uri", uri)],
                 )
                 .await;
             assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{uri}");
@@ -68,23 +64,12 @@ async fn redirect_uri_may_be_omitted_only_with_exactly_one_registered() {
     let app = spawn_app().await;
     let session = app.login().await;
     let res = app
-        .authorize(
-            Some(&session),
-            &[("response_type", "code"), ("client_id", APP)],
-        )
+        .authorize(Some(&session), &[("response_type", "code"), ("client_id", APP)])
         .await;
     assert_eq!(res.status(), StatusCode::FOUND);
-    assert!(
-        res.headers()["location"]
-            .to_str()
-            .unwrap()
-            .starts_with(APP_REDIRECT)
-    );
+    assert!(res.headers()["location"].to_str().unwrap().starts_with(APP_REDIRECT));
     let res = app
-        .authorize(
-            Some(&session),
-            &[("response_type", "code"), ("client_id", OTHER)],
-        )
+        .authorize(Some(&session), &[("response_type", "code"), ("client_id", OTHER)])
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
@@ -169,11 +154,7 @@ async fn request_errors_go_back_to_the_client_with_state() {
         ),
         (vec![("client_id", APP)], "invalid_request"),
         (
-            vec![
-                ("response_type", "code"),
-                ("client_id", APP),
-                ("scope", "openid admin"),
-            ],
+            vec![("response_type", "code"), ("client_id", APP), ("scope", "openid admin")],
             "invalid_scope",
         ),
         (
@@ -185,10 +166,7 @@ async fn request_errors_go_back_to_the_client_with_state() {
             ],
             "invalid_scope",
         ),
-        (
-            vec![("response_type", "code"), ("client_id", SPA)],
-            "invalid_request",
-        ),
+        (vec![("response_type", "code"), ("client_id", SPA)], "invalid_request"),
         (
             vec![
                 ("response_type", "code"),
@@ -224,11 +202,7 @@ async fn request_errors_go_back_to_the_client_with_state() {
             "invalid_request",
         ),
         (
-            vec![
-                ("response_type", "code"),
-                ("response_type", "code"),
-                ("client_id", APP),
-            ],
+            vec![("response_type", "code"), ("response_type", "code"), ("client_id", APP)],
             "invalid_request",
         ),
     ];

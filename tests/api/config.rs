@@ -22,11 +22,7 @@ fn check_config(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
         }
     }
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -42,10 +38,7 @@ fn flag_beats_environment_beats_file_beats_default() {
     let path = file.to_str().unwrap();
     let cfg = check_config(
         &["--config", path, "--session-ttl", "1h"],
-        &[
-            ("AUTHPLANE_SESSION_TTL", "2h"),
-            ("AUTHPLANE_CODE_TTL", "45s"),
-        ],
+        &[("AUTHPLANE_SESSION_TTL", "2h"), ("AUTHPLANE_CODE_TTL", "45s")],
     );
     assert_eq!(cfg["session_ttl"], "1h", "flag over environment and file");
     assert_eq!(cfg["code_ttl"], "45s", "environment over file");
@@ -91,12 +84,7 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"wonderland\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"wonderland\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let phc = String::from_utf8(out.stdout).unwrap();

@@ -7,9 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use authplane::clock::Clock;
-use authplane::config::{
-    ClientConfig, Config, FileConfig, Settings, TokenEndpointAuthMethod, UserConfig,
-};
+use authplane::config::{ClientConfig, Config, FileConfig, Settings, TokenEndpointAuthMethod, UserConfig};
 use authplane::crypto::{self, Argon2Params};
 use authplane::domain::GrantType;
 use authplane::state::AppState;
@@ -39,9 +37,7 @@ fn init_test_log() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter("debug")
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_env_filter("debug").try_init();
         }
     });
 }
@@ -71,11 +67,7 @@ pub fn test_file() -> FileConfig {
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
     ];
-    let scopes = vec![
-        "openid".to_owned(),
-        "profile".to_owned(),
-        "email".to_owned(),
-    ];
+    let scopes = vec!["openid".to_owned(), "profile".to_owned(), "email".to_owned()];
     let clients = vec![
         ClientConfig {
             client_id: APP.into(),
@@ -180,18 +172,14 @@ pub fn location_params(res: &reqwest::Response) -> Vec<(String, String)> {
         .expect("a Location header")
         .to_str()
         .unwrap();
-    let url = url::Url::parse(loc)
-        .unwrap_or_else(|_| url::Url::parse("http://x").unwrap().join(loc).unwrap());
+    let url = url::Url::parse(loc).unwrap_or_else(|_| url::Url::parse("http://x").unwrap().join(loc).unwrap());
     url.query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
 pub fn param(params: &[(String, String)], name: &str) -> Option<String> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
 pub async fn json(res: reqwest::Response) -> Value {
@@ -222,11 +210,7 @@ impl TestApp {
     }
 
     /// GET /auth/authorize with the given query pairs and session cookie.
-    pub async fn authorize(
-        &self,
-        session: Option<&str>,
-        query: &[(&str, &str)],
-    ) -> reqwest::Response {
+    pub async fn authorize(&self, session: Option<&str>, query: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self.client.get(self.url("/auth/authorize")).query(query);
         if let Some(s) = session {
             req = req.header("cookie", format!("authplane_session={s}"));
@@ -256,11 +240,7 @@ impl TestApp {
     }
 
     /// POST /auth/token, authenticating as `basic` when given.
-    pub async fn token(
-        &self,
-        basic: Option<(&str, &str)>,
-        form: &[(&str, &str)],
-    ) -> reqwest::Response {
+    pub async fn token(&self, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self.client.post(self.url("/auth/token")).form(form);
         if let Some((id, secret)) = basic {
             req = req.basic_auth(id, Some(secret));
@@ -346,8 +326,5 @@ pub fn session_cookie(res: &reqwest::Response) -> Option<String> {
 }
 
 pub fn s(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {v}"))
-        .to_owned()
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}")).to_owned()
 }

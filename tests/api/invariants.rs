@@ -51,38 +51,16 @@ async fn credentials_are_stored_and_logged_only_as_hashes() {
     let (access, refresh) = (s(&t, "access_token"), s(&t, "refresh_token"));
     app.userinfo(&access).await;
     let next = json(app.refresh_app(&refresh).await).await;
-    app.revoke((APP, APP_SECRET), &s(&next, "refresh_token"))
-        .await;
+    app.revoke((APP, APP_SECRET), &s(&next, "refresh_token")).await;
     app.redeem_app(&code).await; // a replay, logged on the security target
-    app.token(
-        Some((APP, "wrong-secret")),
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    app.token(Some((APP, "wrong-secret")), &[("grant_type", "client_credentials")])
+        .await;
 
     // Stores are keyed by SHA-256 and find nothing under the raw values.
     let store = &app.store;
-    assert!(
-        store
-            .get_session(&hash_token(&session))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .get_access_token(&hash_token(&access))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .get_refresh_token(&hash_token(&refresh))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(store.get_session(&hash_token(&session)).await.unwrap().is_some());
+    assert!(store.get_access_token(&hash_token(&access)).await.unwrap().is_some());
+    assert!(store.get_refresh_token(&hash_token(&refresh)).await.unwrap().is_some());
     let raw = authplane::domain::TokenHash(access.as_bytes()[..32].try_into().unwrap());
     assert!(store.get_access_token(&raw).await.unwrap().is_none());
 
@@ -99,10 +77,7 @@ async fn credentials_are_stored_and_logged_only_as_hashes() {
         &s(&next, "access_token"),
         &s(&next, "refresh_token"),
     ] {
-        assert!(
-            !text.contains(secret.as_str()),
-            "a credential leaked into the logs"
-        );
+        assert!(!text.contains(secret.as_str()), "a credential leaked into the logs");
     }
     for secret in [APP_SECRET, "wrong-secret", "wonderland", VERIFIER] {
         assert!(!text.contains(secret), "{secret} leaked into the logs");
@@ -116,21 +91,14 @@ async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_re
     let app = spawn_with(test_config(|_| {}), Some(store.clone())).await;
     let t = app.app_tokens("openid").await;
     let access = s(&t, "access_token");
-    assert_eq!(
-        app.userinfo(&access).await.status(),
-        StatusCode::OK,
-        "warm the caches"
-    );
+    assert_eq!(app.userinfo(&access).await.status(), StatusCode::OK, "warm the caches");
     store.set_mode(INTERNAL);
     let res = app.userinfo("never-seen-token").await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(res.text().await.unwrap(), r#"{"error":"server_error"}"#);
     let res = app
-        .token(
-            Some((APP, APP_SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
+        .token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
         .await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(res.text().await.unwrap(), r#"{"error":"server_error"}"#);
@@ -139,20 +107,14 @@ async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_re
     let res = app.refresh_app(&s(&t, "refresh_token")).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key("retry-after"));
-    assert_eq!(
-        res.text().await.unwrap(),
-        r#"{"error":"temporarily_unavailable"}"#
-    );
+    assert_eq!(res.text().await.unwrap(), r#"{"error":"temporarily_unavailable"}"#);
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Cached, still-valid records keep serving during the outage.
     assert_eq!(app.userinfo(&access).await.status(), StatusCode::OK);
 
     store.set_mode(NORMAL);
-    assert_eq!(
-        app.refresh_app(&s(&t, "refresh_token")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.refresh_app(&s(&t, "refresh_token")).await.status(), StatusCode::OK);
     let text = logs.text();
     let line = text
         .lines()

@@ -21,21 +21,14 @@ async fn json_login_sets_a_hardened_session_cookie() {
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing in {cookie}");
     }
-    assert!(
-        !cookie.contains("Secure"),
-        "http issuer must not set Secure"
-    );
+    assert!(!cookie.contains("Secure"), "http issuer must not set Secure");
     let body = json(res).await;
     assert_eq!(body["session_expires_in"], 8 * 3600);
 }
 
 #[tokio::test]
 async fn https_issuer_sets_secure() {
-    let app = spawn_with(
-        test_config(|s| s.issuer = Some("https://auth.example".into())),
-        None,
-    )
-    .await;
+    let app = spawn_with(test_config(|s| s.issuer = Some("https://auth.example".into())), None).await;
     let res = app
         .client
         .post(app.url("/auth/login"))
@@ -44,19 +37,16 @@ async fn https_issuer_sets_secure() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(
-        res.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("; Secure")
-    );
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
 }
 
 #[tokio::test]
 async fn failed_login_is_the_same_for_unknown_users_and_wrong_passwords() {
     let app = spawn_app().await;
     let mut bodies = Vec::new();
+    let hasher = app.state.sessions.hasher();
     for (u, p) in [("alice", "wrong"), ("nobody", "wonderland")] {
+        let before = hasher.verifications();
         let res = app
             .client
             .post(app.url("/auth/login"))
@@ -68,6 +58,11 @@ async fn failed_login_is_the_same_for_unknown_users_and_wrong_passwords() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert!(res.headers().get("set-cookie").is_none());
         bodies.push(res.text().await.unwrap());
+        assert_eq!(
+            hasher.verifications() - before,
+            1,
+            "{u}: one argon2 verification, known user or not"
+        );
     }
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(
@@ -92,12 +87,7 @@ async fn browsers_get_the_form_again_on_failure() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = res.text().await.unwrap();
     assert!(html.contains("<form") && html.contains("/auth/authorize?client_id=demo-app"));
 }
@@ -116,9 +106,7 @@ async fn login_redirects_back_to_authorize_only() {
             ])
             .send()
     };
-    let res = post("/auth/authorize?client_id=demo-app&state=a%20b")
-        .await
-        .unwrap();
+    let res = post("/auth/authorize?client_id=demo-app&state=a%20b").await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         res.headers()["location"],
@@ -139,14 +127,12 @@ async fn login_redirects_back_to_authorize_only() {
 #[tokio::test]
 async fn login_page_keeps_return_to_and_sends_security_headers() {
     let app = spawn_app().await;
-    let res =
-        app.client
-            .get(app.url(
-                "/auth/login?return_to=%2Fauth%2Fauthorize%3Fclient_id%3Ddemo-app%26x%3D%22%3E",
-            ))
-            .send()
-            .await
-            .unwrap();
+    let res = app
+        .client
+        .get(app.url("/auth/login?return_to=%2Fauth%2Fauthorize%3Fclient_id%3Ddemo-app%26x%3D%22%3E"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let h = res.headers().clone();
     let csp = h["content-security-policy"].to_str().unwrap();
@@ -217,12 +203,7 @@ async fn logout_revokes_the_session_at_once() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert!(
-        res.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=0")
-    );
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let res = app.authorize(Some(&session), &q).await;
     assert_eq!(
         param(&location_params(&res), "error").as_deref(),
@@ -232,11 +213,7 @@ async fn logout_revokes_the_session_at_once() {
 
 #[tokio::test]
 async fn sessions_expire() {
-    let app = spawn_with(
-        test_config(|s| s.session_ttl = Some("10m".parse().unwrap())),
-        None,
-    )
-    .await;
+    let app = spawn_with(test_config(|s| s.session_ttl = Some("10m".parse().unwrap())), None).await;
     let session = app.login().await;
     let q = [
         ("response_type", "code"),
@@ -244,13 +221,7 @@ async fn sessions_expire() {
         ("redirect_uri", APP_REDIRECT),
         ("prompt", "none"),
     ];
-    assert!(
-        param(
-            &location_params(&app.authorize(Some(&session), &q).await),
-            "code"
-        )
-        .is_some()
-    );
+    assert!(param(&location_params(&app.authorize(Some(&session), &q).await), "code").is_some());
     app.advance(std::time::Duration::from_secs(601));
     let res = app.authorize(Some(&session), &q).await;
     assert_eq!(

@@ -6,6 +6,7 @@ mod helpers;
 mod test_store;
 
 mod authorize;
+mod client_library;
 mod config;
 mod invariants;
 mod login;

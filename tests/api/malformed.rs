@@ -17,13 +17,7 @@ struct Case {
     expect: StatusCode,
 }
 
-fn case(
-    method: Method,
-    path: &'static str,
-    ct: Option<&'static str>,
-    body: &[u8],
-    expect: StatusCode,
-) -> Case {
+fn case(method: Method, path: &'static str, ct: Option<&'static str>, body: &[u8], expect: StatusCode) -> Case {
     Case {
         method,
         path,
@@ -40,8 +34,8 @@ async fn assert_error_body(res: reqwest::Response, what: &str) {
     if body.is_empty() {
         return;
     }
-    let v: serde_json::Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| panic!("{what}: {status} body is not JSON: {body:?}"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{what}: {status} body is not JSON: {body:?}"));
     assert!(v["error"].is_string(), "{what}: {v}");
 }
 
@@ -99,31 +93,16 @@ async fn malformed_requests_get_oauth_format_4xx() {
             b"a=b",
             StatusCode::METHOD_NOT_ALLOWED,
         ));
-        cases.push(case(
-            Method::DELETE,
-            path,
-            None,
-            b"",
-            StatusCode::METHOD_NOT_ALLOWED,
-        ));
+        cases.push(case(Method::DELETE, path, None, b"", StatusCode::METHOD_NOT_ALLOWED));
     }
-    for path in [
-        "/auth/login",
-        "/auth/token",
-        "/auth/revoke",
-        "/auth/introspect",
-    ] {
+    for path in ["/auth/login", "/auth/token", "/auth/revoke", "/auth/introspect"] {
         let dup: &[u8] = match path {
             "/auth/login" => b"username=alice&username=alice&password=wonderland",
-            _ => b"client_id=demo-app&client_id=demo-app&client_secret=demo-secret&token=x&grant_type=client_credentials",
+            _ => {
+                b"client_id=demo-app&client_id=demo-app&client_secret=demo-secret&token=x&grant_type=client_credentials"
+            }
         };
-        cases.push(case(
-            Method::POST,
-            path,
-            Some(FORM),
-            dup,
-            StatusCode::BAD_REQUEST,
-        ));
+        cases.push(case(Method::POST, path, Some(FORM), dup, StatusCode::BAD_REQUEST));
     }
     for path in ["/auth/token", "/auth/revoke", "/auth/introspect"] {
         for auth in [
@@ -143,13 +122,7 @@ async fn malformed_requests_get_oauth_format_4xx() {
             cases.push(c);
         }
     }
-    let mut c = case(
-        Method::GET,
-        "/auth/userinfo",
-        None,
-        b"",
-        StatusCode::UNAUTHORIZED,
-    );
+    let mut c = case(Method::GET, "/auth/userinfo", None, b"", StatusCode::UNAUTHORIZED);
     c.authorization = Some("Bearer not a token");
     cases.push(c);
     for path in [
@@ -204,10 +177,7 @@ async fn malformed_requests_get_oauth_format_4xx() {
     ));
 
     for c in cases {
-        let what = format!(
-            "{} {} {:?} {:?}",
-            c.method, c.path, c.content_type, c.authorization
-        );
+        let what = format!("{} {} {:?} {:?}", c.method, c.path, c.content_type, c.authorization);
         let mut req = app
             .client
             .request(c.method.clone(), app.url(c.path))
@@ -251,11 +221,7 @@ async fn a_failed_request_changes_nothing() {
     let res = app
         .token(
             Some((APP, APP_SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code", &code),
-            ],
+            &[("grant_type", "authorization_code"), ("code", &code), ("code", &code)],
         )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);

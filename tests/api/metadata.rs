@@ -26,26 +26,14 @@ async fn both_metadata_documents_describe_the_server() {
             m["authorization_endpoint"],
             "https://auth.example/tenant/auth/authorize"
         );
-        assert_eq!(
-            m["token_endpoint"],
-            "https://auth.example/tenant/auth/token"
-        );
-        assert_eq!(
-            m["userinfo_endpoint"],
-            "https://auth.example/tenant/auth/userinfo"
-        );
-        assert_eq!(
-            m["revocation_endpoint"],
-            "https://auth.example/tenant/auth/revoke"
-        );
+        assert_eq!(m["token_endpoint"], "https://auth.example/tenant/auth/token");
+        assert_eq!(m["userinfo_endpoint"], "https://auth.example/tenant/auth/userinfo");
+        assert_eq!(m["revocation_endpoint"], "https://auth.example/tenant/auth/revoke");
         assert_eq!(
             m["introspection_endpoint"],
             "https://auth.example/tenant/auth/introspect"
         );
-        assert_eq!(
-            m["code_challenge_methods_supported"],
-            serde_json::json!(["S256"])
-        );
+        assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256"]));
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],
             serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
@@ -54,10 +42,7 @@ async fn both_metadata_documents_describe_the_server() {
             m["grant_types_supported"],
             serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
         );
-        assert_eq!(
-            m["scopes_supported"],
-            serde_json::json!(["email", "openid", "profile"])
-        );
+        assert_eq!(m["scopes_supported"], serde_json::json!(["email", "openid", "profile"]));
     }
 }
 
@@ -68,12 +53,7 @@ async fn health_endpoints() {
     assert_eq!(res.status(), StatusCode::OK);
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let res = app
-        .client
-        .get(app.url("/debug/health"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/debug/health")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let h = json(res).await;
     assert_eq!(h["status"], "ok");
@@ -101,11 +81,7 @@ async fn request_durations_are_labelled_by_matched_route() {
     let app = spawn_app().await;
     let t = app.app_tokens("openid").await;
     app.userinfo(&s(&t, "access_token")).await;
-    app.client
-        .get(app.url("/no/such/path"))
-        .send()
-        .await
-        .unwrap();
+    app.client.get(app.url("/no/such/path")).send().await.unwrap();
     let text = app
         .client
         .get(app.url("/metrics"))
@@ -115,11 +91,17 @@ async fn request_durations_are_labelled_by_matched_route() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains(r#"http_server_request_duration_seconds_count{method="GET",route="/auth/userinfo",status="200"} 1"#), "{text}");
-    assert!(text.contains(r#"http_server_request_duration_seconds_count{method="POST",route="/auth/token",status="200"} 1"#));
     assert!(
-        !text.contains("/no/such/path"),
-        "unmatched paths create no series"
+        text.contains(
+            r#"http_server_request_duration_seconds_count{method="GET",route="/auth/userinfo",status="200"} 1"#
+        ),
+        "{text}"
     );
+    assert!(
+        text.contains(
+            r#"http_server_request_duration_seconds_count{method="POST",route="/auth/token",status="200"} 1"#
+        )
+    );
+    assert!(!text.contains("/no/such/path"), "unmatched paths create no series");
     assert!(text.contains(r#"authplane_tokens_issued_total{grant_type="authorization_code"} 1"#));
 }

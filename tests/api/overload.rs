@@ -43,10 +43,7 @@ async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
         running.push(tokio::spawn(req.send()));
     }
     store.until_waiting(2).await;
-    until_queue(&app, "/auth/userinfo", |q| {
-        q["in_flight"] == 2 && q["waiting"] == 2
-    })
-    .await;
+    until_queue(&app, "/auth/userinfo", |q| q["in_flight"] == 2 && q["waiting"] == 2).await;
     let calls = store.calls.load(Ordering::SeqCst);
     let res = app.userinfo("one-too-many").await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -59,12 +56,7 @@ async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
     );
     // Other endpoints are not affected, nor are health and metrics.
     assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.client.get(app.url("/healthz")).send().await.unwrap().status(),
         StatusCode::OK
     );
     let metrics = app

@@ -24,10 +24,7 @@ async fn refresh_rotates_and_a_rotated_token_replayed_revokes_the_grant() {
         app.userinfo(&s(&first, "access_token")).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        json(app.refresh_app(&r2).await).await["error"],
-        "invalid_grant"
-    );
+    assert_eq!(json(app.refresh_app(&r2).await).await["error"], "invalid_grant");
     assert_eq!(app.introspect(&r2).await["active"], false);
 }
 
@@ -66,11 +63,7 @@ async fn refresh_may_narrow_but_never_widen_the_scope() {
 
 #[tokio::test]
 async fn refresh_tokens_are_bound_to_their_client_and_expire() {
-    let app = spawn_with(
-        test_config(|s| s.refresh_token_ttl = Some("1h".parse().unwrap())),
-        None,
-    )
-    .await;
+    let app = spawn_with(test_config(|s| s.refresh_token_ttl = Some("1h".parse().unwrap())), None).await;
     let session = app.login().await;
     let code = app.code(&session, SPA, SPA_REDIRECT, "openid").await;
     let res = app

@@ -9,26 +9,13 @@ async fn revoking_an_access_token_revokes_that_token_only() {
     let app = spawn_app().await;
     let t = app.app_tokens("openid").await;
     let access = s(&t, "access_token");
-    assert_eq!(
-        app.userinfo(&access).await.status(),
-        StatusCode::OK,
-        "warm the cache"
-    );
+    assert_eq!(app.userinfo(&access).await.status(), StatusCode::OK, "warm the cache");
     let res = app.revoke((APP, APP_SECRET), &access).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(
-        app.userinfo(&access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.introspect(&access).await,
-        serde_json::json!({"active": false})
-    );
+    assert_eq!(app.userinfo(&access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.introspect(&access).await, serde_json::json!({"active": false}));
     // The refresh token is unaffected.
-    assert_eq!(
-        app.refresh_app(&s(&t, "refresh_token")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.refresh_app(&s(&t, "refresh_token")).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -54,10 +41,7 @@ async fn revoking_a_refresh_token_revokes_the_whole_grant() {
     for token in [&a1, &a2] {
         assert_eq!(app.userinfo(token).await.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(
-        json(app.refresh_app(&r2).await).await["error"],
-        "invalid_grant"
-    );
+    assert_eq!(json(app.refresh_app(&r2).await).await["error"], "invalid_grant");
     assert_eq!(app.introspect(&r2).await["active"], false);
     // The cascade is queued for the sweeper and purges the grant's tokens.
     assert!(!app.state.tokens.revocations().is_empty());
@@ -74,14 +58,9 @@ async fn a_client_revokes_only_its_own_tokens_and_any_string_gets_200() {
     let res = app.revoke((OTHER, OTHER_SECRET), &access).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.userinfo(&access).await.status(), StatusCode::OK);
-    let res = app
-        .revoke((OTHER, OTHER_SECRET), &s(&t, "refresh_token"))
-        .await;
+    let res = app.revoke((OTHER, OTHER_SECRET), &s(&t, "refresh_token")).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(
-        app.refresh_app(&s(&t, "refresh_token")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.refresh_app(&s(&t, "refresh_token")).await.status(), StatusCode::OK);
     assert_eq!(
         app.revoke((APP, APP_SECRET), "not-a-token").await.status(),
         StatusCode::OK
@@ -110,12 +89,7 @@ async fn revoke_and_introspect_require_client_authentication() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        assert!(
-            res.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Basic")
-        );
+        assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
         let res = app
             .client
             .post(app.url(path))
@@ -144,10 +118,7 @@ async fn introspection_reports_active_tokens() {
     let r = app.introspect(&s(&t, "refresh_token")).await;
     assert_eq!(r["active"], true);
     assert_eq!(r["token_type"], "refresh_token");
-    assert_eq!(
-        app.introspect("unknown").await,
-        serde_json::json!({"active": false})
-    );
+    assert_eq!(app.introspect("unknown").await, serde_json::json!({"active": false}));
     let cc = json(
         app.token(
             Some((APP, APP_SECRET)),

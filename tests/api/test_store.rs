@@ -167,12 +167,7 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.purge_grant_tokens(id, limit).await
     }
-    async fn delete_expired(
-        &self,
-        kind: RecordKind,
-        now: Timestamp,
-        limit: usize,
-    ) -> StoreResult<usize> {
+    async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
         self.before().await?;
         self.inner.delete_expired(kind, now, limit).await
     }

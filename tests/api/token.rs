@@ -11,9 +11,7 @@ use crate::helpers::*;
 async fn code_flow_for_the_confidential_client() {
     let app = spawn_app().await;
     let session = app.login().await;
-    let code = app
-        .code(&session, APP, APP_REDIRECT, "openid profile email")
-        .await;
+    let code = app.code(&session, APP, APP_REDIRECT, "openid profile email").await;
     let res = app.redeem_app(&code).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-store");
@@ -98,10 +96,7 @@ async fn invalid_client_is_always_401_with_basic_challenge_only_for_basic() {
         ),
         (
             None,
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", "nobody"),
-            ],
+            vec![("grant_type", "client_credentials"), ("client_id", "nobody")],
             false,
         ),
         (None, cc.to_vec(), false),
@@ -133,19 +128,12 @@ async fn invalid_client_is_always_401_with_basic_challenge_only_for_basic() {
 #[tokio::test]
 async fn grant_type_errors() {
     let app = spawn_app().await;
-    let res = app
-        .token(Some((APP, APP_SECRET)), &[("grant_type", "password")])
-        .await;
+    let res = app.token(Some((APP, APP_SECRET)), &[("grant_type", "password")]).await;
     assert_eq!(json(res).await["error"], "unsupported_grant_type");
-    let res = app
-        .token(Some((APP, APP_SECRET)), &[("scope", "openid")])
-        .await;
+    let res = app.token(Some((APP, APP_SECRET)), &[("scope", "openid")]).await;
     assert_eq!(json(res).await["error"], "invalid_request");
     let res = app
-        .token(
-            None,
-            &[("grant_type", "client_credentials"), ("client_id", SPA)],
-        )
+        .token(None, &[("grant_type", "client_credentials"), ("client_id", SPA)])
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json(res).await["error"], "unauthorized_client");
@@ -300,16 +288,10 @@ async fn a_replayed_code_is_refused_and_revokes_what_the_first_use_issued() {
     let res = app.redeem_app(&code).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json(res).await["error"], "invalid_grant");
-    assert_eq!(
-        app.userinfo(&access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.userinfo(&access).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.introspect(&access).await["active"], false);
     assert_eq!(app.introspect(&refresh).await["active"], false);
-    assert_eq!(
-        json(app.refresh_app(&refresh).await).await["error"],
-        "invalid_grant"
-    );
+    assert_eq!(json(app.refresh_app(&refresh).await).await["error"], "invalid_grant");
 }
 
 #[tokio::test]
@@ -318,10 +300,7 @@ async fn fifty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
     let session = app.login().await;
     let code = app.code(&session, APP, APP_REDIRECT, "openid").await;
     let results = futures::future::join_all((0..50).map(|_| app.redeem_app(&code))).await;
-    let ok: Vec<_> = results
-        .iter()
-        .filter(|r| r.status() == StatusCode::OK)
-        .collect();
+    let ok: Vec<_> = results.iter().filter(|r| r.status() == StatusCode::OK).collect();
     assert_eq!(ok.len(), 1);
     assert!(
         results
@@ -337,10 +316,7 @@ async fn client_secret_verification_is_cached_per_presented_secret() {
     let before = secrets.report();
     for _ in 0..20 {
         let res = app
-            .token(
-                Some((APP, APP_SECRET)),
-                &[("grant_type", "client_credentials")],
-            )
+            .token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
             .await;
         assert_eq!(res.status(), StatusCode::OK);
     }
@@ -354,17 +330,11 @@ async fn client_secret_verification_is_cached_per_presented_secret() {
     // Failures are not cached: each wrong secret is verified (and refused) again.
     for _ in 0..3 {
         let res = app
-            .token(
-                Some((APP, "wrong")),
-                &[("grant_type", "client_credentials")],
-            )
+            .token(Some((APP, "wrong")), &[("grant_type", "client_credentials")])
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     let wrong = secrets.report();
-    assert_eq!(
-        wrong.hits, after.hits,
-        "a wrong secret never hits the cache"
-    );
+    assert_eq!(wrong.hits, after.hits, "a wrong secret never hits the cache");
     assert_eq!(crypto::client_secret_key(APP, "a").0.len(), 32);
 }

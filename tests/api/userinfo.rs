@@ -62,21 +62,10 @@ async fn post_with_the_token_in_the_header_or_the_body() {
 #[tokio::test]
 async fn missing_unknown_and_expired_tokens_are_401() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .get(app.url("/auth/userinfo"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/auth/userinfo")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let www = res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        www.starts_with("Bearer") && !www.contains("error="),
-        "{www}"
-    );
+    let www = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(www.starts_with("Bearer") && !www.contains("error="), "{www}");
     for bad in ["garbage", "x".repeat(43).as_str()] {
         let res = app.userinfo(bad).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -93,22 +82,15 @@ async fn missing_unknown_and_expired_tokens_are_401() {
     assert_eq!(app.userinfo(&token).await.status(), StatusCode::OK);
     app.advance(Duration::from_secs(15 * 60 + 1));
     let res = app.userinfo(&token).await;
-    assert_eq!(
-        res.status(),
-        StatusCode::UNAUTHORIZED,
-        "expired, although cached"
-    );
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "expired, although cached");
 }
 
 #[tokio::test]
 async fn tokens_without_a_user_or_openid_are_403_insufficient_scope() {
     let app = spawn_app().await;
     let cc = json(
-        app.token(
-            Some((APP, APP_SECRET)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
+        app.token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
+            .await,
     )
     .await;
     let res = app.userinfo(&s(&cc, "access_token")).await;

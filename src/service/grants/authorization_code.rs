@@ -21,10 +21,7 @@ impl TokenService {
             .ok_or(ApiError::InvalidRequest("code is required"))?;
         // Syntax first, so a malformed request does not burn the code.
         let verifier = match req.code_verifier.as_deref() {
-            Some(v) => Some(
-                CodeVerifier::parse(v)
-                    .ok_or(ApiError::InvalidRequest("code_verifier is malformed"))?,
-            ),
+            Some(v) => Some(CodeVerifier::parse(v).ok_or(ApiError::InvalidRequest("code_verifier is malformed"))?),
             None => None,
         };
         let hash = crypto::hash_token(code);
@@ -103,12 +100,7 @@ impl TokenService {
             .store
             .insert_grant_tokens(&grant, &access_record, refresh.as_ref().map(|(_, r)| r))
             .await?;
-        let response = self.response(
-            access,
-            &access_record,
-            refresh.as_ref().map(|(v, _)| v.clone()),
-            now,
-        );
+        let response = self.response(access, &access_record, refresh.as_ref().map(|(v, _)| v.clone()), now);
         inner
             .caches
             .access_tokens

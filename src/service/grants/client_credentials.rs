@@ -20,11 +20,7 @@ impl TokenService {
         let (access, record) = self.new_access_token(&client.client_id, None, scope, None, now);
         self.inner.store.insert_access_token(&record).await?;
         let response = self.response(access, &record, None, now);
-        self.inner
-            .caches
-            .access_tokens
-            .insert(record.hash, record)
-            .await;
+        self.inner.caches.access_tokens.insert(record.hash, record).await;
         Ok(response)
     }
 }
