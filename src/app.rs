@@ -22,6 +22,7 @@ use crate::service::{
 };
 use crate::state::{AppState, WebConfig};
 use crate::store::Store;
+use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryStore;
 use crate::sweeper::Sweeper;
 use crate::telemetry::{self, Metrics};
@@ -60,6 +61,7 @@ impl Application {
                 anyhow::bail!("the postgres store is not available in this build")
             }
         };
+        let store: Arc<dyn Store> = Arc::new(Instrumented::new(store, &metrics));
         register_startup_series(&metrics);
         let cancel = CancellationToken::new();
         let ttls = Ttls {
@@ -244,9 +246,6 @@ fn register_startup_series(metrics: &Metrics) {
     }
     let _ = metrics.histogram(telemetry::POOL_WAIT, &[]);
     let _ = metrics.histogram(telemetry::SWEEP_DURATION, &[]);
-    for op in ["get_access_token", "get_refresh_token", "get_session", "get_grant"] {
-        let _ = metrics.histogram(telemetry::STORE_OP_DURATION, &[("op", op)]);
-    }
 }
 
 fn origin_of(issuer: &str) -> String {

@@ -190,3 +190,83 @@ impl Unshare for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> RecordCache<u32, &'static str> {
+        RecordCache::new("test", 100, Duration::from_secs(60), &Metrics::new())
+    }
+
+    #[tokio::test]
+    async fn a_load_that_overlaps_an_invalidation_is_not_kept() {
+        let c = cache();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        // The loader read the old record, then stalls; meanwhile the record is revoked.
+        let load = c.get_or_load(&1, async {
+            let _ = started_tx.send(());
+            let _ = rx.await;
+            Ok::<_, StoreError>(Some("old"))
+        });
+        let revoke = async {
+            let _ = started_rx.await;
+            c.invalidate(&1).await;
+            let _ = tx.send(());
+        };
+        let (loaded, ()) = tokio::join!(load, revoke);
+        assert_eq!(
+            loaded.unwrap().as_deref(),
+            Some(&"old"),
+            "the racing request itself may see it"
+        );
+        let next = c
+            .get_or_load(&1, async { Ok::<_, StoreError>(Some("new")) })
+            .await
+            .unwrap();
+        assert_eq!(next.as_deref(), Some(&"new"), "but the cache did not keep it");
+    }
+
+    #[tokio::test]
+    async fn hits_misses_and_negative_entries() {
+        let c = cache();
+        assert!(
+            c.get_or_load(&7, async { Ok::<_, StoreError>(None) })
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let again = c
+            .get_or_load(&7, async { Ok::<_, StoreError>(Some("late")) })
+            .await
+            .unwrap();
+        assert!(again.is_none(), "the negative entry answers");
+        c.insert(7, "set").await;
+        assert_eq!(
+            c.get_or_load(&7, async { Ok::<_, StoreError>(None) })
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&"set")
+        );
+        let r = c.report();
+        assert_eq!((r.hits, r.misses), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn failed_loads_are_not_cached_and_keep_their_class() {
+        let c = cache();
+        let err = c
+            .get_or_load(&3, async {
+                Err::<Option<&str>, _>(StoreError::Unavailable(anyhow::anyhow!("down")))
+            })
+            .await;
+        assert!(matches!(err, Err(StoreError::Unavailable(_))));
+        let ok = c
+            .get_or_load(&3, async { Ok::<_, StoreError>(Some("up")) })
+            .await
+            .unwrap();
+        assert_eq!(ok.as_deref(), Some(&"up"));
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Gauge, Histogram};
 use rand::Rng;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -40,6 +41,8 @@ impl SweepStats {
 pub struct SweeperStatus {
     interval: Duration,
     runs: AtomicU64,
+    /// Publishes the run count, so tests (and anything else) can await a run instead of sleeping.
+    runs_tx: watch::Sender<u64>,
     last: Mutex<Option<(Timestamp, SweepStats)>>,
 }
 
@@ -58,8 +61,14 @@ impl SweeperStatus {
         Self {
             interval,
             runs: AtomicU64::new(0),
+            runs_tx: watch::Sender::new(0),
             last: Mutex::new(None),
         }
+    }
+
+    /// A receiver of the number of completed runs.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.runs_tx.subscribe()
     }
 
     pub fn report(&self) -> SweeperReport {
@@ -180,8 +189,9 @@ impl Sweeper {
         stats.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.duration.record(started.elapsed().as_secs_f64());
         self.last_run.set(now.millis() as f64 / 1000.0);
-        self.status.runs.fetch_add(1, Ordering::Relaxed);
         *self.status.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, stats.clone()));
+        let runs = self.status.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        self.status.runs_tx.send_replace(runs);
         Ok(stats)
     }
 }

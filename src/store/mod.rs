@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
 
+pub mod instrumented;
 pub mod memory;
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ mod helpers;
 mod test_store;
 
 mod authorize;
+mod caches;
 mod client_library;
 mod config;
 mod invariants;
@@ -15,5 +16,6 @@ mod metadata;
 mod overload;
 mod refresh;
 mod revoke;
+mod sweeper;
 mod token;
 mod userinfo;

@@ -1,0 +1,142 @@
+//! A decorator over any store: a `store` span per call (with `op`, and `pool_wait_ms` filled in
+//! by pooled stores) and `authplane_store_operation_duration_seconds{op}`. Every store call the
+//! services make goes through it, so both implementations are observed the same way.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use metrics::Histogram;
+use tracing::Instrument;
+
+use super::{
+    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, PoolStatus, RecordKind, RefreshTokenRecord,
+    RotateOutcome, SessionRecord, Store, StoreResult,
+};
+use crate::domain::{GrantId, Timestamp, TokenHash};
+use crate::telemetry::{self, Metrics};
+
+const OPS: &[&str] = &[
+    "ping",
+    "insert_session",
+    "get_session",
+    "delete_session",
+    "insert_code",
+    "consume_code",
+    "insert_grant_tokens",
+    "insert_access_token",
+    "get_access_token",
+    "get_refresh_token",
+    "get_grant",
+    "rotate_refresh_token",
+    "revoke_access_token",
+    "revoke_grant",
+    "purge_grant_tokens",
+    "delete_expired",
+];
+
+pub struct Instrumented {
+    inner: Arc<dyn Store>,
+    durations: HashMap<&'static str, Histogram>,
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> Self {
+        let durations = OPS
+            .iter()
+            .map(|op| (*op, metrics.histogram(telemetry::STORE_OP_DURATION, &[("op", op)])))
+            .collect();
+        Self { inner, durations }
+    }
+
+    /// The wrapped store (tests reach through to inspect it).
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+
+    async fn observe<T>(&self, op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let span = tracing::debug_span!("store", op, pool_wait_ms = tracing::field::Empty);
+        let start = Instant::now();
+        let res = fut.instrument(span).await;
+        if let Some(h) = self.durations.get(op) {
+            h.record(start.elapsed().as_secs_f64());
+        }
+        res
+    }
+}
+
+#[async_trait]
+impl Store for Instrumented {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn pool_status(&self) -> PoolStatus {
+        self.inner.pool_status()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.observe("ping", self.inner.ping()).await
+    }
+    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        self.observe("insert_session", self.inner.insert_session(s)).await
+    }
+    async fn get_session(&self, h: &TokenHash) -> StoreResult<Option<SessionRecord>> {
+        self.observe("get_session", self.inner.get_session(h)).await
+    }
+    async fn delete_session(&self, h: &TokenHash) -> StoreResult<bool> {
+        self.observe("delete_session", self.inner.delete_session(h)).await
+    }
+    async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
+        self.observe("insert_code", self.inner.insert_code(c)).await
+    }
+    async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
+        self.observe("consume_code", self.inner.consume_code(h)).await
+    }
+    async fn insert_grant_tokens(
+        &self,
+        g: &GrantRecord,
+        a: &AccessTokenRecord,
+        r: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()> {
+        self.observe("insert_grant_tokens", self.inner.insert_grant_tokens(g, a, r))
+            .await
+    }
+    async fn insert_access_token(&self, a: &AccessTokenRecord) -> StoreResult<()> {
+        self.observe("insert_access_token", self.inner.insert_access_token(a))
+            .await
+    }
+    async fn get_access_token(&self, h: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
+        self.observe("get_access_token", self.inner.get_access_token(h)).await
+    }
+    async fn get_refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.observe("get_refresh_token", self.inner.get_refresh_token(h)).await
+    }
+    async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
+        self.observe("get_grant", self.inner.get_grant(id)).await
+    }
+    async fn rotate_refresh_token(
+        &self,
+        old: &TokenHash,
+        now: Timestamp,
+        a: &AccessTokenRecord,
+        r: &RefreshTokenRecord,
+    ) -> StoreResult<RotateOutcome> {
+        self.observe("rotate_refresh_token", self.inner.rotate_refresh_token(old, now, a, r))
+            .await
+    }
+    async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {
+        self.observe("revoke_access_token", self.inner.revoke_access_token(h, now))
+            .await
+    }
+    async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
+        self.observe("revoke_grant", self.inner.revoke_grant(g, now)).await
+    }
+    async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>> {
+        self.observe("purge_grant_tokens", self.inner.purge_grant_tokens(id, limit))
+            .await
+    }
+    async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
+        self.observe("delete_expired", self.inner.delete_expired(kind, now, limit))
+            .await
+    }
+}
