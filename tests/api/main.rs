@@ -14,6 +14,7 @@ mod login;
 mod malformed;
 mod metadata;
 mod overload;
+mod process;
 mod refresh;
 mod revoke;
 mod sweeper;
