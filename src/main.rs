@@ -28,11 +28,19 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(e) => return fail(&e),
             };
+            // Telemetry first, outside the runtime: the OTLP exporter's client must not be built
+            // inside one.
+            let otlp = match authplane::telemetry::init_tracing(cfg.log_format, cfg.otlp_endpoint.as_deref()) {
+                Ok(guard) => guard,
+                Err(e) => return fail(&*e),
+            };
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(&e),
             };
-            match rt.block_on(serve(cfg)) {
+            let res = rt.block_on(serve(cfg));
+            otlp.flush();
+            match res {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = ?e, "authplane failed");
@@ -44,7 +52,6 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let _otlp = authplane::telemetry::init_tracing(cfg.log_format, cfg.otlp_endpoint.as_deref())?;
     let app = Application::build(cfg).await?;
     let cancel = app.shutdown_token();
     let run = app.run();

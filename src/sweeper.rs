@@ -188,7 +188,9 @@ impl Sweeper {
         }
         stats.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.duration.record(started.elapsed().as_secs_f64());
-        self.last_run.set(now.millis() as f64 / 1000.0);
+        // When the run finished, by the same clock as `now`.
+        self.last_run
+            .set(now.millis() as f64 / 1000.0 + started.elapsed().as_secs_f64());
         *self.status.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, stats.clone()));
         let runs = self.status.runs.fetch_add(1, Ordering::Relaxed) + 1;
         self.status.runs_tx.send_replace(runs);

@@ -13,6 +13,7 @@ mod invariants;
 mod login;
 mod malformed;
 mod metadata;
+mod otlp;
 mod overload;
 mod process;
 mod refresh;

@@ -132,3 +132,44 @@ async fn sigterm_under_load_answers_admitted_requests_and_exits_zero() {
     assert!(log.contains("shutdown complete"), "{log}");
     assert!(!log.contains(APP_SECRET));
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
+        if v["fields"]["message"] == "listening" {
+            assert!(v["fields"]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+            break;
+        }
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
