@@ -24,6 +24,7 @@ use crate::state::{AppState, WebConfig};
 use crate::store::Store;
 use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryStore;
+use crate::store::postgres::{self, PostgresStore};
 use crate::sweeper::Sweeper;
 use crate::telemetry::{self, Metrics};
 
@@ -39,6 +40,11 @@ pub struct Options {
 
 pub struct Application {
     listener: TcpListener,
+    store: Arc<dyn Store>,
+    caches: Arc<Caches>,
+    /// The database to LISTEN on for other nodes' invalidations (postgres only).
+    listen_url: Option<String>,
+    listening: tokio::sync::watch::Sender<bool>,
     router: Router,
     state: AppState,
     sweeper: Sweeper,
@@ -58,8 +64,14 @@ impl Application {
             (Some(s), _) => s,
             (None, StoreKind::Memory) => Arc::new(MemoryStore::new()),
             (None, StoreKind::Postgres) => {
-                anyhow::bail!("the postgres store is not available in this build")
+                let url = cfg.database_url.as_deref().unwrap_or_default();
+                Arc::new(PostgresStore::connect(url, cfg.pool_size, cfg.pool_timeout.0, &metrics).await?)
             }
+        };
+        // Cross-node invalidation runs only where another node can change what we cached.
+        let listen_url = match cfg.store {
+            StoreKind::Postgres if store.kind() == "postgres" => cfg.database_url.clone(),
+            StoreKind::Postgres | StoreKind::Memory => None,
         };
         let store: Arc<dyn Store> = Arc::new(Instrumented::new(store, &metrics));
         register_startup_series(&metrics);
@@ -126,6 +138,7 @@ impl Application {
             token: admission("/auth/token"),
             userinfo: admission("/auth/userinfo"),
         };
+        let (listening, listening_rx) = tokio::sync::watch::channel(false);
         let health = HealthService::new(
             HealthParts {
                 store: Arc::clone(&store),
@@ -136,6 +149,7 @@ impl Application {
                 revocations,
                 shutdown: cancel.clone(),
                 pool_size: cfg.pool_size,
+                invalidation: listen_url.as_ref().map(|_| listening_rx),
             },
             &metrics,
         );
@@ -162,6 +176,10 @@ impl Application {
         let listener = TcpListener::bind(cfg.listen).await?;
         Ok(Self {
             listener,
+            store,
+            caches,
+            listen_url,
+            listening,
             router,
             state,
             sweeper,
@@ -184,6 +202,11 @@ impl Application {
         self.router.clone()
     }
 
+    /// Becomes `true` once the cross-node invalidation listener is connected.
+    pub fn invalidation_listener(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.listening.subscribe()
+    }
+
     pub fn sweeper(&self) -> &Sweeper {
         &self.sweeper
     }
@@ -193,8 +216,10 @@ impl Application {
         self.cancel.clone()
     }
 
-    /// Serves until the shutdown token fires, then stops accepting, lets in-flight requests finish
-    /// and the sweeper flush, waiting at most the shutdown grace.
+    /// Serves until the shutdown token fires, then shuts down in order: stop accepting and let
+    /// in-flight requests finish; then stop the background tasks (the sweeper flushes pending
+    /// revocations, which in-flight requests may have added); then release the store. All of it
+    /// within the shutdown grace.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -203,28 +228,54 @@ impl Application {
             cancel,
             tracker,
             grace,
+            store,
+            caches,
+            listen_url,
+            listening,
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        tracker.spawn(sweeper.run(cancel.child_token()));
+        // Background tasks stop after the server has drained, not with it.
+        let background = CancellationToken::new();
+        tracker.spawn(sweeper.run(background.clone()));
+        if let Some(url) = listen_url {
+            let (apply_to, flush) = (Arc::clone(&caches), Arc::clone(&caches));
+            tracker.spawn(postgres::listen(
+                url,
+                background.clone(),
+                async move |inv| apply_to.apply(inv).await,
+                move || flush.invalidate_all(),
+                listening,
+            ));
+        }
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let served = tracker.spawn(async move {
+        let mut served = tracker.spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "server failed");
             }
-            tracing::info!("server stopped accepting and drained");
         });
         tracker.close();
-        tokio::select! {
-            () = cancel.cancelled() => {}
-            _ = served => {
+        let mut drained = tokio::select! {
+            () = cancel.cancelled() => false,
+            _ = &mut served => {
                 // The server ended on its own (listener error): shut the rest down too.
                 cancel.cancel();
+                true
             }
+        };
+        tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
+        let deadline = tokio::time::Instant::now() + grace;
+        if !drained {
+            drained = tokio::time::timeout_at(deadline, &mut served).await.is_ok();
         }
-        tracing::info!(grace = ?grace, "shutting down");
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        if drained {
+            tracing::info!("server stopped accepting and drained");
+        } else {
+            tracing::warn!("shutdown grace expired with requests still in flight");
+        }
+        background.cancel();
+        if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
             tracing::warn!(
                 remaining = tracker.len(),
                 "shutdown grace expired with tasks still running"
@@ -232,16 +283,21 @@ impl Application {
         } else {
             tracing::info!("shutdown complete");
         }
+        store.close();
         Ok(())
     }
 }
 
 /// Every series that has no natural first observation, so dashboards never meet a missing one.
 fn register_startup_series(metrics: &Metrics) {
-    for route in ["/auth/authorize", "/auth/token", "/auth/userinfo"] {
+    for (method, route) in [
+        ("GET", "/auth/authorize"),
+        ("POST", "/auth/token"),
+        ("GET", "/auth/userinfo"),
+    ] {
         let _ = metrics.histogram(
             telemetry::HTTP_DURATION,
-            &[("method", "GET"), ("route", route), ("status", "200")],
+            &[("method", method), ("route", route), ("status", "200")],
         );
     }
     let _ = metrics.histogram(telemetry::POOL_WAIT, &[]);

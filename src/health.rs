@@ -30,6 +30,7 @@ struct Inner {
     revocations: Arc<RevocationQueue>,
     shutdown: CancellationToken,
     pool_size: usize,
+    invalidation: Option<tokio::sync::watch::Receiver<bool>>,
     gauges: Gauges,
 }
 
@@ -56,6 +57,8 @@ pub struct StoreReport {
     pub kind: &'static str,
     pub ok: bool,
     pub pool: PoolStatus,
+    /// `null` on the memory store; else whether the LISTEN connection is up.
+    pub invalidation_listener_connected: Option<bool>,
 }
 
 pub struct HealthParts {
@@ -67,6 +70,8 @@ pub struct HealthParts {
     pub revocations: Arc<RevocationQueue>,
     pub shutdown: CancellationToken,
     pub pool_size: usize,
+    /// Whether the cross-node invalidation listener is connected (postgres only).
+    pub invalidation: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// How long a readiness probe waits for the store before calling it down.
@@ -101,6 +106,7 @@ impl HealthService {
                 revocations: p.revocations,
                 shutdown: p.shutdown,
                 pool_size: p.pool_size,
+                invalidation: p.invalidation,
                 gauges,
             }),
         };
@@ -175,6 +181,7 @@ impl HealthService {
                 kind: i.store.kind(),
                 ok,
                 pool: i.store.pool_status(),
+                invalidation_listener_connected: i.invalidation.as_ref().map(|rx| *rx.borrow()),
             },
             caches: names.iter().filter_map(|n| Some((*n, self.cache_report(n)?))).collect(),
             sweeper: i.sweeper.report(),

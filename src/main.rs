@@ -1,7 +1,7 @@
 //! Thin entry point: parse the command line, initialise telemetry, run. Everything else lives in
 //! the library so that tests and benches drive the same code.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use authplane::config::{Cli, Command, Config};
@@ -16,7 +16,8 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => match Config::load(args) {
             Ok(cfg) => match serde_json::to_string_pretty(&cfg) {
                 Ok(json) => {
-                    println!("{json}");
+                    // A closed pipe (`| head`) is not an error worth a panic.
+                    let _ = writeln!(std::io::stdout(), "{json}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -43,8 +44,8 @@ fn main() -> ExitCode {
             match res {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(error = ?e, "authplane failed");
-                    fail(&*e)
+                    tracing::error!(error = %format!("{e:#}"), "authplane failed");
+                    fail(&format!("{e:#}"))
                 }
             }
         }
@@ -52,13 +53,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let mut signals = shutdown::Signals::install()?;
     let app = Application::build(cfg).await?;
     let cancel = app.shutdown_token();
     let run = app.run();
     tokio::pin!(run);
     tokio::select! {
         res = &mut run => return res,
-        () = shutdown::signal() => cancel.cancel(),
+        () = signals.recv() => cancel.cancel(),
     }
     run.await
 }

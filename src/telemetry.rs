@@ -2,6 +2,7 @@
 //! registry. Metrics go to a Prometheus recorder owned by the application, not a process-global
 //! one, so that every `Application` (and every test) has its own and `/metrics` renders exactly it.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
@@ -17,7 +18,7 @@ static METADATA: Metadata<'static> = Metadata::new("authplane", metrics::Level::
 /// Request latency buckets (seconds): fine below 10 ms where the hot paths live, coarse above,
 /// with the 200 ms p99 budget as an edge so alerts on it are exact.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Sweeper runs take longer: up to minutes for a large backlog.
 const SWEEP_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0];
@@ -171,8 +172,13 @@ pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::R
                     .with_filter(filter),
             )
             .try_init()?,
+        // Colours only for a terminal: logs piped to a file or a collector stay plain text.
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_filter(filter),
+            )
             .try_init()?,
     }
     Ok(guard)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cache::RecordCache;
 use crate::domain::{GrantId, TokenHash};
-use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, SessionRecord};
+use crate::store::{AccessTokenRecord, GrantRecord, Invalidation, RefreshTokenRecord, SessionRecord};
 use crate::telemetry::Metrics;
 
 pub mod authorize;
@@ -50,6 +50,16 @@ impl Caches {
             refresh_tokens: RecordCache::new("refresh_tokens", capacity, ttl, metrics),
             grants: RecordCache::new("grants", capacity, ttl, metrics),
         })
+    }
+
+    /// Applies a change made elsewhere (another node, through the store's notifications).
+    pub async fn apply(&self, inv: Invalidation) {
+        match inv {
+            Invalidation::Session(h) => self.sessions.invalidate(&h).await,
+            Invalidation::AccessToken(h) => self.access_tokens.invalidate(&h).await,
+            Invalidation::RefreshToken(h) => self.refresh_tokens.invalidate(&h).await,
+            Invalidation::Grant(g) => self.grants.invalidate(&g).await,
+        }
     }
 
     /// Drops everything: used when cross-node invalidations may have been missed.

@@ -74,6 +74,9 @@ impl Store for Instrumented {
     fn pool_status(&self) -> PoolStatus {
         self.inner.pool_status()
     }
+    fn close(&self) {
+        self.inner.close();
+    }
     async fn ping(&self) -> StoreResult<()> {
         self.observe("ping", self.inner.ping()).await
     }

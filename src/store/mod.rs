@@ -10,6 +10,7 @@ use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
 
 pub mod instrumented;
 pub mod memory;
+pub mod postgres;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -139,6 +140,52 @@ impl RecordKind {
     }
 }
 
+/// A change that other nodes' caches must drop (cross-node invalidation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    Session(TokenHash),
+    AccessToken(TokenHash),
+    RefreshToken(TokenHash),
+    Grant(GrantId),
+}
+
+impl Invalidation {
+    /// `kind:hex`, compact enough for a NOTIFY payload.
+    pub fn encode(&self) -> String {
+        let (k, bytes): (char, &[u8]) = match self {
+            Self::Session(h) => ('s', &h.0),
+            Self::AccessToken(h) => ('a', &h.0),
+            Self::RefreshToken(h) => ('r', &h.0),
+            Self::Grant(g) => ('g', &g.0),
+        };
+        let mut out = String::with_capacity(2 + bytes.len() * 2);
+        out.push(k);
+        out.push(':');
+        for b in bytes {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (kind, hex) = s.split_once(':')?;
+        if hex.len() % 2 != 0 || !hex.is_ascii() {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+            .collect::<Option<_>>()?;
+        Some(match kind {
+            "s" => Self::Session(TokenHash(bytes.try_into().ok()?)),
+            "a" => Self::AccessToken(TokenHash(bytes.try_into().ok()?)),
+            "r" => Self::RefreshToken(TokenHash(bytes.try_into().ok()?)),
+            "g" => Self::Grant(GrantId(bytes.try_into().ok()?)),
+            _ => return None,
+        })
+    }
+}
+
 /// Connection pool occupancy; all zero for the memory store.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PoolStatus {
@@ -155,6 +202,8 @@ pub trait Store: Send + Sync + 'static {
     fn pool_status(&self) -> PoolStatus {
         PoolStatus::default()
     }
+    /// Releases connections at shutdown.
+    fn close(&self) {}
     async fn ping(&self) -> StoreResult<()>;
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
@@ -199,4 +248,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` records of `kind` that expired before `now`; returns how many.
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalidations_roundtrip() {
+        for inv in [
+            Invalidation::Session(TokenHash([1; 32])),
+            Invalidation::AccessToken(TokenHash([0xab; 32])),
+            Invalidation::RefreshToken(TokenHash([0; 32])),
+            Invalidation::Grant(GrantId([9; 16])),
+        ] {
+            assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
+        }
+        for bad in ["", "x:00", "s:0", "s:zz", "g:00", "s"] {
+            assert_eq!(Invalidation::decode(bad), None, "{bad}");
+        }
+    }
 }

@@ -120,9 +120,12 @@ pub struct TestApp {
     pub clock: Clock,
     pub state: AppState,
     pub sweeper: Sweeper,
-    pub store: Arc<dyn Store>,
+    /// The store the test injected (`None` when the app built its own, as on PostgreSQL).
+    pub store: Option<Arc<dyn Store>>,
     pub cancel: CancellationToken,
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// `true` while the cross-node invalidation listener is connected (postgres only).
+    pub listening: tokio::sync::watch::Receiver<bool>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -131,12 +134,17 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
     init_test_log();
-    let store: Arc<dyn Store> = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+    // On the memory store the test keeps a handle; a postgres app builds its own store.
+    let store = match (store, cfg.store) {
+        (Some(s), _) => Some(s),
+        (None, authplane::config::StoreKind::Memory) => Some(Arc::new(MemoryStore::new()) as Arc<dyn Store>),
+        (None, authplane::config::StoreKind::Postgres) => None,
+    };
     let clock = Clock::manual();
     let app = Application::build_with(
         cfg,
         Options {
-            store: Some(Arc::clone(&store)),
+            store: store.clone(),
             clock: clock.clone(),
         },
     )
@@ -146,6 +154,7 @@ pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
     let state = app.state().clone();
     let sweeper = app.sweeper().clone();
     let cancel = app.shutdown_token();
+    let listening = app.invalidation_listener();
     let server = tokio::spawn(app.run());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -161,6 +170,7 @@ pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
         store,
         cancel,
         server,
+        listening,
     }
 }
 

@@ -57,7 +57,7 @@ async fn credentials_are_stored_and_logged_only_as_hashes() {
         .await;
 
     // Stores are keyed by SHA-256 and find nothing under the raw values.
-    let store = &app.store;
+    let store = app.store.as_ref().unwrap();
     assert!(store.get_session(&hash_token(&session)).await.unwrap().is_some());
     assert!(store.get_access_token(&hash_token(&access)).await.unwrap().is_some());
     assert!(store.get_refresh_token(&hash_token(&refresh)).await.unwrap().is_some());

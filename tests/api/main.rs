@@ -2,9 +2,11 @@
 //! 127.0.0.1:0 (see `helpers::spawn_app`). Set `TEST_LOG=1` to see the server's logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod faults;
 mod helpers;
 mod test_store;
 
+mod architecture;
 mod authorize;
 mod caches;
 mod client_library;
@@ -15,9 +17,12 @@ mod malformed;
 mod metadata;
 mod otlp;
 mod overload;
+mod pg;
+mod postgres;
 mod process;
 mod refresh;
 mod revoke;
+mod store_contract;
 mod sweeper;
 mod token;
 mod userinfo;

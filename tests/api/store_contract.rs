@@ -1,0 +1,295 @@
+//! The store contract, run against both implementations: the atomic operations the protocol
+//! rests on (consume once, rotate once, revoke a grant, tombstones), the purge cascade and the
+//! batched expiry sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authplane::crypto::{generate_grant_id, generate_token};
+use authplane::domain::{Scope, Timestamp};
+use authplane::store::memory::MemoryStore;
+use authplane::store::*;
+
+use crate::pg::TestDb;
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000)
+}
+
+fn scope() -> Scope {
+    Scope::parse("openid profile").unwrap()
+}
+
+fn code(grant: authplane::domain::GrantId) -> CodeRecord {
+    CodeRecord {
+        hash: generate_token().hash,
+        client_id: "c".into(),
+        redirect_uri: "http://x/cb".into(),
+        redirect_uri_given: true,
+        sub: "u".into(),
+        scope: scope(),
+        challenge: authplane::domain::CodeChallenge::parse(&"a".repeat(43)),
+        grant_id: grant,
+        auth_time: now(),
+        expires_at: now().plus(Duration::from_secs(60)),
+        consumed: false,
+    }
+}
+
+fn grant() -> GrantRecord {
+    GrantRecord {
+        id: generate_grant_id(),
+        client_id: "c".into(),
+        sub: "u".into(),
+        scope: scope(),
+        created_at: now(),
+        expires_at: now().plus(Duration::from_secs(3600)),
+        revoked_at: None,
+    }
+}
+
+fn access(g: &GrantRecord) -> AccessTokenRecord {
+    AccessTokenRecord {
+        hash: generate_token().hash,
+        client_id: g.client_id.clone(),
+        sub: Some(g.sub.clone()),
+        scope: g.scope.clone(),
+        grant_id: Some(g.id),
+        issued_at: now(),
+        expires_at: now().plus(Duration::from_secs(900)),
+        revoked_at: None,
+    }
+}
+
+fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        hash: generate_token().hash,
+        client_id: g.client_id.clone(),
+        sub: g.sub.clone(),
+        scope: g.scope.clone(),
+        grant_id: g.id,
+        issued_at: now(),
+        expires_at: g.expires_at,
+        rotated_at: None,
+    }
+}
+
+async fn records_roundtrip(s: Arc<dyn Store>) {
+    let c = code(generate_grant_id());
+    s.insert_code(&c).await.unwrap();
+    let g = grant();
+    let (a, r) = (access(&g), refresh(&g));
+    s.insert_grant_tokens(&g, &a, Some(&r)).await.unwrap();
+    let got = s.get_access_token(&a.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.sub.as_deref(), got.grant_id, got.expires_at),
+        (Some("u"), Some(g.id), a.expires_at)
+    );
+    assert_eq!(got.scope, scope());
+    let got = s.get_refresh_token(&r.hash).await.unwrap().unwrap();
+    assert_eq!((got.grant_id, got.rotated_at), (g.id, None));
+    let got = s.get_grant(&g.id).await.unwrap().unwrap();
+    assert_eq!((got.client_id.as_str(), got.revoked_at), ("c", None));
+    let sess = SessionRecord {
+        hash: generate_token().hash,
+        sub: "u".into(),
+        auth_time: now(),
+        expires_at: now(),
+    };
+    s.insert_session(&sess).await.unwrap();
+    assert_eq!(s.get_session(&sess.hash).await.unwrap().unwrap().sub, "u");
+    assert!(s.delete_session(&sess.hash).await.unwrap());
+    assert!(s.get_session(&sess.hash).await.unwrap().is_none());
+    assert!(!s.delete_session(&sess.hash).await.unwrap());
+    assert!(s.get_access_token(&generate_token().hash).await.unwrap().is_none());
+    s.ping().await.unwrap();
+}
+
+async fn a_code_is_consumed_exactly_once(s: Arc<dyn Store>) {
+    let c = code(generate_grant_id());
+    s.insert_code(&c).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.consume_code(&c.hash).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            ConsumeOutcome::Consumed(r) => {
+                won += 1;
+                assert_eq!((r.client_id.as_str(), r.challenge.is_some()), ("c", true));
+            }
+            ConsumeOutcome::AlreadyConsumed(r) => assert_eq!(r.grant_id, c.grant_id),
+            ConsumeOutcome::NotFound => panic!("the code exists"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(matches!(
+        s.consume_code(&generate_token().hash).await.unwrap(),
+        ConsumeOutcome::NotFound
+    ));
+}
+
+async fn a_refresh_token_rotates_exactly_once(s: Arc<dyn Store>) {
+    let g = grant();
+    let r = refresh(&g);
+    s.insert_grant_tokens(&g, &access(&g), Some(&r)).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (s, g) = (Arc::clone(&s), g.clone());
+            tokio::spawn(async move {
+                s.rotate_refresh_token(&r.hash, now(), &access(&g), &refresh(&g))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            RotateOutcome::Rotated => won += 1,
+            RotateOutcome::AlreadyRotated => {}
+            RotateOutcome::NotFound => panic!("the token exists"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(
+        s.get_refresh_token(&r.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at
+            .is_some()
+    );
+    let unknown = s
+        .rotate_refresh_token(&generate_token().hash, now(), &access(&g), &refresh(&g))
+        .await
+        .unwrap();
+    assert!(matches!(unknown, RotateOutcome::NotFound));
+}
+
+async fn revoking_a_grant_and_tombstones(s: Arc<dyn Store>) {
+    let g = grant();
+    s.insert_grant_tokens(&g, &access(&g), None).await.unwrap();
+    s.revoke_grant(&g, now()).await.unwrap();
+    assert_eq!(s.get_grant(&g.id).await.unwrap().unwrap().revoked_at, Some(now()));
+    // Revoking again keeps the first revocation time.
+    s.revoke_grant(&g, now().plus(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(s.get_grant(&g.id).await.unwrap().unwrap().revoked_at, Some(now()));
+    // A replay that races the first redemption leaves a revoked tombstone the redemption keeps.
+    let t = grant();
+    s.revoke_grant(&t, now()).await.unwrap();
+    s.insert_grant_tokens(&t, &access(&t), Some(&refresh(&t)))
+        .await
+        .unwrap();
+    assert!(s.get_grant(&t.id).await.unwrap().unwrap().revoked_at.is_some());
+    // Revoking one access token.
+    let a = access(&g);
+    s.insert_access_token(&a).await.unwrap();
+    assert!(s.revoke_access_token(&a.hash, now()).await.unwrap());
+    assert!(!s.revoke_access_token(&a.hash, now()).await.unwrap());
+    assert_eq!(
+        s.get_access_token(&a.hash).await.unwrap().unwrap().revoked_at,
+        Some(now())
+    );
+}
+
+async fn purging_a_grant_deletes_its_tokens_in_batches(s: Arc<dyn Store>) {
+    let g = grant();
+    let first = refresh(&g);
+    s.insert_grant_tokens(&g, &access(&g), Some(&first)).await.unwrap();
+    let mut old = first.hash;
+    for _ in 0..4 {
+        let next = refresh(&g);
+        assert!(matches!(
+            s.rotate_refresh_token(&old, now(), &access(&g), &next).await.unwrap(),
+            RotateOutcome::Rotated
+        ));
+        old = next.hash;
+    }
+    let other = grant();
+    let keep = access(&other);
+    s.insert_grant_tokens(&other, &keep, None).await.unwrap();
+    let mut purged = 0;
+    loop {
+        let batch = s.purge_grant_tokens(&g.id, 3).await.unwrap();
+        assert!(batch.len() <= 3);
+        purged += batch.len();
+        if batch.len() < 3 {
+            break;
+        }
+    }
+    assert_eq!(purged, 10, "5 access and 5 refresh tokens");
+    assert!(s.get_refresh_token(&old).await.unwrap().is_none());
+    assert!(
+        s.get_access_token(&keep.hash).await.unwrap().is_some(),
+        "other grants are untouched"
+    );
+}
+
+async fn expired_records_are_deleted_in_batches(s: Arc<dyn Store>) {
+    for i in 0..25 {
+        let t = now().plus(Duration::from_secs(i));
+        let sess = SessionRecord {
+            hash: generate_token().hash,
+            sub: "u".into(),
+            auth_time: t,
+            expires_at: t,
+        };
+        s.insert_session(&sess).await.unwrap();
+    }
+    let live = SessionRecord {
+        hash: generate_token().hash,
+        sub: "u".into(),
+        auth_time: now(),
+        expires_at: now().plus(Duration::from_secs(3600)),
+    };
+    s.insert_session(&live).await.unwrap();
+    let at = now().plus(Duration::from_secs(100));
+    assert_eq!(s.delete_expired(RecordKind::Sessions, at, 10).await.unwrap(), 10);
+    assert_eq!(s.delete_expired(RecordKind::Sessions, at, 10).await.unwrap(), 10);
+    assert_eq!(s.delete_expired(RecordKind::Sessions, at, 10).await.unwrap(), 5);
+    assert_eq!(s.delete_expired(RecordKind::Sessions, at, 10).await.unwrap(), 0);
+    assert!(s.get_session(&live.hash).await.unwrap().is_some());
+    let g = grant();
+    s.insert_grant_tokens(&g, &access(&g), Some(&refresh(&g)))
+        .await
+        .unwrap();
+    let later = now().plus(Duration::from_secs(7200));
+    for kind in [RecordKind::AccessTokens, RecordKind::RefreshTokens, RecordKind::Grants] {
+        assert!(s.delete_expired(kind, later, 100).await.unwrap() >= 1, "{kind:?}");
+    }
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = super::TestDb::new().await;
+                    super::$name(db.store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+both_stores!(
+    records_roundtrip,
+    a_code_is_consumed_exactly_once,
+    a_refresh_token_rotates_exactly_once,
+    revoking_a_grant_and_tombstones,
+    purging_a_grant_deletes_its_tokens_in_batches,
+    expired_records_are_deleted_in_batches,
+);
