@@ -45,8 +45,7 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestor
 
 pub fn router(state: AppState, hot: &HotRoutes) -> Router {
     let shed = |a: &Admission| from_fn_with_state(a.clone(), admit);
-    let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let routes = Router::new()
         .route("/auth/login", get(login::page).post(login::login))
         .route("/auth/logout", post(login::logout))
         .route("/auth/authorize", get(authorize::authorize).layer(shed(&hot.authorize)))
@@ -66,6 +65,16 @@ pub fn router(state: AppState, hot: &HotRoutes) -> Router {
         .route("/debug/health", get(health::debug_health))
         .route("/metrics", get(health::metrics))
         .route_layer(from_fn_with_state(state.metrics.clone(), crate::layers::metrics::track))
+        .with_state(state);
+    outer_layers(routes)
+}
+
+/// The layers every route shares, outermost first: request id (set, then propagated as
+/// `X-Request-Id`), the request span, the panic catcher, the security headers; and the OAuth-format
+/// 404 and 405 answers. The benchmark baseline goes through exactly these.
+pub fn outer_layers(router: Router) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
@@ -102,5 +111,18 @@ pub fn router(state: AppState, hot: &HotRoutes) -> Router {
                     HeaderValue::from_static("nosniff"),
                 )),
         )
-        .with_state(state)
+}
+
+/// The benchmark baseline: a constant small JSON answer behind the same stack as the hot
+/// endpoints (latency metrics, admission control, outer layers), without any auth logic. Not
+/// mounted by the server; the load tool serves it to measure the stack's own ceiling.
+pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> Router {
+    let router = Router::new()
+        .route(
+            "/baseline",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) })
+                .layer(from_fn_with_state(admission, admit)),
+        )
+        .route_layer(from_fn_with_state(metrics, crate::layers::metrics::track));
+    outer_layers(router)
 }
