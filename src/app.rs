@@ -17,6 +17,7 @@ use crate::health::{HealthParts, HealthService};
 use crate::http::{self, HotRoutes};
 use crate::layers::overload::Admission;
 use crate::service::hasher::Hasher;
+use crate::service::throttle::{Limits, Throttle};
 use crate::service::{
     AuthorizeService, Caches, ClientRegistry, RevocationQueue, SessionService, TokenService, Ttls, UserDirectory,
 };
@@ -83,11 +84,21 @@ impl Application {
             refresh_token: cfg.refresh_token_ttl.0,
         };
         let hasher = Hasher::new(cfg.hash_concurrency);
+        let throttle = Arc::new(Throttle::new(
+            Limits {
+                window: cfg.failure_window.0,
+                per_username: cfg.login_max_failures,
+                per_address: cfg.address_max_failures,
+                per_client: cfg.client_max_failures,
+            },
+            &metrics,
+        ));
         let caches = Caches::new(cfg.cache_capacity, cfg.cache_ttl.0, &metrics);
         let users = Arc::new(UserDirectory::new(&cfg.users)?);
         let clients = ClientRegistry::new(
             &cfg.clients,
             hasher.clone(),
+            Arc::clone(&throttle),
             cfg.cache_capacity,
             cfg.cache_ttl.0,
             &metrics,
@@ -99,6 +110,7 @@ impl Application {
             Arc::clone(&users),
             hasher.clone(),
             ttls,
+            throttle,
         );
         let authorize = AuthorizeService::new(
             Arc::clone(&store),

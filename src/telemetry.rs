@@ -39,6 +39,8 @@ pub const POOL_WAIT: &str = "authplane_store_pool_wait_seconds";
 pub const STORE_OP_DURATION: &str = "authplane_store_operation_duration_seconds";
 pub const TOKENS_ISSUED: &str = "authplane_tokens_issued_total";
 pub const REVOCATIONS_PENDING: &str = "authplane_revocations_pending";
+pub const THROTTLED: &str = "authplane_throttled_total";
+pub const AUTH_FAILURES: &str = "authplane_auth_failures_total";
 
 /// The application's metrics registry: a cheap-clone handle over its own Prometheus recorder.
 #[derive(Clone)]
@@ -131,6 +133,13 @@ impl Metrics {
             "Revoked grants whose tokens are not purged yet",
             1,
         );
+        d(
+            THROTTLED,
+            None,
+            "Attempts refused with 429 after too many failures, by key kind",
+            0,
+        );
+        d(AUTH_FAILURES, None, "Failed logins and client authentications", 0);
     }
 
     fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

@@ -1,9 +1,11 @@
 //! `GET/POST /auth/login` and `POST /auth/logout`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::json;
@@ -24,6 +26,7 @@ pub async fn login(
     State(sessions): State<SessionService>,
     State(web): State<Arc<WebConfig>>,
     State(clock): State<Clock>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
@@ -34,7 +37,9 @@ pub async fn login(
         return Err(ApiError::InvalidRequest("username and password are required"));
     };
     let browser = wants_html(&headers);
-    let session = match sessions.login(&username, password, clock.now()).await {
+    // The socket's address: behind a proxy, that is the proxy's (see README, brute force).
+    let address = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    let session = match sessions.login(&username, password, address, clock.now()).await {
         Ok(s) => s,
         Err(ApiError::InvalidCredentials) if browser => {
             return Ok(html(

@@ -20,7 +20,7 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     form.reject_duplicates()?;
     let creds = client_credentials(&headers, &mut form)?;
-    let client = clients.authenticate(creds).await?;
+    let client = clients.authenticate(creds, clock.now()).await?;
     let req = TokenRequest {
         grant_type: form.take("grant_type"),
         code: form.take("code"),
@@ -41,7 +41,9 @@ pub async fn revoke(
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates()?;
-    let client = clients.authenticate(client_credentials(&headers, &mut form)?).await?;
+    let client = clients
+        .authenticate(client_credentials(&headers, &mut form)?, clock.now())
+        .await?;
     let token = form
         .take("token")
         .ok_or(ApiError::InvalidRequest("token is required"))?;
@@ -59,7 +61,9 @@ pub async fn introspect(
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates()?;
-    let client = clients.authenticate(client_credentials(&headers, &mut form)?).await?;
+    let client = clients
+        .authenticate(client_credentials(&headers, &mut form)?, clock.now())
+        .await?;
     let token = form
         .take("token")
         .ok_or(ApiError::InvalidRequest("token is required"))?;

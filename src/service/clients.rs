@@ -10,9 +10,10 @@ use std::time::Duration;
 use crate::cache::{RecordCache, Unshare};
 use crate::config::{ClientConfig, TokenEndpointAuthMethod};
 use crate::crypto::{self, PasswordHashString};
-use crate::domain::{GrantType, Scope, TokenHash};
+use crate::domain::{GrantType, Scope, Timestamp, TokenHash};
 use crate::error::ApiError;
 use crate::service::hasher::Hasher;
+use crate::service::throttle::{Key, Throttle};
 use crate::telemetry::Metrics;
 
 #[derive(Debug)]
@@ -89,12 +90,14 @@ struct Inner {
     clients: HashMap<String, Arc<Client>>,
     verified: RecordCache<TokenHash, ()>,
     hasher: Hasher,
+    throttle: Arc<Throttle>,
 }
 
 impl ClientRegistry {
     pub fn new(
         configs: &[ClientConfig],
         hasher: Hasher,
+        throttle: Arc<Throttle>,
         cache_capacity: u64,
         cache_ttl: Duration,
         metrics: &Metrics,
@@ -116,13 +119,13 @@ impl ClientRegistry {
             };
             clients.insert(c.client_id.clone(), Arc::new(client));
         }
-        // Secrets are static, so verifications may stay cached for as long as the cache keeps them.
         let verified = RecordCache::new("client_secrets", cache_capacity, cache_ttl, metrics);
         Ok(Self {
             inner: Arc::new(Inner {
                 clients,
                 verified,
                 hasher,
+                throttle,
             }),
         })
     }
@@ -139,8 +142,9 @@ impl ClientRegistry {
         &self.inner.verified
     }
 
-    /// Authenticates the client of a token, revocation or introspection request.
-    pub async fn authenticate(&self, creds: ClientCredentials) -> Result<Arc<Client>, ApiError> {
+    /// Authenticates the client of a token, revocation or introspection request. A client over
+    /// its failure limit is refused (429) before its secret is looked at.
+    pub async fn authenticate(&self, creds: ClientCredentials, now: Timestamp) -> Result<Arc<Client>, ApiError> {
         let basic = creds.used_basic();
         let fail = |why: &'static str, client_id: &str| {
             tracing::info!(target: "security", client_id, reason = why, "client authentication failed");
@@ -160,6 +164,8 @@ impl ClientRegistry {
                 let Some(hash) = &client.secret else {
                     return Err(fail("public client sent a secret", &client_id));
                 };
+                let throttle_key = Key::Client(client_id.clone());
+                self.inner.throttle.check(&throttle_key, now)?;
                 let key = crypto::client_secret_key(&client_id, &secret);
                 let hasher = &self.inner.hasher;
                 let verified = self
@@ -175,7 +181,10 @@ impl ClientRegistry {
                     .await;
                 match verified {
                     Ok(_) => Ok(Arc::clone(client)),
-                    Err(VerifyFailure::Mismatch) => Err(fail("wrong secret", &client_id)),
+                    Err(VerifyFailure::Mismatch) => {
+                        self.inner.throttle.failed(throttle_key, now);
+                        Err(fail("wrong secret", &client_id))
+                    }
                     Err(VerifyFailure::Internal(e)) => Err(e),
                 }
             }

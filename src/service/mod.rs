@@ -15,6 +15,7 @@ pub mod grants;
 pub mod hasher;
 pub mod revocation;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 

@@ -1,11 +1,13 @@
 //! Login sessions: password checks, the session credential, its lookup and logout.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::crypto;
 use crate::domain::Timestamp;
 use crate::error::ApiError;
 use crate::service::hasher::Hasher;
+use crate::service::throttle::{Key, Throttle};
 use crate::service::{Caches, Ttls, UserDirectory};
 use crate::store::{SessionRecord, Store};
 
@@ -26,6 +28,7 @@ struct Inner {
     users: Arc<UserDirectory>,
     hasher: Hasher,
     ttls: Ttls,
+    throttle: Arc<Throttle>,
 }
 
 impl SessionService {
@@ -35,6 +38,7 @@ impl SessionService {
         users: Arc<UserDirectory>,
         hasher: Hasher,
         ttls: Ttls,
+        throttle: Arc<Throttle>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -43,14 +47,28 @@ impl SessionService {
                 users,
                 hasher,
                 ttls,
+                throttle,
             }),
         }
     }
 
     /// Checks the password and opens a session. An unknown user costs one argon2 verification
-    /// too, against a dummy hash, and fails the same way.
-    pub async fn login(&self, username: &str, password: String, now: Timestamp) -> Result<NewSession, ApiError> {
+    /// too, against a dummy hash, and fails the same way. A username or address over its failure
+    /// limit is refused before any verification.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        address: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<NewSession, ApiError> {
         let inner = &self.inner;
+        let by_user = Key::Username(username.to_owned());
+        let by_address = address.map(Key::Address);
+        inner.throttle.check(&by_user, now)?;
+        if let Some(a) = &by_address {
+            inner.throttle.check(a, now)?;
+        }
         let user = inner.users.by_username(username);
         let hash = user.map_or_else(|| inner.users.dummy_hash(), |u| Arc::clone(&u.password));
         let ok = inner.hasher.verify(hash, password).await?;
@@ -58,9 +76,16 @@ impl SessionService {
             Some(u) if ok => u,
             _ => {
                 tracing::info!(target: "security", known_user = user.is_some(), "login failed");
+                inner.throttle.failed(by_user, now);
+                if let Some(a) = by_address {
+                    inner.throttle.failed(a, now);
+                }
                 return Err(ApiError::InvalidCredentials);
             }
         };
+        // The account's own failures are forgotten; the address's are not (one valid account must
+        // not reset an attacker's count).
+        inner.throttle.succeeded(&by_user);
         let token = crypto::generate_token();
         let record = SessionRecord {
             hash: token.hash,

@@ -24,5 +24,6 @@ mod refresh;
 mod revoke;
 mod store_contract;
 mod sweeper;
+mod throttle;
 mod token;
 mod userinfo;
