@@ -10,6 +10,18 @@ use crate::http::extract::{Query, cookie};
 use crate::http::login::SESSION_COOKIE;
 use crate::service::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
 
+/// The parameters authorize reads; repeating any of them is `invalid_request`.
+const AUTHORIZE_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+];
+
 pub async fn authorize(
     State(service): State<AuthorizeService>,
     State(clock): State<Clock>,
@@ -18,7 +30,7 @@ pub async fn authorize(
     Query(mut q): Query,
 ) -> Result<Response, ApiError> {
     let req = AuthorizeRequest {
-        duplicated: q.duplicated().to_vec(),
+        duplicated: q.duplicated(AUTHORIZE_PARAMS).cloned().collect(),
         response_type: q.take("response_type"),
         client_id: q.take("client_id"),
         redirect_uri: q.take("redirect_uri"),

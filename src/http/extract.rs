@@ -63,16 +63,17 @@ impl Params {
         self.values.remove(name)
     }
 
-    pub fn duplicated(&self) -> &[String] {
-        &self.duplicated
+    /// The parameters among `known` that were given more than once. Unknown parameters are
+    /// ignored altogether (RFC 6749 section 3.1), repeated or not.
+    pub fn duplicated<'a>(&'a self, known: &'a [&str]) -> impl Iterator<Item = &'a String> + 'a {
+        self.duplicated.iter().filter(|d| known.contains(&d.as_str()))
     }
 
-    /// `invalid_request` when any parameter was given twice.
-    pub fn reject_duplicates(&self) -> Result<(), ApiError> {
-        if self.duplicated.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::InvalidRequest("a parameter was given more than once"))
+    /// `invalid_request` when a parameter of `known` was given twice (RFC 6749 section 3.1).
+    pub fn reject_duplicates(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.duplicated(known).next() {
+            None => Ok(()),
+            Some(_) => Err(ApiError::InvalidRequest("a parameter was given more than once")),
         }
     }
 }
@@ -288,7 +289,9 @@ mod tests {
     #[test]
     fn repeated_parameters_are_recorded_but_empty_ones_do_not_count() {
         let p = Params::parse(b"a=1&a=2&b=&b=3").unwrap();
-        assert_eq!(p.duplicated(), ["a"]);
+        assert_eq!(p.duplicated(&["a", "b"]).collect::<Vec<_>>(), ["a"]);
+        assert!(p.reject_duplicates(&["b"]).is_ok(), "only known parameters count");
+        assert!(p.reject_duplicates(&["a"]).is_err());
         assert_eq!(p.get("b"), Some("3"));
     }
 

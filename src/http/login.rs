@@ -31,7 +31,7 @@ pub async fn login(
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     refuse_cross_site(&headers, &web)?;
-    form.reject_duplicates()?;
+    form.reject_duplicates(&["username", "password", "return_to"])?;
     let return_to = form.take("return_to").filter(|r| valid_return_to(r));
     let (Some(username), Some(password)) = (form.take("username"), form.take("password")) else {
         return Err(ApiError::InvalidRequest("username and password are required"));

@@ -11,6 +11,19 @@ use crate::http::extract::{Form, client_credentials};
 use crate::service::tokens::TokenRequest;
 use crate::service::{ClientRegistry, TokenService};
 
+/// The parameters each endpoint reads; repeating any of them is `invalid_request`.
+const TOKEN_PARAMS: &[&str] = &[
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "scope",
+    "client_id",
+    "client_secret",
+];
+const TOKEN_HINT_PARAMS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
+
 pub async fn token(
     State(clients): State<ClientRegistry>,
     State(tokens): State<TokenService>,
@@ -18,7 +31,7 @@ pub async fn token(
     headers: HeaderMap,
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
-    form.reject_duplicates()?;
+    form.reject_duplicates(TOKEN_PARAMS)?;
     let creds = client_credentials(&headers, &mut form)?;
     let client = clients.authenticate(creds, clock.now()).await?;
     let req = TokenRequest {
@@ -40,7 +53,7 @@ pub async fn revoke(
     headers: HeaderMap,
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
-    form.reject_duplicates()?;
+    form.reject_duplicates(TOKEN_HINT_PARAMS)?;
     let client = clients
         .authenticate(client_credentials(&headers, &mut form)?, clock.now())
         .await?;
@@ -60,7 +73,7 @@ pub async fn introspect(
     headers: HeaderMap,
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
-    form.reject_duplicates()?;
+    form.reject_duplicates(TOKEN_HINT_PARAMS)?;
     let client = clients
         .authenticate(client_credentials(&headers, &mut form)?, clock.now())
         .await?;

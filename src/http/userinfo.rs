@@ -20,7 +20,7 @@ pub async fn userinfo(
     let from_header = bearer_token(req.headers())?.map(str::to_owned);
     let from_body = if req.method() == Method::POST {
         let Form(mut form) = Form::from_request(req, &()).await?;
-        form.reject_duplicates()?;
+        form.reject_duplicates(&["access_token"])?;
         form.take("access_token")
     } else {
         None

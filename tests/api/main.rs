@@ -15,6 +15,7 @@ mod invariants;
 mod login;
 mod malformed;
 mod metadata;
+mod openapi;
 mod otlp;
 mod overload;
 mod pg;
