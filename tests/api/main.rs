@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod fuzz_regressions;
 mod helpers;
 mod test_store;
 

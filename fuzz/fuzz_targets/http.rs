@@ -1,0 +1,17 @@
+#![no_main]
+//! Arbitrary requests through the real router: never a 5xx, never a non-OAuth error body.
+
+use std::sync::OnceLock;
+
+/// Built once per process; kept (not leaked) so LeakSanitizer stays meaningful.
+static APP: OnceLock<(tokio::runtime::Runtime, authplane::Application)> = OnceLock::new();
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let (rt, app) = APP.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let cfg = authplane::fuzz_harness::fuzz_config().unwrap();
+        let app = rt.block_on(authplane::Application::build(cfg)).unwrap();
+        (rt, app)
+    });
+    rt.block_on(authplane::fuzz_harness::http(app.router(), data));
+});
