@@ -13,6 +13,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
+use crate::layers::metrics::{HttpMetrics, track};
 use crate::layers::overload::{Admission, admit};
 use crate::state::AppState;
 
@@ -64,7 +65,7 @@ pub fn router(state: AppState, hot: &HotRoutes) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/debug/health", get(health::debug_health))
         .route("/metrics", get(health::metrics))
-        .route_layer(from_fn_with_state(state.metrics.clone(), crate::layers::metrics::track))
+        .route_layer(from_fn_with_state(HttpMetrics::new(state.metrics.clone()), track))
         .with_state(state);
     outer_layers(routes)
 }
@@ -123,6 +124,6 @@ pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission)
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) })
                 .layer(from_fn_with_state(admission, admit)),
         )
-        .route_layer(from_fn_with_state(metrics, crate::layers::metrics::track));
+        .route_layer(from_fn_with_state(HttpMetrics::new(metrics), track));
     outer_layers(router)
 }

@@ -1,52 +1,118 @@
 //! `http_server_request_duration_seconds{method, route, status}`, recorded in a drop guard so that
 //! a request whose client went away (its future dropped) still counts, as status `cancelled`.
 //! Installed with `route_layer`, so `route` is always the matched template and unmatched paths
-//! create no series.
+//! create no series. Histogram handles are kept per (method, route, status), so recording costs
+//! a hash and a map read, not a registration with its label allocations.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use dashmap::DashMap;
+use metrics::Histogram;
 
 use crate::telemetry::{HTTP_DURATION, Metrics};
 
+/// `None` stands for a request cancelled before it had a status.
+type Status = Option<u16>;
+
+/// One label set and its histogram.
+type Entry = (Method, Box<str>, Status, Histogram);
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    metrics: Metrics,
+    /// Keyed by a hash of (method, route, status); the vector holds the (rare) collisions.
+    handles: Arc<DashMap<u64, Vec<Entry>>>,
+}
+
+impl HttpMetrics {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            handles: Arc::default(),
+        }
+    }
+
+    fn histogram(&self, method: &Method, route: &str, status: Status) -> Histogram {
+        let mut h = DefaultHasher::new();
+        (method, route, status).hash(&mut h);
+        let key = h.finish();
+        let same = |e: &&Entry| e.0 == *method && &*e.1 == route && e.2 == status;
+        if let Some(found) = self
+            .handles
+            .get(&key)
+            .and_then(|v| v.iter().find(same).map(|e| e.3.clone()))
+        {
+            return found;
+        }
+        let status_label = status.map_or_else(|| "cancelled".to_owned(), |s| s.to_string());
+        let histogram = self.metrics.histogram(
+            HTTP_DURATION,
+            &[("method", method.as_str()), ("route", route), ("status", &status_label)],
+        );
+        let mut entry = self.handles.entry(key).or_default();
+        if !entry.iter().any(|e| same(&e)) {
+            entry.push((method.clone(), route.into(), status, histogram.clone()));
+        }
+        histogram
+    }
+}
+
 struct Record<'a> {
-    metrics: &'a Metrics,
-    method: &'a str,
-    route: &'a str,
+    metrics: &'a HttpMetrics,
+    method: Method,
+    route: Option<MatchedPath>,
     start: Instant,
-    status: Option<u16>,
+    status: Status,
 }
 
 impl Drop for Record<'_> {
     fn drop(&mut self) {
-        let status = self.status.map_or_else(|| "cancelled".to_owned(), |s| s.to_string());
+        let route = self.route.as_ref().map_or("", MatchedPath::as_str);
         self.metrics
-            .histogram(
-                HTTP_DURATION,
-                &[("method", self.method), ("route", self.route), ("status", &status)],
-            )
+            .histogram(&self.method, route, self.status)
             .record(self.start.elapsed().as_secs_f64());
     }
 }
 
-pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let mut record = Record {
         metrics: &metrics,
-        method: method.as_str(),
-        route: &route,
+        method,
+        route,
         start,
         status: None,
     };
     let res = next.run(req).await;
     record.status = Some(res.status().as_u16());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_reused_and_distinct_per_label_set() {
+        let m = HttpMetrics::new(Metrics::new());
+        m.histogram(&Method::GET, "/a", Some(200)).record(1.0);
+        m.histogram(&Method::GET, "/a", Some(200)).record(1.0);
+        m.histogram(&Method::POST, "/a", Some(200)).record(1.0);
+        m.histogram(&Method::GET, "/a", None).record(1.0);
+        let text = m.metrics.render();
+        assert!(text.contains(r#"http_server_request_duration_seconds_count{method="GET",route="/a",status="200"} 2"#));
+        assert!(
+            text.contains(r#"http_server_request_duration_seconds_count{method="POST",route="/a",status="200"} 1"#)
+        );
+        assert!(text.contains(r#"status="cancelled"} 1"#));
+        assert_eq!(m.handles.iter().map(|e| e.value().len()).sum::<usize>(), 3);
+    }
 }
