@@ -9,6 +9,7 @@ mod test_store;
 
 mod architecture;
 mod authorize;
+mod browser;
 mod caches;
 mod client_library;
 mod config;
