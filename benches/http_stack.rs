@@ -1,0 +1,176 @@
+//! Whole requests through the router with tower's `oneshot` (everything but the socket and HTTP/1
+//! parsing): the baseline router against the hot endpoints, and a bare axum route without any
+//! layer, so the cost of the shared stack and of the auth logic can be told apart. Each runs twice:
+//! without a tracing subscriber, and with the server's own (fmt at `info`, written to a sink),
+//! because the server always runs with one and the request span is at `info`.
+//! `cargo bench --bench http_stack`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use authplane::layers::overload::Admission;
+use authplane::telemetry::Metrics;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use axum::routing::get;
+use criterion::{BenchmarkGroup, Criterion, black_box, criterion_group, criterion_main, measurement::WallTime};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{APP, APP_BASIC, APP_REDIRECT, request};
+
+/// Sends `make()` through `router` and reads the whole answer, `iters` times.
+fn run(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    router: &Router,
+    expect: u16,
+    make: impl Fn() -> Request<Body>,
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let res = router.clone().oneshot(make()).await.unwrap();
+                    assert_eq!(res.status(), expect, "{name}");
+                    black_box(res.into_body().collect().await.unwrap().to_bytes());
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
+fn stack_benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = common::app(&rt);
+    let router = app.router();
+    let session = rt.block_on(common::login(&router));
+    let challenge = authplane::crypto::pkce_challenge(common::VERIFIER);
+    let access = rt.block_on(async {
+        let res = router
+            .clone()
+            .oneshot(request(
+                Request::post("/auth/token")
+                    .header(header::AUTHORIZATION, APP_BASIC)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                Body::from("grant_type=client_credentials"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let _ = res.into_body().collect().await;
+        // A user token for userinfo: authorize, then the code grant.
+        let q = format!(
+            "/auth/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20profile%20email&state=s&code_challenge={challenge}&code_challenge_method=S256",
+            url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect::<String>()
+        );
+        let res = router
+            .clone()
+            .oneshot(request(
+                Request::get(q.as_str()).header(header::COOKIE, format!("authplane_session={session}")),
+                Body::empty(),
+            ))
+            .await
+            .unwrap();
+        let code = common::code_of(res.headers()[header::LOCATION].to_str().unwrap());
+        let body = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={}",
+            url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect::<String>(),
+            common::VERIFIER
+        );
+        let res = router
+            .clone()
+            .oneshot(request(
+                Request::post("/auth/token")
+                    .header(header::AUTHORIZATION, APP_BASIC)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                Body::from(body),
+            ))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    });
+    let authorize_uri = format!(
+        "/auth/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20profile%20email&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect::<String>()
+    );
+
+    let metrics = Metrics::new();
+    let admission = Admission::new("/baseline", 512, 1024, Duration::from_secs(10), &metrics);
+    let baseline = authplane::http::baseline_router(metrics, admission);
+    let bare = Router::new().route(
+        "/baseline",
+        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+    );
+
+    let benches = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        run(g, &rt, "bare_axum_route", &bare, 200, || {
+            request(Request::get("/baseline"), Body::empty())
+        });
+        run(g, &rt, "baseline_router", &baseline, 200, || {
+            request(Request::get("/baseline"), Body::empty())
+        });
+        run(g, &rt, "userinfo", &router, 200, || {
+            request(
+                Request::get("/auth/userinfo").header(header::AUTHORIZATION, format!("Bearer {access}")),
+                Body::empty(),
+            )
+        });
+        run(g, &rt, "token_client_credentials", &router, 200, || {
+            request(
+                Request::post("/auth/token")
+                    .header(header::AUTHORIZATION, APP_BASIC)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                Body::from("grant_type=client_credentials"),
+            )
+        });
+        run(g, &rt, "authorize", &router, 302, || {
+            request(
+                Request::get(authorize_uri.as_str()).header(header::COOKIE, format!("authplane_session={session}")),
+                Body::empty(),
+            )
+        });
+    };
+    let mut g = c.benchmark_group("http_no_subscriber");
+    benches(&mut g);
+    g.finish();
+
+    // The server's subscriber: fmt at info (here into a sink), so the request span is recorded.
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+            .with_filter(tracing_subscriber::EnvFilter::new("info")),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut g = c.benchmark_group("http_server_subscriber");
+    benches(&mut g);
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = stack_benches
+}
+criterion_main!(benches);

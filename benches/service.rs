@@ -1,0 +1,201 @@
+//! The services on the in-memory store, called as the handlers call them (no HTTP): authorize,
+//! the token endpoint for each grant (client authentication with a cached secret included), and
+//! userinfo. `cargo bench --bench service`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use authplane::service::tokens::TokenRequest;
+use authplane::service::{AuthorizeOutcome, AuthorizeRequest, ClientCredentials};
+use authplane::state::AppState;
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{APP, APP_REDIRECT, APP_SECRET, VERIFIER};
+
+fn authorize_request(challenge: &str) -> AuthorizeRequest {
+    AuthorizeRequest {
+        response_type: Some("code".into()),
+        client_id: Some(APP.into()),
+        redirect_uri: Some(APP_REDIRECT.into()),
+        scope: Some("openid profile email".into()),
+        state: Some("xyz".into()),
+        code_challenge: Some(challenge.into()),
+        code_challenge_method: Some("S256".into()),
+        ..AuthorizeRequest::default()
+    }
+}
+
+fn basic() -> ClientCredentials {
+    ClientCredentials::Basic {
+        client_id: APP.into(),
+        secret: APP_SECRET.into(),
+    }
+}
+
+async fn code(state: &AppState, session: &str, challenge: &str) -> String {
+    match state
+        .authorize
+        .authorize(authorize_request(challenge), Some(session), state.clock.now())
+        .await
+        .unwrap()
+    {
+        AuthorizeOutcome::Redirect(location) => common::code_of(&location),
+        AuthorizeOutcome::Login => panic!("the session was not accepted"),
+    }
+}
+
+/// The token endpoint after parsing: client authentication, then the grant.
+async fn token(state: &AppState, req: TokenRequest) -> authplane::service::tokens::TokenResponse {
+    let client = state.clients.authenticate(basic(), state.clock.now()).await.unwrap();
+    state.tokens.exchange(&client, req, state.clock.now()).await.unwrap()
+}
+
+fn code_request(code: String) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("authorization_code".into()),
+        code: Some(code),
+        redirect_uri: Some(APP_REDIRECT.into()),
+        code_verifier: Some(VERIFIER.into()),
+        ..TokenRequest::default()
+    }
+}
+
+fn refresh_request(refresh: String) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("refresh_token".into()),
+        refresh_token: Some(refresh),
+        ..TokenRequest::default()
+    }
+}
+
+fn service_benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = common::app(&rt);
+    let state = app.state().clone();
+    let challenge = authplane::crypto::pkce_challenge(VERIFIER);
+    let session = rt.block_on(common::login(&app.router()));
+    // The first token request pays the argon2 verification of the secret; every later one hits
+    // the verification cache (invariant 5).
+    let first = rt.block_on(async {
+        let code = code(&state, &session, &challenge).await;
+        token(&state, code_request(code)).await
+    });
+    let access = first.access_token.clone();
+    let mut refresh = first.refresh_token.clone().unwrap();
+
+    let mut g = c.benchmark_group("service");
+    g.bench_function("authorize", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let out = state
+                        .authorize
+                        .authorize(authorize_request(&challenge), Some(&session), state.clock.now())
+                        .await
+                        .unwrap();
+                    black_box(matches!(out, AuthorizeOutcome::Redirect(_)));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("client_authenticate_cached_secret", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(state.clients.authenticate(basic(), state.clock.now()).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("token_authorization_code", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // A fresh code for each exchange, made outside the measured time.
+                    let code = code(&state, &session, &challenge).await;
+                    let start = Instant::now();
+                    black_box(token(&state, code_request(code)).await);
+                    total += start.elapsed();
+                }
+                total
+            })
+        })
+    });
+    g.bench_function("token_refresh_token", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    // Rotation: each refresh token is used once and its successor next.
+                    let res = token(&state, refresh_request(std::mem::take(&mut refresh))).await;
+                    refresh = res.refresh_token.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("token_client_credentials", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let req = TokenRequest {
+                        grant_type: Some("client_credentials".into()),
+                        ..TokenRequest::default()
+                    };
+                    black_box(token(&state, req).await);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("userinfo_cache_hit", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(state.tokens.userinfo(&access, state.clock.now()).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let unknown = authplane::crypto::generate_token().value;
+    g.bench_function("userinfo_unknown_token_negative_hit", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(state.tokens.userinfo(&unknown, state.clock.now()).await.is_err());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = service_benches
+}
+criterion_main!(benches);

@@ -1,0 +1,49 @@
+//! `serve-baseline`: the server stack's own ceiling. It serves `authplane::http::baseline_router`
+//! (a constant small JSON behind the latency metrics, the admission control and the outer layers
+//! of the real server), with the same tracing subscriber and the same `axum::serve` as
+//! `authplane serve`, so that the difference between the two is the auth logic alone.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use authplane::config::LogFormat;
+use authplane::layers::overload::Admission;
+use authplane::telemetry::Metrics;
+use tokio::net::TcpListener;
+
+use crate::target::loopback_listen;
+
+/// As long as the server's default `--request-timeout`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(listen: SocketAddr, max_inflight: usize, queue_capacity: usize) -> anyhow::Result<ExitCode> {
+    loopback_listen(listen)?;
+    // No OTLP endpoint, so nothing is built that may not be built inside the runtime.
+    let _guard = authplane::telemetry::init_tracing(LogFormat::Text, None)?;
+    let metrics = Metrics::new();
+    let admission = Admission::new("/baseline", max_inflight, queue_capacity, REQUEST_TIMEOUT, &metrics);
+    let router = authplane::http::baseline_router(metrics, admission);
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    // The same line as the server's, so the same scripts find the address.
+    tracing::info!(addr = %addr, "listening");
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    tracing::info!("baseline server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process still dies on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,567 @@
+//! The protocol steps a client takes, each timed and recorded under its endpoint, and the modes
+//! built from them. Setup (logins, the token pools) is not measured, but any failure in it stops
+//! the run with an error.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::RunArgs;
+use crate::cpu::CpuWindow;
+use crate::driver::{self, Job, Window};
+use crate::stats::{CpuReport, Lag, Outcome, RunReport, Stats, TransportError};
+use crate::target::loopback_base;
+use crate::zipf::Picker;
+
+pub const AUTHORIZE: &str = "authorize";
+pub const TOKEN_CODE: &str = "token:code";
+pub const TOKEN_REFRESH: &str = "token:refresh";
+pub const TOKEN_CC: &str = "token:cc";
+pub const USERINFO: &str = "userinfo";
+pub const BASELINE: &str = "baseline";
+pub const LOGIN: &str = "login";
+const ENDPOINTS: &[&str] = &[
+    AUTHORIZE,
+    TOKEN_CODE,
+    TOKEN_REFRESH,
+    TOKEN_CC,
+    USERINFO,
+    BASELINE,
+    LOGIN,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Flow,
+    Userinfo,
+    TokenCc,
+    Authorize,
+    Refresh,
+    Baseline,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Flow => "flow",
+            Self::Userinfo => "userinfo",
+            Self::TokenCc => "token-cc",
+            Self::Authorize => "authorize",
+            Self::Refresh => "refresh",
+            Self::Baseline => "baseline",
+        }
+    }
+
+    fn needs_sessions(self) -> bool {
+        matches!(self, Self::Flow | Self::Userinfo | Self::Authorize | Self::Refresh)
+    }
+}
+
+/// An HTTP answer, read to the end.
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    refresh_token: Option<String>,
+}
+
+struct Tokens {
+    access: String,
+    refresh: Option<String>,
+}
+
+/// The client side of the protocol against one server.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    authorize_url: String,
+    token_url: String,
+    userinfo_url: String,
+    basic: HeaderValue,
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+}
+
+impl Client {
+    pub fn new(base: &str, client_id: &str, client_secret: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let base = loopback_base(base)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            authorize_url: format!("{base}/auth/authorize"),
+            token_url: format!("{base}/auth/token"),
+            userinfo_url: format!("{base}/auth/userinfo"),
+            base,
+            basic: basic_auth(client_id, client_secret)?,
+            client_id: client_id.to_owned(),
+            redirect_uri: "http://127.0.0.1:9000/callback".to_owned(),
+            scope: "openid profile email".to_owned(),
+        })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn basic(&self) -> &HeaderValue {
+        &self.basic
+    }
+
+    /// Sends, reads the whole answer, and returns it with the time since `start`.
+    async fn send(&self, req: reqwest::RequestBuilder, start: Instant) -> (Duration, Result<Reply, TransportError>) {
+        let res = async {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            let headers = res.headers().clone();
+            let body = res.bytes().await?;
+            Ok::<_, reqwest::Error>(Reply { status, headers, body })
+        }
+        .await;
+        (start.elapsed(), res.map_err(|e| TransportError::classify(&e)))
+    }
+
+    /// Records the request and hands back what `parse` made of the expected answer.
+    fn settle<T>(
+        stats: &Stats,
+        endpoint: &'static str,
+        record: bool,
+        (latency, res): (Duration, Result<Reply, TransportError>),
+        expect: u16,
+        parse: impl FnOnce(&Reply) -> Option<T>,
+    ) -> Option<T> {
+        let (outcome, value) = match res {
+            Ok(reply) if reply.status == expect => match parse(&reply) {
+                Some(v) => (Outcome::Ok(reply.status), Some(v)),
+                None => (Outcome::Unexpected(reply.status), None),
+            },
+            Ok(reply) => (Outcome::Unexpected(reply.status), None),
+            Err(t) => (Outcome::Transport(t), None),
+        };
+        if record {
+            stats.record(endpoint, outcome, latency);
+        }
+        value
+    }
+
+    /// POST /auth/login (JSON API); the session cookie's value.
+    async fn login(&self, stats: &Stats, user: &str, password: &str) -> Option<String> {
+        let req = self
+            .http
+            .post(self.url("/auth/login"))
+            .header(header::ACCEPT, "application/json")
+            .form(&[("username", user), ("password", password)]);
+        let start = Instant::now();
+        Self::settle(stats, LOGIN, true, self.send(req, start).await, 200, |r| {
+            session_cookie(&r.headers)
+        })
+    }
+
+    /// GET /auth/authorize with the session and a PKCE S256 challenge; the code from the Location.
+    async fn authorize(
+        &self,
+        stats: &Stats,
+        session: &str,
+        challenge: &str,
+        start: Instant,
+        record: bool,
+    ) -> Option<String> {
+        let req = self
+            .http
+            .get(&self.authorize_url)
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", &self.client_id),
+                ("redirect_uri", &self.redirect_uri),
+                ("scope", &self.scope),
+                ("state", "load"),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .header(header::COOKIE, format!("authplane_session={session}"));
+        Self::settle(stats, AUTHORIZE, record, self.send(req, start).await, 302, |r| {
+            code_from_location(&r.headers)
+        })
+    }
+
+    async fn token_code(
+        &self,
+        stats: &Stats,
+        code: &str,
+        verifier: &str,
+        start: Instant,
+        record: bool,
+    ) -> Option<Tokens> {
+        let req = self
+            .http
+            .post(&self.token_url)
+            .header(header::AUTHORIZATION, self.basic.clone())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &self.redirect_uri),
+                ("code_verifier", verifier),
+            ]);
+        Self::settle(
+            stats,
+            TOKEN_CODE,
+            record,
+            self.send(req, start).await,
+            200,
+            parse_tokens,
+        )
+    }
+
+    async fn refresh(&self, stats: &Stats, refresh: &str, start: Instant, record: bool) -> Option<Tokens> {
+        let req = self
+            .http
+            .post(&self.token_url)
+            .header(header::AUTHORIZATION, self.basic.clone())
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]);
+        Self::settle(stats, TOKEN_REFRESH, record, self.send(req, start).await, 200, |r| {
+            parse_tokens(r).filter(|t| t.refresh.is_some())
+        })
+    }
+
+    pub async fn token_cc(&self, stats: &Stats, start: Instant, record: bool) -> Option<String> {
+        let req = self
+            .http
+            .post(&self.token_url)
+            .header(header::AUTHORIZATION, self.basic.clone())
+            .form(&[("grant_type", "client_credentials")]);
+        Self::settle(stats, TOKEN_CC, record, self.send(req, start).await, 200, |r| {
+            parse_tokens(r).map(|t| t.access)
+        })
+    }
+
+    async fn userinfo(&self, stats: &Stats, access: &str, start: Instant, record: bool) -> bool {
+        let req = self.http.get(&self.userinfo_url).bearer_auth(access);
+        Self::settle(stats, USERINFO, record, self.send(req, start).await, 200, |r| {
+            r.body.starts_with(b"{\"sub\"").then_some(())
+        })
+        .is_some()
+    }
+
+    async fn baseline(&self, stats: &Stats, start: Instant, record: bool) -> bool {
+        let req = self.http.get(self.url("/baseline"));
+        Self::settle(stats, BASELINE, record, self.send(req, start).await, 200, |_| Some(())).is_some()
+    }
+
+    /// authorize → token (code): a fresh pair of tokens for a session.
+    async fn code_flow(&self, stats: &Stats, session: &str, start: Instant, record: bool) -> Option<Tokens> {
+        let verifier = authplane::crypto::generate_token().value;
+        let challenge = authplane::crypto::pkce_challenge(&verifier);
+        let code = self.authorize(stats, session, &challenge, start, record).await?;
+        self.token_code(stats, &code, &verifier, Instant::now(), record).await
+    }
+}
+
+pub fn basic_auth(client_id: &str, secret: &str) -> anyhow::Result<HeaderValue> {
+    use base64::Engine;
+    // RFC 6749 section 2.3.1: id and secret are form-urlencoded before Base64.
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(client_id), enc(secret));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+    Ok(HeaderValue::from_str(&format!("Basic {encoded}"))?)
+}
+
+fn parse_tokens(r: &Reply) -> Option<Tokens> {
+    let body: TokenBody = serde_json::from_slice(&r.body).ok()?;
+    Some(Tokens {
+        access: body.access_token,
+        refresh: body.refresh_token,
+    })
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::SET_COOKIE).iter().find_map(|v| {
+        let rest = v.to_str().ok()?.strip_prefix("authplane_session=")?;
+        let value = rest.split(';').next()?;
+        (!value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+fn code_from_location(headers: &HeaderMap) -> Option<String> {
+    let loc = headers.get(header::LOCATION)?.to_str().ok()?;
+    let url = url::Url::parse(loc).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+}
+
+// === the modes ===
+
+/// Everything one mode's requests share.
+struct Workload {
+    mode: Mode,
+    client: Client,
+    stats: Stats,
+    sessions: Vec<String>,
+    session_picker: Picker,
+    access_tokens: Vec<String>,
+    token_picker: Picker,
+    /// Refresh tokens not in use; each is taken for one request and its successor put back, so
+    /// no token is ever presented twice (which the server rightly treats as a replay).
+    refresh_pool: Mutex<Vec<String>>,
+    userinfo_per_flow: usize,
+}
+
+impl Job for Workload {
+    async fn run(&self, start: Instant, record: bool) {
+        let stats = &self.stats;
+        let c = &self.client;
+        match self.mode {
+            Mode::Baseline => {
+                c.baseline(stats, start, record).await;
+            }
+            Mode::TokenCc => {
+                c.token_cc(stats, start, record).await;
+            }
+            Mode::Userinfo => {
+                let token = &self.access_tokens[self.token_picker.pick()];
+                c.userinfo(stats, token, start, record).await;
+            }
+            Mode::Authorize => {
+                let session = &self.sessions[self.session_picker.pick()];
+                let challenge = authplane::crypto::pkce_challenge(&authplane::crypto::generate_token().value);
+                c.authorize(stats, session, &challenge, start, record).await;
+            }
+            Mode::Refresh => {
+                let taken = self.refresh_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(old) = taken else {
+                    // Every token is in flight: the pool is too small for the load, a tool limit.
+                    if record {
+                        stats.record(TOKEN_REFRESH, Outcome::NotSent("refresh_pool_empty"), start.elapsed());
+                    }
+                    return;
+                };
+                if let Some(next) = c.refresh(stats, &old, start, record).await.and_then(|t| t.refresh) {
+                    self.refresh_pool.lock().unwrap_or_else(|p| p.into_inner()).push(next);
+                }
+            }
+            Mode::Flow => {
+                let session = &self.sessions[self.session_picker.pick()];
+                let Some(tokens) = c.code_flow(stats, session, start, record).await else {
+                    return;
+                };
+                for _ in 0..self.userinfo_per_flow {
+                    if !c.userinfo(stats, &tokens.access, Instant::now(), record).await {
+                        return;
+                    }
+                }
+                if let Some(refresh) = &tokens.refresh {
+                    c.refresh(stats, refresh, Instant::now(), record).await;
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::new(&args.url, &args.client_id, &args.client_secret, args.timeout)?;
+    client.redirect_uri = args.redirect_uri.clone();
+    client.scope = args.scope.clone();
+    let stats = Stats::new(ENDPOINTS)?;
+    let setup = Stats::new(ENDPOINTS)?;
+
+    // Setup: log the virtual users in, then fill the token pools.
+    let mut sessions = Vec::new();
+    if mode.needs_sessions() {
+        let users: Vec<(String, String)> = args
+            .users
+            .iter()
+            .map(|u| match u.split_once(':') {
+                Some((n, p)) => Ok((n.to_owned(), p.to_owned())),
+                None => bail!("--user {u:?} is not name:password"),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if users.is_empty() {
+            bail!("no --user given");
+        }
+        for i in 0..args.vus.max(1) {
+            let (name, password) = &users[i % users.len()];
+            let s = client
+                .login(&setup, name, password)
+                .await
+                .with_context(|| format!("login as {name:?} failed: {}", describe(&setup)))?;
+            sessions.push(s);
+        }
+    }
+    let pool_size = match mode {
+        Mode::Userinfo => args.tokens.max(1),
+        Mode::Refresh => args.tokens.max(args.concurrency.unwrap_or(0) + 16),
+        _ => 0,
+    };
+    let mut access_tokens = Vec::with_capacity(pool_size);
+    let mut refresh_tokens = Vec::with_capacity(pool_size);
+    for i in 0..pool_size {
+        let session = &sessions[i % sessions.len()];
+        let Some(t) = client.code_flow(&setup, session, Instant::now(), true).await else {
+            bail!("getting tokens for the pool failed: {}", describe(&setup));
+        };
+        access_tokens.push(t.access);
+        if let Some(r) = t.refresh {
+            refresh_tokens.push(r);
+        }
+    }
+    if mode == Mode::Refresh && refresh_tokens.len() < pool_size {
+        bail!("the client got no refresh tokens (does it have the refresh_token grant?)");
+    }
+    if mode == Mode::TokenCc {
+        // The first client_credentials request pays the argon2 verification; not part of the run.
+        if client.token_cc(&setup, Instant::now(), true).await.is_none() {
+            bail!("client_credentials failed: {}", describe(&setup));
+        }
+    }
+
+    let workload = Arc::new(Workload {
+        mode,
+        session_picker: Picker::new(sessions.len(), args.zipf),
+        token_picker: Picker::new(access_tokens.len(), args.zipf),
+        client,
+        stats,
+        sessions,
+        access_tokens,
+        refresh_pool: Mutex::new(refresh_tokens),
+        userinfo_per_flow: args.userinfo_per_flow,
+    });
+    let window = Window {
+        warmup: args.warmup,
+        duration: args.duration,
+    };
+    let lag = Lag::new()?;
+    // CPU is sampled from the end of the warm-up to the end of the measurement.
+    let cpu = {
+        let (pid, warmup, duration) = (args.server_pid, args.warmup, args.duration);
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup + Duration::from_millis(20)).await;
+            let server = pid.and_then(|p| CpuWindow::start(Some(p)));
+            let client = CpuWindow::start(None);
+            tokio::time::sleep(duration).await;
+            (server.and_then(|s| s.finish()), client.and_then(|c| c.finish()))
+        })
+    };
+    let (shape, rate, concurrency) = match (args.rate, args.concurrency) {
+        (Some(rate), _) if rate > 0.0 => {
+            // A flow sends authorize, token, k userinfo and refresh: `--rate` counts requests.
+            let jobs_per_sec = match mode {
+                Mode::Flow => rate / (3 + args.userinfo_per_flow) as f64,
+                _ => rate,
+            };
+            driver::open_loop(
+                Arc::clone(&workload),
+                jobs_per_sec,
+                window,
+                args.max_outstanding,
+                args.timeout,
+                &lag,
+            )
+            .await;
+            ("open", Some(rate), None)
+        }
+        (None, Some(c)) if c > 0 => {
+            driver::closed_loop(Arc::clone(&workload), c, window, args.timeout).await;
+            ("closed", None, Some(c))
+        }
+        _ => bail!("give --rate N (open loop, N > 0) or --concurrency C (closed loop, C > 0)"),
+    };
+    let (server_cpu, client_cpu) = cpu.await.unwrap_or((None, None));
+
+    let endpoints = workload.stats.report(args.duration);
+    let total_ok: u64 = endpoints.values().map(|e| e.ok).sum();
+    let per_ok = |(cpu, wall): (Duration, Duration)| CpuReport {
+        cores_busy: cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        cpu_us_per_ok: cpu.as_secs_f64() * 1e6 / (total_ok.max(1) as f64),
+    };
+    let report = RunReport {
+        mode: mode.as_str(),
+        target: workload.client.base.clone(),
+        r#loop: shape,
+        rate,
+        concurrency,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        zipf: args.zipf,
+        total_ok_per_sec: total_ok as f64 / args.duration.as_secs_f64().max(1e-9),
+        errors: workload.stats.errors(),
+        endpoints,
+        send_lag_ms: lag.report(),
+        server_cpu: server_cpu.map(per_ok),
+        client_cpu: client_cpu.map(per_ok),
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+    }
+    if args.fail_on_errors && report.errors > 0 {
+        eprintln!("authplane-load: {} requests failed", report.errors);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What went wrong in setup, for the error message.
+fn describe(stats: &Stats) -> String {
+    let r = stats.report(Duration::from_secs(1));
+    let parts: Vec<String> = r
+        .iter()
+        .flat_map(|(ep, e)| e.by_status.iter().map(move |(k, v)| format!("{ep} {k}×{v}")))
+        .collect();
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_matches_rfc_7617() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame").unwrap(),
+            // The secret is form-urlencoded first (RFC 6749 2.3.1): the space becomes '+'.
+            HeaderValue::from_static("Basic QWxhZGRpbjpvcGVuK3Nlc2FtZQ==")
+        );
+    }
+
+    #[test]
+    fn reads_code_and_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("http://127.0.0.1:9000/callback?code=abc&state=load&iss=x"),
+        );
+        h.append(header::SET_COOKIE, HeaderValue::from_static("other=1"));
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("authplane_session=s3cr; HttpOnly; Path=/"),
+        );
+        assert_eq!(code_from_location(&h).as_deref(), Some("abc"));
+        assert_eq!(session_cookie(&h).as_deref(), Some("s3cr"));
+    }
+}
