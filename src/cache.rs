@@ -19,6 +19,7 @@ use moka::notification::RemovalCause;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::domain::UniformKeys;
 use crate::store::StoreError;
 use crate::telemetry::{self, Metrics};
 
@@ -36,7 +37,9 @@ struct Stats {
 pub struct RecordCache<K, V> {
     name: &'static str,
     capacity: u64,
-    inner: moka::future::Cache<K, Option<Arc<V>>>,
+    /// Keys are credential hashes or random ids, so their bytes are hashed by folding (see
+    /// [`UniformKeys`]), not by SipHash.
+    inner: moka::future::Cache<K, Option<Arc<V>>, UniformKeys>,
     /// Bumped by every invalidation; a load that overlapped one does not keep its result.
     epoch: AtomicU64,
     stats: Arc<Stats>,
@@ -84,7 +87,7 @@ where
                 counter.increment(1);
                 listener_stats.evictions.fetch_add(1, Ordering::Relaxed);
             })
-            .build();
+            .build_with_hasher(UniformKeys);
         Self {
             name,
             capacity,

@@ -216,3 +216,58 @@ mod tests {
         assert_eq!(Timestamp(5_000).secs_until(t), 0);
     }
 }
+
+/// Hashing for keys that are already uniformly random (SHA-256 outputs, CSPRNG ids): folds the
+/// key's bytes into a u64 instead of running SipHash over them. Safe against hash flooding only
+/// because no one can choose such keys: a client controls a credential, not its SHA-256. Do not
+/// use it for keys a client picks (client ids, usernames, addresses).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UniformKeys;
+
+impl std::hash::BuildHasher for UniformKeys {
+    type Hasher = UniformKeyHasher;
+
+    fn build_hasher(&self) -> UniformKeyHasher {
+        UniformKeyHasher(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UniformKeyHasher(u64);
+
+impl std::hash::Hasher for UniformKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // Slice lengths are the same for every key of a type; they add nothing.
+    }
+}
+
+#[cfg(test)]
+mod uniform_keys_tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn uniform_keys_hash_by_their_bytes() {
+        let a = crate::crypto::generate_token().hash;
+        let b = crate::crypto::generate_token().hash;
+        assert_eq!(UniformKeys.hash_one(a), UniformKeys.hash_one(a));
+        assert_ne!(UniformKeys.hash_one(a), UniformKeys.hash_one(b));
+        // Every byte counts, not only the first eight.
+        let mut c = a;
+        c.0[31] ^= 1;
+        assert_ne!(UniformKeys.hash_one(a), UniformKeys.hash_one(c));
+    }
+}

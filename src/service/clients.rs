@@ -16,6 +16,9 @@ use crate::service::hasher::Hasher;
 use crate::service::throttle::{Key, Throttle};
 use crate::telemetry::Metrics;
 
+/// Shortest time a verified client secret stays cached.
+const SECRET_TTL: Duration = Duration::from_secs(3600);
+
 #[derive(Debug)]
 pub struct Client {
     pub client_id: String,
@@ -119,7 +122,10 @@ impl ClientRegistry {
             };
             clients.insert(c.client_id.clone(), Arc::new(client));
         }
-        let verified = RecordCache::new("client_secrets", cache_capacity, cache_ttl, metrics);
+        // A verification cannot go stale: secrets change only with the config file, which is
+        // read at start-up. So it is kept for an hour at least, not `--cache-ttl`: otherwise every
+        // TTL a token request would wait for a full argon2 run (~75 ms) on the hot path.
+        let verified = RecordCache::new("client_secrets", cache_capacity, cache_ttl.max(SECRET_TTL), metrics);
         Ok(Self {
             inner: Arc::new(Inner {
                 clients,

@@ -10,20 +10,20 @@ use super::{
     AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
     SessionRecord, Store, StoreResult,
 };
-use crate::domain::{GrantId, Timestamp, TokenHash};
+use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
 /// How many expired keys one pass of the sweeper collects before deleting them in batches.
 const SCAN_CHUNK: usize = 64 * 1024;
 
 #[derive(Default)]
 pub struct MemoryStore {
-    sessions: DashMap<TokenHash, SessionRecord>,
-    codes: DashMap<TokenHash, CodeRecord>,
-    access: DashMap<TokenHash, AccessTokenRecord>,
-    refresh: DashMap<TokenHash, RefreshTokenRecord>,
-    grants: DashMap<GrantId, GrantRecord>,
+    sessions: DashMap<TokenHash, SessionRecord, UniformKeys>,
+    codes: DashMap<TokenHash, CodeRecord, UniformKeys>,
+    access: DashMap<TokenHash, AccessTokenRecord, UniformKeys>,
+    refresh: DashMap<TokenHash, RefreshTokenRecord, UniformKeys>,
+    grants: DashMap<GrantId, GrantRecord, UniformKeys>,
     /// The tokens of each grant, so a revocation's cascade does not scan every token.
-    grant_tokens: DashMap<GrantId, Vec<TokenHash>>,
+    grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
 }
 
 impl MemoryStore {
@@ -49,7 +49,12 @@ impl MemoryStore {
 
 /// Removes up to `limit` entries whose expiry is before `now`. Collects keys under read guards,
 /// then removes each with a re-check, so a concurrent write never loses a live record.
-fn sweep_map<K, V>(map: &DashMap<K, V>, now: Timestamp, limit: usize, expires: impl Fn(&V) -> Timestamp) -> usize
+fn sweep_map<K, V>(
+    map: &DashMap<K, V, UniformKeys>,
+    now: Timestamp,
+    limit: usize,
+    expires: impl Fn(&V) -> Timestamp,
+) -> usize
 where
     K: Eq + std::hash::Hash + Clone,
 {
