@@ -1,15 +1,18 @@
 //! `POST /auth/token`, `POST /auth/revoke` (RFC 7009), `POST /auth/introspect` (RFC 7662).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::clock::Clock;
+use crate::domain::Timestamp;
 use crate::error::ApiError;
-use crate::http::extract::{Form, client_credentials};
+use crate::http::extract::{Form, Params, client_credentials};
 use crate::service::tokens::TokenRequest;
-use crate::service::{ClientRegistry, TokenService};
+use crate::service::{Client, ClientRegistry, TokenService};
 
 /// The parameters each endpoint reads; repeating any of them is `invalid_request`.
 const TOKEN_PARAMS: &[&str] = &[
@@ -51,18 +54,10 @@ pub async fn revoke(
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
     headers: HeaderMap,
-    Form(mut form): Form,
+    Form(form): Form,
 ) -> Result<Response, ApiError> {
-    form.reject_duplicates(TOKEN_HINT_PARAMS)?;
-    let client = clients
-        .authenticate(client_credentials(&headers, &mut form)?, clock.now())
-        .await?;
-    let token = form
-        .take("token")
-        .ok_or(ApiError::InvalidRequest("token is required"))?;
-    tokens
-        .revoke(&client, &token, form.get("token_type_hint"), clock.now())
-        .await?;
+    let (client, token, hint) = client_and_token(&clients, &headers, form, clock.now()).await?;
+    tokens.revoke(&client, &token, hint.as_deref(), clock.now()).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
 
@@ -71,17 +66,28 @@ pub async fn introspect(
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
     headers: HeaderMap,
-    Form(mut form): Form,
+    Form(form): Form,
 ) -> Result<Response, ApiError> {
+    let (client, token, _hint) = client_and_token(&clients, &headers, form, clock.now()).await?;
+    let res = tokens.introspect(&client, &token, clock.now()).await?;
+    Ok(no_store(Json(res).into_response()))
+}
+
+/// Revocation and introspection requests: the authenticated client, `token`, `token_type_hint`.
+async fn client_and_token(
+    clients: &ClientRegistry,
+    headers: &HeaderMap,
+    mut form: Params,
+    now: Timestamp,
+) -> Result<(Arc<Client>, String, Option<String>), ApiError> {
     form.reject_duplicates(TOKEN_HINT_PARAMS)?;
     let client = clients
-        .authenticate(client_credentials(&headers, &mut form)?, clock.now())
+        .authenticate(client_credentials(headers, &mut form)?, now)
         .await?;
     let token = form
         .take("token")
         .ok_or(ApiError::InvalidRequest("token is required"))?;
-    let res = tokens.introspect(&client, &token, clock.now()).await?;
-    Ok(no_store(Json(res).into_response()))
+    Ok((client, token, form.take("token_type_hint")))
 }
 
 fn no_store(mut res: Response) -> Response {

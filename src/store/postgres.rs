@@ -165,6 +165,11 @@ impl PostgresStore {
         conn.query_opt(&stmt, params).await.map_err(db_err)
     }
 
+    /// One row by key, mapped; `None` when there is none.
+    async fn get_one<T>(&self, sql: &str, key: &[u8], map: fn(&Row) -> StoreResult<T>) -> StoreResult<Option<T>> {
+        self.query_opt(sql, &[&key]).await?.as_ref().map(map).transpose()
+    }
+
     async fn execute(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> StoreResult<u64> {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(sql).await.map_err(db_err)?;
@@ -354,11 +359,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_session(&self, h: &TokenHash) -> StoreResult<Option<SessionRecord>> {
-        self.query_opt("SELECT * FROM sessions WHERE hash = $1", &[&h.0.as_slice()])
-            .await?
-            .as_ref()
-            .map(session_row)
-            .transpose()
+        self.get_one("SELECT * FROM sessions WHERE hash = $1", &h.0, session_row).await
     }
 
     async fn delete_session(&self, h: &TokenHash) -> StoreResult<bool> {
@@ -457,27 +458,15 @@ impl Store for PostgresStore {
     }
 
     async fn get_access_token(&self, h: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
-        self.query_opt("SELECT * FROM access_tokens WHERE hash = $1", &[&h.0.as_slice()])
-            .await?
-            .as_ref()
-            .map(access_row)
-            .transpose()
+        self.get_one("SELECT * FROM access_tokens WHERE hash = $1", &h.0, access_row).await
     }
 
     async fn get_refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        self.query_opt("SELECT * FROM refresh_tokens WHERE hash = $1", &[&h.0.as_slice()])
-            .await?
-            .as_ref()
-            .map(refresh_row)
-            .transpose()
+        self.get_one("SELECT * FROM refresh_tokens WHERE hash = $1", &h.0, refresh_row).await
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
-        self.query_opt("SELECT * FROM grants WHERE id = $1", &[&id.0.as_slice()])
-            .await?
-            .as_ref()
-            .map(grant_row)
-            .transpose()
+        self.get_one("SELECT * FROM grants WHERE id = $1", &id.0, grant_row).await
     }
 
     async fn rotate_refresh_token(

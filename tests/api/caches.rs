@@ -12,10 +12,6 @@ fn cache<'a>(health: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
     &health["caches"][name]
 }
 
-async fn health(app: &TestApp) -> serde_json::Value {
-    json(app.client.get(app.url("/debug/health")).send().await.unwrap()).await
-}
-
 #[tokio::test]
 async fn repeated_userinfo_is_served_from_the_cache() {
     let store = Arc::new(TestStore::default());
@@ -32,7 +28,7 @@ async fn repeated_userinfo_is_served_from_the_cache() {
         calls,
         "no store call on a warm cache"
     );
-    let h = health(&app).await;
+    let h = app.health().await;
     assert!(cache(&h, "access_tokens")["hits"].as_u64().unwrap() >= 50);
     assert!(cache(&h, "access_tokens")["hit_rate"].as_f64().unwrap() > 0.9);
 }
@@ -87,19 +83,11 @@ async fn caches_stay_bounded_and_count_evictions() {
             .await;
         tokens.push(s(&json(res).await, "access_token"));
     }
-    let h = health(&app).await;
+    let h = app.health().await;
     let entries = cache(&h, "access_tokens")["entries"].as_u64().unwrap();
     assert!(entries <= 10, "{entries} entries in a cache of 10");
     assert!(cache(&h, "access_tokens")["evictions"].as_u64().unwrap() >= 50);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let evicted: f64 = metrics
         .lines()
         .find(|l| l.starts_with(r#"authplane_cache_evictions_total{cache="access_tokens",cause="size"}"#))

@@ -131,7 +131,7 @@ async fn postgres_down_means_503_and_recovery_is_automatic() {
         app.client.get(app.url("/readyz")).send().await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let h = json(app.client.get(app.url("/debug/health")).send().await.unwrap()).await;
+    let h = app.health().await;
     assert_eq!(h["status"], "degraded");
     // What is cached and still valid keeps working.
     assert_eq!(app.userinfo(&access).await.status(), StatusCode::OK);

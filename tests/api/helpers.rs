@@ -321,6 +321,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The Prometheus exposition.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The `/debug/health` document.
+    pub async fn health(&self) -> Value {
+        json(self.client.get(self.url("/debug/health")).send().await.unwrap()).await
+    }
+
     pub fn advance(&self, d: Duration) {
         self.clock.advance(d);
     }

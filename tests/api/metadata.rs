@@ -82,15 +82,7 @@ async fn request_durations_are_labelled_by_matched_route() {
     let t = app.app_tokens("openid").await;
     app.userinfo(&s(&t, "access_token")).await;
     app.client.get(app.url("/no/such/path")).send().await.unwrap();
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains(
             r#"http_server_request_duration_seconds_count{method="GET",route="/auth/userinfo",status="200"} 1"#

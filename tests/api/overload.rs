@@ -59,15 +59,7 @@ async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
         app.client.get(app.url("/healthz")).send().await.unwrap().status(),
         StatusCode::OK
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"authplane_requests_shed_total{route="/auth/userinfo"} 1"#),
         "{metrics}"

@@ -157,7 +157,7 @@ async fn a_lost_listener_connection_flushes_the_caches_and_reconnects() {
         .await
         .unwrap()
         .unwrap();
-    let health = json(b.client.get(b.url("/debug/health")).send().await.unwrap()).await;
+    let health = b.health().await;
     assert_eq!(
         health["caches"]["access_tokens"]["entries"], 0,
         "notifications may have been missed: flushed"
@@ -174,19 +174,11 @@ async fn pool_metrics_and_health_on_postgres() {
     let db = TestDb::new().await;
     let app = db.spawn(|s| s.pool_size = Some(4)).await;
     app.app_tokens("openid").await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("authplane_store_pool_max_connections 4"), "{metrics}");
     assert!(metrics.contains("authplane_store_pool_wait_seconds_count"));
     assert!(metrics.contains(r#"authplane_store_operation_duration_seconds_count{op="consume_code"} 1"#));
-    let h = json(app.client.get(app.url("/debug/health")).send().await.unwrap()).await;
+    let h = app.health().await;
     assert_eq!(h["store"]["pool"]["size"], 4);
     assert_eq!(
         app.client.get(app.url("/readyz")).send().await.unwrap().status(),

@@ -37,21 +37,13 @@ async fn sweep_once_removes_every_kind_that_expired_and_nothing_else() {
     for kind in RecordKind::ALL {
         assert_eq!(memory.len(kind), 0, "{kind:?}");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"authplane_sweeper_removed_total{kind="codes"} 2"#),
         "{metrics}"
     );
     assert!(metrics.contains("authplane_sweeper_run_duration_seconds_count 3"));
-    let health = json(app.client.get(app.url("/debug/health")).send().await.unwrap()).await;
+    let health = app.health().await;
     assert_eq!(health["sweeper"]["runs"], 3);
     assert_eq!(health["sweeper"]["last_removed"]["grants"], 1);
     assert!(health["sweeper"]["last_run_at"].as_str().unwrap().ends_with('Z'));
@@ -82,17 +74,11 @@ async fn the_sweeper_runs_on_its_interval() {
         .await
         .unwrap()
         .unwrap();
-    let health = json(app.client.get(app.url("/debug/health")).send().await.unwrap()).await;
+    let health = app.health().await;
     assert!(health["sweeper"]["runs"].as_u64().unwrap() >= 2);
     let removed: u64 = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
+        .metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
         .lines()
         .find(|l| l.starts_with(r#"authplane_sweeper_removed_total{kind="sessions"}"#))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())

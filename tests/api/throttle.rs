@@ -58,15 +58,7 @@ async fn failed_logins_throttle_that_username_only() {
     // After the window, alice may log in again, and success clears her count.
     app.advance(Duration::from_secs(61));
     assert_eq!(login(&app, "alice", "wonderland").await.status(), StatusCode::OK);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"authplane_throttled_total{key="username"} 2"#),
         "{metrics}"
