@@ -359,7 +359,8 @@ impl Store for PostgresStore {
     }
 
     async fn get_session(&self, h: &TokenHash) -> StoreResult<Option<SessionRecord>> {
-        self.get_one("SELECT * FROM sessions WHERE hash = $1", &h.0, session_row).await
+        self.get_one("SELECT * FROM sessions WHERE hash = $1", &h.0, session_row)
+            .await
     }
 
     async fn delete_session(&self, h: &TokenHash) -> StoreResult<bool> {
@@ -458,15 +459,18 @@ impl Store for PostgresStore {
     }
 
     async fn get_access_token(&self, h: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
-        self.get_one("SELECT * FROM access_tokens WHERE hash = $1", &h.0, access_row).await
+        self.get_one("SELECT * FROM access_tokens WHERE hash = $1", &h.0, access_row)
+            .await
     }
 
     async fn get_refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        self.get_one("SELECT * FROM refresh_tokens WHERE hash = $1", &h.0, refresh_row).await
+        self.get_one("SELECT * FROM refresh_tokens WHERE hash = $1", &h.0, refresh_row)
+            .await
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
-        self.get_one("SELECT * FROM grants WHERE id = $1", &id.0, grant_row).await
+        self.get_one("SELECT * FROM grants WHERE id = $1", &id.0, grant_row)
+            .await
     }
 
     async fn rotate_refresh_token(
