@@ -17,22 +17,25 @@ pub async fn userinfo(
     State(clock): State<Clock>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // GET (the hot case) borrows the token from the header; only POST reads a body.
+    if req.method() != Method::POST {
+        let token = bearer_token(req.headers())?.ok_or(ApiError::MissingToken)?;
+        return respond(tokens.userinfo(token, clock.now()).await?);
+    }
     let from_header = bearer_token(req.headers())?.map(str::to_owned);
-    let from_body = if req.method() == Method::POST {
-        let Form(mut form) = Form::from_request(req, &()).await?;
-        form.reject_duplicates(&["access_token"])?;
-        form.take("access_token")
-    } else {
-        None
-    };
-    let token = match (from_header, from_body) {
+    let Form(mut form) = Form::from_request(req, &()).await?;
+    form.reject_duplicates(&["access_token"])?;
+    let token = match (from_header, form.take("access_token")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidRequest("the token was sent in more than one way"));
         }
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return Err(ApiError::MissingToken),
     };
-    let claims = tokens.userinfo(&token, clock.now()).await?;
+    respond(tokens.userinfo(&token, clock.now()).await?)
+}
+
+fn respond(claims: crate::service::tokens::UserInfo) -> Result<Response, ApiError> {
     let mut res = Json(claims).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -142,15 +142,7 @@ impl TokenService {
             if refresh {
                 if let Some(t) = store.get_refresh_token(&hash).await? {
                     if t.client_id == client.client_id {
-                        let grant = GrantRecord {
-                            id: t.grant_id,
-                            client_id: t.client_id.clone(),
-                            sub: t.sub.clone(),
-                            scope: t.scope.clone(),
-                            created_at: t.issued_at,
-                            expires_at: t.expires_at,
-                            revoked_at: None,
-                        };
+                        let grant = GrantRecord::of_refresh(&t);
                         self.revoke_grant(&grant, now).await?;
                         self.inner.caches.refresh_tokens.invalidate(&hash).await;
                     } else {

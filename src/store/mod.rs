@@ -65,6 +65,35 @@ pub struct GrantRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+impl GrantRecord {
+    /// The grant a code's redemption creates (and the tombstone a replay of it revokes).
+    pub fn of_code(code: &CodeRecord, now: Timestamp, lifetime: std::time::Duration) -> Self {
+        Self {
+            id: code.grant_id,
+            client_id: code.client_id.clone(),
+            sub: code.sub.clone(),
+            scope: code.scope.clone(),
+            created_at: now,
+            expires_at: now.plus(lifetime),
+            revoked_at: None,
+        }
+    }
+
+    /// The grant as far as one of its refresh tokens knows it: enough for its successor, and
+    /// for a tombstone when the grant must be revoked.
+    pub fn of_refresh(token: &RefreshTokenRecord) -> Self {
+        Self {
+            id: token.grant_id,
+            client_id: token.client_id.clone(),
+            sub: token.sub.clone(),
+            scope: token.scope.clone(),
+            created_at: token.issued_at,
+            expires_at: token.expires_at,
+            revoked_at: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AccessTokenRecord {
     pub hash: TokenHash,

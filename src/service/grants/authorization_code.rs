@@ -31,15 +31,7 @@ impl TokenService {
                 // Invariant 2: a replayed code revokes everything issued from its first use.
                 tracing::warn!(target: "security", client_id = %client.client_id, grant = %r.grant_id.to_hex(),
                     "authorization code replayed; revoking its grant");
-                let tombstone = GrantRecord {
-                    id: r.grant_id,
-                    client_id: r.client_id.clone(),
-                    sub: r.sub.clone(),
-                    scope: r.scope.clone(),
-                    created_at: now,
-                    expires_at: now.plus(inner.ttls.refresh_token),
-                    revoked_at: None,
-                };
+                let tombstone = GrantRecord::of_code(&r, now, inner.ttls.refresh_token);
                 self.revoke_grant(&tombstone, now).await?;
                 return Err(ApiError::InvalidGrant);
             }
@@ -77,15 +69,7 @@ impl TokenService {
             }
             (None, None) => {}
         }
-        let grant = GrantRecord {
-            id: record.grant_id,
-            client_id: record.client_id.clone(),
-            sub: record.sub.clone(),
-            scope: record.scope.clone(),
-            created_at: now,
-            expires_at: now.plus(inner.ttls.refresh_token),
-            revoked_at: None,
-        };
+        let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);
         let (access, access_record) = self.new_access_token(
             &client.client_id,
             Some(&record.sub),

@@ -37,7 +37,7 @@ impl TokenService {
         if old.client_id != client.client_id {
             return reject("refresh token was issued to another client");
         }
-        let grant = store_grant(&old);
+        let grant = GrantRecord::of_refresh(&old);
         if old.rotated_at.is_some() {
             tracing::warn!(target: "security", client_id = %client.client_id, grant = %old.grant_id.to_hex(),
                 "rotated refresh token replayed; revoking its grant");
@@ -91,19 +91,5 @@ impl TokenService {
             .insert(refresh_record.hash, refresh_record)
             .await;
         Ok(response)
-    }
-}
-
-/// The grant a refresh token belongs to, as far as the token knows it (enough for the new
-/// refresh token, and for a tombstone if the grant must be revoked).
-fn store_grant(t: &crate::store::RefreshTokenRecord) -> GrantRecord {
-    GrantRecord {
-        id: t.grant_id,
-        client_id: t.client_id.clone(),
-        sub: t.sub.clone(),
-        scope: t.scope.clone(),
-        created_at: t.issued_at,
-        expires_at: t.expires_at,
-        revoked_at: None,
     }
 }
