@@ -18,7 +18,7 @@ fn record(hash: TokenHash, now: Timestamp) -> AccessTokenRecord {
     AccessTokenRecord {
         hash,
         client_id: "demo-app".to_owned(),
-        sub: Some("u-alice".to_owned()),
+        sub: Some("u-alice".into()),
         scope: Scope::parse("openid profile email").unwrap(),
         grant_id: Some(GrantId([7; 16])),
         issued_at: now,

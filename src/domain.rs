@@ -1,8 +1,8 @@
 //! Newtypes that parse once: after construction a value is known to be well formed, so the
 //! services never re-validate syntax.
 
-use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -62,64 +62,73 @@ impl GrantId {
     }
 }
 
-/// A space-delimited scope (RFC 6749 section 3.3), kept sorted and deduplicated.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Hash)]
-pub struct Scope(BTreeSet<String>);
+/// A space-delimited scope (RFC 6749 section 3.3), kept sorted and deduplicated in one shared
+/// string: a record's scope is a single allocation and cloning it (into the store, the caches, a
+/// rotated token) only bumps a reference count. Scopes hold a handful of values, so the linear
+/// scans below beat any set structure.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope(Arc<str>);
 
 impl Scope {
     /// Parses a scope string; `None` when a token holds a character outside NQCHAR.
     pub fn parse(s: &str) -> Option<Self> {
-        let mut set = BTreeSet::new();
-        for tok in s.split(' ').filter(|t| !t.is_empty()) {
-            let ok = tok
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-            if !ok {
-                return None;
-            }
-            set.insert(tok.to_owned());
+        let tokens = s.split(' ').filter(|t| !t.is_empty());
+        let nqchar = |b: u8| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b);
+        if !tokens.clone().all(|t| t.bytes().all(nqchar)) {
+            return None;
         }
-        Some(Self(set))
+        Some(Self::from_tokens(tokens))
+    }
+
+    fn from_tokens<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
+        let mut tokens: Vec<&str> = tokens.collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        Self(Arc::from(tokens.join(" ")))
     }
 
     pub fn contains(&self, s: &str) -> bool {
-        self.0.contains(s)
+        self.iter().any(|t| t == s)
     }
 
     pub fn is_subset(&self, other: &Scope) -> bool {
-        self.0.is_subset(&other.0)
+        self.iter().all(|t| other.contains(t))
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
+        self.0.split(' ').filter(|t| !t.is_empty())
     }
 
     pub fn union(&self, other: &Scope) -> Scope {
-        Scope(self.0.union(&other.0).cloned().collect())
+        Self::from_tokens(self.iter().chain(other.iter()))
+    }
+
+    /// The canonical form: sorted, deduplicated, single spaces.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-impl FromIterator<String> for Scope {
-    fn from_iter<I: IntoIterator<Item = String>>(it: I) -> Self {
-        Self(it.into_iter().collect())
+impl Default for Scope {
+    fn default() -> Self {
+        Self(Arc::from(""))
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Scope {
+    fn from_iter<I: IntoIterator<Item = S>>(it: I) -> Self {
+        let owned: Vec<S> = it.into_iter().collect();
+        Self::from_tokens(owned.iter().map(AsRef::as_ref))
     }
 }
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for s in &self.0 {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(s)?;
-            first = false;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
@@ -196,6 +205,20 @@ mod tests {
         assert_eq!(s.to_string(), "openid profile");
         assert!(Scope::parse("open\"id").is_none());
         assert!(Scope::parse("a\\b").is_none());
+        assert_eq!(Scope::parse("  ").unwrap(), Scope::default());
+        assert!(Scope::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn scope_set_operations() {
+        let s = Scope::parse("openid profile").unwrap();
+        let all = Scope::parse("email openid profile").unwrap();
+        assert!(s.contains("openid") && !s.contains("open") && !s.contains("email"));
+        assert!(s.is_subset(&all) && !all.is_subset(&s));
+        assert!(Scope::default().is_subset(&s));
+        assert_eq!(s.union(&Scope::parse("email").unwrap()), all);
+        assert_eq!(["profile", "openid", "profile"].into_iter().collect::<Scope>(), s);
+        assert_eq!(s.iter().collect::<Vec<_>>(), ["openid", "profile"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ const SECRET_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 pub struct Client {
-    pub client_id: String,
+    pub client_id: Arc<str>,
     pub secret: Option<Arc<PasswordHashString>>,
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<GrantType>,
@@ -112,7 +112,7 @@ impl ClientRegistry {
                 None => None,
             };
             let client = Client {
-                client_id: c.client_id.clone(),
+                client_id: Arc::from(c.client_id.as_str()),
                 secret,
                 redirect_uris: c.redirect_uris.clone(),
                 grant_types: c.grant_types.clone(),

@@ -166,7 +166,7 @@ impl TokenService {
     /// RFC 7662. A confidential client may introspect any token (it may be a resource server);
     /// a public client, which proves nothing about itself, only its own.
     pub async fn introspect(&self, client: &Client, token: &str, now: Timestamp) -> Result<Introspection, ApiError> {
-        let may_see = |owner: &str| !client.is_public() || owner == client.client_id;
+        let may_see = |owner: &str| !client.is_public() || owner == &*client.client_id;
         if let Some(t) = self.valid_access_token(token, now).await? {
             if !may_see(&t.client_id) {
                 return Ok(Introspection::default());
@@ -174,9 +174,9 @@ impl TokenService {
             return Ok(Introspection {
                 active: true,
                 scope: Some(t.scope.to_string()),
-                client_id: Some(t.client_id.clone()),
+                client_id: Some(t.client_id.to_string()),
                 // client_credentials tokens act for the client itself.
-                sub: Some(t.sub.clone().unwrap_or_else(|| t.client_id.clone())),
+                sub: Some(t.sub.as_deref().unwrap_or(&t.client_id).to_owned()),
                 exp: Some(t.expires_at.secs()),
                 iat: Some(t.issued_at.secs()),
                 token_type: Some("access_token"),
@@ -200,8 +200,8 @@ impl TokenService {
         Ok(Introspection {
             active: true,
             scope: Some(t.scope.to_string()),
-            client_id: Some(t.client_id.clone()),
-            sub: Some(t.sub.clone()),
+            client_id: Some(t.client_id.to_string()),
+            sub: Some(t.sub.to_string()),
             exp: Some(t.expires_at.secs()),
             iat: Some(t.issued_at.secs()),
             token_type: Some("refresh_token"),

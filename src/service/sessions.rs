@@ -89,7 +89,7 @@ impl SessionService {
         let token = crypto::generate_token();
         let record = SessionRecord {
             hash: token.hash,
-            sub: user.sub.clone(),
+            sub: Arc::clone(&user.sub),
             auth_time: now,
             expires_at: now.plus(inner.ttls.session),
         };

@@ -38,7 +38,7 @@ pub struct TokenResponse {
 /// OpenID Connect Core section 5.3.2, limited by the token's scope.
 #[derive(Debug, Serialize)]
 pub struct UserInfo {
-    pub sub: String,
+    pub sub: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,8 +115,8 @@ impl TokenService {
     /// A new access token record for a grant, never outliving it.
     pub(crate) fn new_access_token(
         &self,
-        client_id: &str,
-        sub: Option<&str>,
+        client_id: &Arc<str>,
+        sub: Option<&Arc<str>>,
         scope: Scope,
         grant: Option<(GrantId, Timestamp)>,
         now: Timestamp,
@@ -128,8 +128,8 @@ impl TokenService {
         }
         let record = AccessTokenRecord {
             hash: token.hash,
-            client_id: client_id.to_owned(),
-            sub: sub.map(str::to_owned),
+            client_id: Arc::clone(client_id),
+            sub: sub.cloned(),
             scope,
             grant_id: grant.map(|(id, _)| id),
             issued_at: now,

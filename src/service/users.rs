@@ -11,7 +11,7 @@ use crate::crypto::{self, Argon2Params, PasswordHashString};
 #[derive(Debug)]
 pub struct User {
     pub username: String,
-    pub sub: String,
+    pub sub: Arc<str>,
     pub name: Option<String>,
     pub email: Option<String>,
     pub email_verified: bool,
@@ -20,7 +20,7 @@ pub struct User {
 
 pub struct UserDirectory {
     by_username: HashMap<String, Arc<User>>,
-    by_sub: HashMap<String, Arc<User>>,
+    by_sub: HashMap<Arc<str>, Arc<User>>,
     /// Verified for unknown usernames, so that they cost what a wrong password costs.
     dummy: Arc<PasswordHashString>,
 }
@@ -33,14 +33,14 @@ impl UserDirectory {
             let password = Arc::new(PasswordHashString::parse(&u.password_hash).map_err(anyhow::Error::msg)?);
             let user = Arc::new(User {
                 username: u.username.clone(),
-                sub: u.sub.clone(),
+                sub: Arc::from(u.sub.as_str()),
                 name: u.name.clone(),
                 email: u.email.clone(),
                 email_verified: u.email_verified,
                 password,
             });
             by_username.insert(u.username.clone(), Arc::clone(&user));
-            by_sub.insert(u.sub.clone(), user);
+            by_sub.insert(Arc::clone(&user.sub), user);
         }
         // The dummy uses the same argon2 parameters as the real users, so timing matches.
         let params = users

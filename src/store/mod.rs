@@ -3,6 +3,8 @@
 //! Two implementations: `memory` (dashmap, the default) and `postgres` (pooled, multi-node).
 //! Records are keyed by the SHA-256 of their credential; no credential value ever reaches a store.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -28,7 +30,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct SessionRecord {
     pub hash: TokenHash,
-    pub sub: String,
+    pub sub: Arc<str>,
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
 }
@@ -37,12 +39,12 @@ pub struct SessionRecord {
 #[derive(Clone, Debug)]
 pub struct CodeRecord {
     pub hash: TokenHash,
-    pub client_id: String,
+    pub client_id: Arc<str>,
     pub redirect_uri: String,
     /// Whether the authorize request named the redirect_uri: then the token request must repeat it
     /// (RFC 6749 section 4.1.3).
     pub redirect_uri_given: bool,
-    pub sub: String,
+    pub sub: Arc<str>,
     pub scope: Scope,
     pub challenge: Option<CodeChallenge>,
     /// The grant the code's tokens will belong to, so a replay can revoke them.
@@ -56,8 +58,8 @@ pub struct CodeRecord {
 #[derive(Clone, Debug)]
 pub struct GrantRecord {
     pub id: GrantId,
-    pub client_id: String,
-    pub sub: String,
+    pub client_id: Arc<str>,
+    pub sub: Arc<str>,
     pub scope: Scope,
     pub created_at: Timestamp,
     /// No token of the grant outlives this; the sweeper removes the grant after it.
@@ -97,9 +99,9 @@ impl GrantRecord {
 #[derive(Clone, Debug)]
 pub struct AccessTokenRecord {
     pub hash: TokenHash,
-    pub client_id: String,
+    pub client_id: Arc<str>,
     /// `None` for client_credentials tokens.
-    pub sub: Option<String>,
+    pub sub: Option<Arc<str>>,
     pub scope: Scope,
     /// `None` for client_credentials tokens.
     pub grant_id: Option<GrantId>,
@@ -111,8 +113,8 @@ pub struct AccessTokenRecord {
 #[derive(Clone, Debug)]
 pub struct RefreshTokenRecord {
     pub hash: TokenHash,
-    pub client_id: String,
-    pub sub: String,
+    pub client_id: Arc<str>,
+    pub sub: Arc<str>,
     /// The grant's scope; a refresh may ask for less, never more.
     pub scope: Scope,
     pub grant_id: GrantId,

@@ -15,6 +15,7 @@
 //! - The sweeper deletes in batches through the expiry indexes with `FOR UPDATE SKIP LOCKED`, so
 //!   nodes sweeping at once never wait for each other.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -211,10 +212,14 @@ fn text(row: &Row, col: &str) -> StoreResult<String> {
     row.try_get(col).map_err(db_err)
 }
 
+fn shared_text(row: &Row, col: &str) -> StoreResult<Arc<str>> {
+    row.try_get::<_, &str>(col).map(Arc::from).map_err(db_err)
+}
+
 fn session_row(row: &Row) -> StoreResult<SessionRecord> {
     Ok(SessionRecord {
         hash: hash(row, "hash")?,
-        sub: text(row, "sub")?,
+        sub: shared_text(row, "sub")?,
         auth_time: ts(row, "auth_time")?,
         expires_at: ts(row, "expires_at")?,
     })
@@ -224,10 +229,10 @@ fn code_row(row: &Row) -> StoreResult<CodeRecord> {
     let challenge: Option<String> = row.try_get("challenge").map_err(db_err)?;
     Ok(CodeRecord {
         hash: hash(row, "hash")?,
-        client_id: text(row, "client_id")?,
+        client_id: shared_text(row, "client_id")?,
         redirect_uri: text(row, "redirect_uri")?,
         redirect_uri_given: row.try_get("redirect_uri_given").map_err(db_err)?,
-        sub: text(row, "sub")?,
+        sub: shared_text(row, "sub")?,
         scope: scope(row)?,
         challenge: challenge.as_deref().and_then(CodeChallenge::parse),
         grant_id: grant_id(row.try_get("grant_id").map_err(db_err)?)?,
@@ -240,8 +245,8 @@ fn code_row(row: &Row) -> StoreResult<CodeRecord> {
 fn grant_row(row: &Row) -> StoreResult<GrantRecord> {
     Ok(GrantRecord {
         id: grant_id(row.try_get("id").map_err(db_err)?)?,
-        client_id: text(row, "client_id")?,
-        sub: text(row, "sub")?,
+        client_id: shared_text(row, "client_id")?,
+        sub: shared_text(row, "sub")?,
         scope: scope(row)?,
         created_at: ts(row, "created_at")?,
         expires_at: ts(row, "expires_at")?,
@@ -253,8 +258,8 @@ fn access_row(row: &Row) -> StoreResult<AccessTokenRecord> {
     let grant: Option<Vec<u8>> = row.try_get("grant_id").map_err(db_err)?;
     Ok(AccessTokenRecord {
         hash: hash(row, "hash")?,
-        client_id: text(row, "client_id")?,
-        sub: row.try_get("sub").map_err(db_err)?,
+        client_id: shared_text(row, "client_id")?,
+        sub: row.try_get::<_, Option<&str>>("sub").map_err(db_err)?.map(Arc::from),
         scope: scope(row)?,
         grant_id: grant.map(grant_id).transpose()?,
         issued_at: ts(row, "issued_at")?,
@@ -266,8 +271,8 @@ fn access_row(row: &Row) -> StoreResult<AccessTokenRecord> {
 fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
     Ok(RefreshTokenRecord {
         hash: hash(row, "hash")?,
-        client_id: text(row, "client_id")?,
-        sub: text(row, "sub")?,
+        client_id: shared_text(row, "client_id")?,
+        sub: shared_text(row, "sub")?,
         scope: scope(row)?,
         grant_id: grant_id(row.try_get("grant_id").map_err(db_err)?)?,
         issued_at: ts(row, "issued_at")?,
@@ -288,9 +293,9 @@ async fn insert_access(c: &impl deadpool_postgres::GenericClient, a: &AccessToke
         &stmt,
         &[
             &a.hash.0.as_slice(),
-            &a.client_id,
-            &a.sub,
-            &a.scope.to_string(),
+            &&*a.client_id,
+            &a.sub.as_deref(),
+            &a.scope.as_str(),
             &grant,
             &a.issued_at.millis(),
             &a.expires_at.millis(),
@@ -307,9 +312,9 @@ async fn insert_refresh(c: &impl deadpool_postgres::GenericClient, r: &RefreshTo
         &stmt,
         &[
             &r.hash.0.as_slice(),
-            &r.client_id,
-            &r.sub,
-            &r.scope.to_string(),
+            &&*r.client_id,
+            &&*r.sub,
+            &r.scope.as_str(),
             &r.grant_id.0.as_slice(),
             &r.issued_at.millis(),
             &r.expires_at.millis(),
@@ -349,7 +354,7 @@ impl Store for PostgresStore {
             "INSERT INTO sessions (hash, sub, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
             &[
                 &s.hash.0.as_slice(),
-                &s.sub,
+                &&*s.sub,
                 &s.auth_time.millis(),
                 &s.expires_at.millis(),
             ],
@@ -382,11 +387,11 @@ impl Store for PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &c.hash.0.as_slice(),
-                &c.client_id,
+                &&*c.client_id,
                 &c.redirect_uri,
                 &c.redirect_uri_given,
-                &c.sub,
-                &c.scope.to_string(),
+                &&*c.sub,
+                &c.scope.as_str(),
                 &challenge,
                 &c.grant_id.0.as_slice(),
                 &c.auth_time.millis(),
@@ -436,9 +441,9 @@ impl Store for PostgresStore {
             &stmt,
             &[
                 &g.id.0.as_slice(),
-                &g.client_id,
-                &g.sub,
-                &g.scope.to_string(),
+                &&*g.client_id,
+                &&*g.sub,
+                &g.scope.as_str(),
                 &g.created_at.millis(),
                 &g.expires_at.millis(),
                 &g.revoked_at.map(Timestamp::millis),
@@ -541,9 +546,9 @@ impl Store for PostgresStore {
                  SELECT pg_notify('authplane_invalidate', $8) FROM up",
                 &[
                     &g.id.0.as_slice(),
-                    &g.client_id,
-                    &g.sub,
-                    &g.scope.to_string(),
+                    &&*g.client_id,
+                    &&*g.sub,
+                    &g.scope.as_str(),
                     &g.created_at.millis(),
                     &g.expires_at.millis(),
                     &now.millis(),

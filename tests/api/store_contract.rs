@@ -89,7 +89,7 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
     let got = s.get_refresh_token(&r.hash).await.unwrap().unwrap();
     assert_eq!((got.grant_id, got.rotated_at), (g.id, None));
     let got = s.get_grant(&g.id).await.unwrap().unwrap();
-    assert_eq!((got.client_id.as_str(), got.revoked_at), ("c", None));
+    assert_eq!((&*got.client_id, got.revoked_at), ("c", None));
     let sess = SessionRecord {
         hash: generate_token().hash,
         sub: "u".into(),
@@ -97,7 +97,7 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
         expires_at: now(),
     };
     s.insert_session(&sess).await.unwrap();
-    assert_eq!(s.get_session(&sess.hash).await.unwrap().unwrap().sub, "u");
+    assert_eq!(s.get_session(&sess.hash).await.unwrap().unwrap().sub, "u".into());
     assert!(s.delete_session(&sess.hash).await.unwrap());
     assert!(s.get_session(&sess.hash).await.unwrap().is_none());
     assert!(!s.delete_session(&sess.hash).await.unwrap());
@@ -119,7 +119,7 @@ async fn a_code_is_consumed_exactly_once(s: Arc<dyn Store>) {
         match t.await.unwrap() {
             ConsumeOutcome::Consumed(r) => {
                 won += 1;
-                assert_eq!((r.client_id.as_str(), r.challenge.is_some()), ("c", true));
+                assert_eq!((&*r.client_id, r.challenge.is_some()), ("c", true));
             }
             ConsumeOutcome::AlreadyConsumed(r) => assert_eq!(r.grant_id, c.grant_id),
             ConsumeOutcome::NotFound => panic!("the code exists"),

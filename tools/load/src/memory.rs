@@ -4,6 +4,7 @@
 //! own structures are included, as they are in the server.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authplane::cache::RecordCache;
@@ -28,12 +29,14 @@ struct Report {
     fill_seconds: f64,
 }
 
-/// A user access token as the code grant issues it.
-fn record(i: u64, now: Timestamp) -> AccessTokenRecord {
+/// A user access token as the code grant issues it: the client id and subject are shared with
+/// the registries (`Arc<str>`), the scope is the grant's own allocation (one per record here, the
+/// worst case: a grant's tokens share theirs).
+fn record(i: u64, now: Timestamp, client_id: &Arc<str>, sub: &Arc<str>) -> AccessTokenRecord {
     AccessTokenRecord {
         hash: crypto::hash_token(&i.to_string()),
-        client_id: "demo-app".to_owned(),
-        sub: Some("u-alice".to_owned()),
+        client_id: Arc::clone(client_id),
+        sub: Some(Arc::clone(sub)),
         scope: Scope::parse("openid profile email").unwrap_or_default(),
         grant_id: Some(GrantId(i.to_le_bytes().repeat(2).try_into().unwrap_or([0; 16]))),
         issued_at: now,
@@ -46,13 +49,14 @@ pub async fn run(entries: u64, kind: MemoryKind, json: bool) -> anyhow::Result<E
     let metrics = Metrics::new();
     let now = Timestamp::from_millis(1_700_000_000_000);
     let ttl = Duration::from_secs(3600);
+    let (client_id, sub): (Arc<str>, Arc<str>) = (Arc::from("demo-app"), Arc::from("u-alice"));
     let before = rss_bytes(None).unwrap_or(0);
     let started = Instant::now();
     let (name, held, after) = match kind {
         MemoryKind::Record => {
             let cache = RecordCache::<TokenHash, AccessTokenRecord>::new("access_tokens", entries, ttl, &metrics);
             for i in 0..entries {
-                let r = record(i, now);
+                let r = record(i, now, &client_id, &sub);
                 cache.insert(r.hash, r).await;
             }
             cache.run_pending_tasks().await;
@@ -70,7 +74,7 @@ pub async fn run(entries: u64, kind: MemoryKind, json: bool) -> anyhow::Result<E
         MemoryKind::Store => {
             let store = MemoryStore::new();
             for i in 0..entries {
-                store.insert_access_token(&record(i, now)).await?;
+                store.insert_access_token(&record(i, now, &client_id, &sub)).await?;
             }
             let n = store.len(authplane::store::RecordKind::AccessTokens) as u64;
             ("store", n, rss_bytes(None).unwrap_or(0))
