@@ -6,10 +6,17 @@
 //! This is the `load_shed → bounded queue → concurrency_limit → timeout` stack of tower, written
 //! as one small middleware so that the queue is a counter rather than a `Buffer` worker task, and
 //! its depth and shed count are observable.
+//!
+//! Counts alone cannot keep latency bounded: 512 requests in flight behind 16 store connections is
+//! a standing queue of hundreds of milliseconds that no count was exceeded for. So the layer also
+//! steers by queue delay, as CoDel does (Nichols and Jacobson, "Controlling Queue Delay", 2012):
+//! see [`Controller`]. Under sustained overload an endpoint then answers the requests it admits
+//! fast and the others at once with 503, instead of all of them slowly.
 
+use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -36,6 +43,7 @@ struct Inner {
     shed: AtomicU64,
     shed_metric: Counter,
     depth: Gauge,
+    control: Controller,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -45,6 +53,9 @@ pub struct QueueReport {
     pub capacity: usize,
     pub max_inflight: usize,
     pub shed_total: u64,
+    /// Whether queue delay has stood above the target: no queueing, at most `concurrency_limit`.
+    pub overloaded: bool,
+    pub concurrency_limit: usize,
 }
 
 impl Admission {
@@ -70,6 +81,7 @@ impl Admission {
                 shed: AtomicU64::new(0),
                 shed_metric,
                 depth,
+                control: Controller::new(max_inflight),
             }),
         }
     }
@@ -86,6 +98,8 @@ impl Admission {
             capacity: i.queue_capacity,
             max_inflight: i.max_inflight,
             shed_total: i.shed.load(Ordering::Relaxed),
+            overloaded: i.control.overloaded.load(Ordering::Relaxed),
+            concurrency_limit: i.control.limit.load(Ordering::Relaxed),
         }
     }
 }
@@ -100,21 +114,51 @@ impl Drop for Waiting<'_> {
     }
 }
 
+impl Inner {
+    fn in_flight(&self) -> usize {
+        self.max_inflight - self.running.available_permits()
+    }
+
+    fn shed(&self, why: &'static str) -> Response {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        self.shed_metric.increment(1);
+        tracing::debug!(route = self.route, why, "shed");
+        ApiError::Overloaded.into_response()
+    }
+}
+
+tokio::task_local! {
+    /// Time the current request has spent waiting for shared resources below this layer (a store
+    /// connection), added to its wait for a slot here: the queue delay [`Controller`] steers by.
+    static QUEUED: Cell<Duration>;
+}
+
+/// Adds to the current request's queue delay; a no-op outside an admitted request (the sweeper,
+/// start-up, tests that call a service directly).
+pub fn record_queue_wait(waited: Duration) {
+    let _ = QUEUED.try_with(|q| q.set(q.get() + waited));
+}
+
 /// The middleware: `from_fn_with_state(admission, admit)`.
 pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Response {
     let inner = &*adm.inner;
+    let arrived = Instant::now();
     let work = async {
-        let _permit = match inner.running.try_acquire() {
-            Ok(p) => p,
-            Err(_) => {
+        let limit = inner.control.limit.load(Ordering::Relaxed);
+        let free = if inner.in_flight() < limit {
+            inner.running.try_acquire().ok()
+        } else {
+            None
+        };
+        let _permit = match free {
+            Some(p) => p,
+            None if inner.control.overloaded.load(Ordering::Relaxed) => return inner.shed("standing queue"),
+            None => {
                 let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
                 let waiting = Waiting(inner);
                 if before >= inner.queue_capacity {
                     drop(waiting);
-                    inner.shed.fetch_add(1, Ordering::Relaxed);
-                    inner.shed_metric.increment(1);
-                    tracing::debug!(route = inner.route, "shed: endpoint full");
-                    return ApiError::Overloaded.into_response();
+                    return inner.shed("endpoint full");
                 }
                 inner.depth.set((before + 1) as f64);
                 let Ok(p) = inner.running.acquire().await else {
@@ -124,7 +168,17 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
                 p
             }
         };
-        next.run(req).await
+        let admitted = arrived.elapsed();
+        let (res, below) = QUEUED
+            .scope(Cell::new(Duration::ZERO), async {
+                (next.run(req).await, QUEUED.with(Cell::get))
+            })
+            .await;
+        let in_flight = inner.in_flight();
+        inner
+            .control
+            .finished(inner.route, admitted + below, in_flight, inner.max_inflight);
+        res
     };
     match tokio::time::timeout(inner.timeout, work).await {
         Ok(res) => res,
@@ -132,5 +186,132 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
             tracing::warn!(route = inner.route, "request timed out");
             ApiError::Overloaded.into_response()
         }
+    }
+}
+
+/// Queue delay above which a queue counts as standing (CoDel's target) ...
+const TARGET: Duration = Duration::from_millis(5);
+/// ... when it stays above it for this long (CoDel's interval: about a round trip's worth).
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// The delay-based half of admission control. Each [`INTERVAL`], the smallest queue delay among
+/// the requests that finished in it (waiting for a slot here plus waiting for a store connection)
+/// tells a good queue from a bad one: a burst that drains leaves some request with almost no wait,
+/// a standing queue delays every one. When even the smallest exceeded [`TARGET`], the endpoint is
+/// overloaded: it stops queueing (a request that finds no free slot is shed at once) and lowers
+/// its concurrency limit to three quarters of what was in flight (Little's law: fewer at once,
+/// less wait for each). Each interval back under target raises the limit by an eighth, up to
+/// `--max-inflight`. Service time does not count, only waiting, so a slow but idle store (a remote
+/// database) never looks overloaded.
+struct Controller {
+    epoch: Instant,
+    limit: AtomicUsize,
+    overloaded: AtomicBool,
+    /// Start of the current interval, in microseconds since `epoch`.
+    interval_start: AtomicU64,
+    /// Smallest queue delay seen in the current interval, in microseconds.
+    interval_min: AtomicU64,
+}
+
+impl Controller {
+    fn new(max_inflight: usize) -> Self {
+        Self {
+            epoch: Instant::now(),
+            limit: AtomicUsize::new(max_inflight),
+            overloaded: AtomicBool::new(false),
+            interval_start: AtomicU64::new(0),
+            interval_min: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// A request finished after `queued` of queue delay, leaving `in_flight` running.
+    fn finished(&self, route: &'static str, queued: Duration, in_flight: usize, max_inflight: usize) {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.interval_min.fetch_min(micros(queued), Ordering::Relaxed);
+        let now = micros(self.epoch.elapsed());
+        let start = self.interval_start.load(Ordering::Relaxed);
+        if now < start + micros(INTERVAL) {
+            return;
+        }
+        // One finisher per interval closes it.
+        if self
+            .interval_start
+            .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let min = Duration::from_micros(self.interval_min.swap(u64::MAX, Ordering::Relaxed));
+        let was = self.overloaded.load(Ordering::Relaxed);
+        let limit = self.limit.load(Ordering::Relaxed);
+        let (overloaded, next) = Self::decide(min, limit, in_flight, max_inflight);
+        self.overloaded.store(overloaded, Ordering::Relaxed);
+        self.limit.store(next, Ordering::Relaxed);
+        if overloaded != was {
+            let min_queue_delay_ms = min.as_secs_f64() * 1000.0;
+            if overloaded {
+                tracing::warn!(
+                    route,
+                    min_queue_delay_ms,
+                    limit = next,
+                    "overloaded: queue delay stood above target, shedding"
+                );
+            } else {
+                tracing::info!(route, min_queue_delay_ms, limit = next, "no longer overloaded");
+            }
+        }
+    }
+
+    /// The end of an interval: whether the endpoint is overloaded, and its next limit.
+    fn decide(min_queued: Duration, limit: usize, in_flight: usize, max_inflight: usize) -> (bool, usize) {
+        if min_queued > TARGET {
+            (true, (limit.min(in_flight) * 3 / 4).max(1))
+        } else {
+            (false, (limit + limit / 8 + 1).min(max_inflight))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_queue_that_drains_is_left_alone_and_the_limit_grows_back() {
+        assert_eq!(Controller::decide(Duration::ZERO, 512, 300, 512), (false, 512));
+        assert_eq!(Controller::decide(TARGET, 100, 100, 512), (false, 113));
+        assert_eq!(Controller::decide(MS, 1, 1, 512), (false, 2));
+    }
+
+    #[test]
+    fn a_standing_queue_lowers_the_limit_below_what_was_in_flight() {
+        assert_eq!(Controller::decide(TARGET + MS, 512, 400, 512), (true, 300));
+        assert_eq!(Controller::decide(20 * MS, 40, 400, 512), (true, 30));
+        // Never below one: an overloaded endpoint still serves.
+        assert_eq!(Controller::decide(20 * MS, 1, 0, 512), (true, 1));
+    }
+
+    #[test]
+    fn an_interval_is_judged_by_its_smallest_delay() {
+        let mut c = Controller::new(64);
+        c.epoch -= Duration::from_secs(10);
+        // The first finisher closes the (empty) interval that began at start-up.
+        c.interval_start.store(u64::MAX / 2, Ordering::Relaxed);
+        for wait in [40, 9, 30] {
+            c.finished("/t", wait * MS, 64, 64);
+        }
+        assert!(!c.overloaded.load(Ordering::Relaxed), "the interval is not over yet");
+        // Close it: every request of it waited at least 9 ms, so the queue stood.
+        c.interval_start.store(0, Ordering::Relaxed);
+        c.finished("/t", 50 * MS, 64, 64);
+        assert!(c.overloaded.load(Ordering::Relaxed));
+        assert_eq!(c.limit.load(Ordering::Relaxed), 48);
+        // A later interval in which one request went straight through ends the overload.
+        c.interval_start.store(0, Ordering::Relaxed);
+        c.finished("/t", Duration::ZERO, 10, 64);
+        assert!(!c.overloaded.load(Ordering::Relaxed));
+        assert_eq!(c.limit.load(Ordering::Relaxed), 55);
     }
 }

@@ -79,6 +79,62 @@ async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
     .await;
 }
 
+/// A standing queue for store connections (many requests, one connection, real PostgreSQL):
+/// counts alone would admit all of them (no `--max-inflight` or `--queue-capacity` is exceeded)
+/// and let each wait its turn; the delay controller sheds instead, with fast 503s, and lets go
+/// once the queue is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standing_queue_for_the_store_is_shed_then_released() {
+    let db = crate::pg::TestDb::new().await;
+    let app = db.spawn(|s| s.pool_size = Some(1)).await;
+    let mut workers = Vec::new();
+    for w in 0..256 {
+        let (client, url) = (app.client.clone(), app.url("/auth/userinfo"));
+        workers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..20 {
+                // Unknown and distinct: each one is a store query (a negative-cache miss).
+                let res = client.get(&url).bearer_auth(format!("w{w}-{i}")).send().await.unwrap();
+                let retry_after = res.headers().get("retry-after").is_some();
+                statuses.push((res.status(), retry_after, json(res).await["error"].clone()));
+            }
+            statuses
+        }));
+    }
+    let (mut unauthorized, mut shed) = (0, 0);
+    for w in workers {
+        for (status, retry_after, error) in w.await.unwrap() {
+            match status {
+                StatusCode::UNAUTHORIZED => unauthorized += 1,
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert!(retry_after && error == "temporarily_unavailable", "{error}");
+                    shed += 1;
+                }
+                other => panic!("unexpected {other}: {error}"),
+            }
+        }
+    }
+    let q = &app.health().await["queues"]["/auth/userinfo"];
+    assert!(shed > 0 && unauthorized > 0, "shed {shed}, answered {unauthorized}");
+    assert_eq!(
+        q["shed_total"], shed,
+        "every 503 was admission's, none a pool timeout: {q}"
+    );
+    // Once the queue is gone, one request at a time goes straight through and the endpoint
+    // leaves the overloaded state (each interval is judged when a request finishes in it).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            assert_eq!(app.userinfo("after").await.status(), StatusCode::UNAUTHORIZED);
+            let q = &app.health().await["queues"]["/auth/userinfo"];
+            if q["overloaded"] == false {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the overload ended");
+}
+
 #[tokio::test]
 async fn requests_past_the_timeout_get_503() {
     let store = Arc::new(TestStore::default());
