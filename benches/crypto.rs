@@ -1,11 +1,13 @@
 //! Credential generation and hashing: the per-request cryptography of the hot paths.
 //! `cargo bench --bench crypto`
 
-use std::time::Duration;
-
 use authplane::crypto;
 use authplane::domain::{CodeChallenge, CodeVerifier};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+
+mod common;
+
+use common::{APP, APP_SECRET, VERIFIER};
 
 fn crypto_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("crypto");
@@ -16,9 +18,9 @@ fn crypto_benches(c: &mut Criterion) {
     g.bench_function("hash_token", |b| b.iter(|| crypto::hash_token(black_box(&token))));
     // The key of a verified client secret (every authenticated token request).
     g.bench_function("client_secret_key", |b| {
-        b.iter(|| crypto::client_secret_key(black_box("demo-app"), black_box("demo-secret")))
+        b.iter(|| crypto::client_secret_key(black_box(APP), black_box(APP_SECRET)))
     });
-    let Some(verifier) = CodeVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") else {
+    let Some(verifier) = CodeVerifier::parse(VERIFIER) else {
         return;
     };
     let Some(challenge) = CodeChallenge::parse("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM") else {
@@ -31,16 +33,9 @@ fn crypto_benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion(30);
     targets = crypto_benches
 }
 criterion_main!(benches);

@@ -6,7 +6,7 @@
 //! `cargo bench --bench http_stack`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use authplane::layers::overload::Admission;
 use authplane::telemetry::Metrics;
@@ -20,10 +20,9 @@ use tower::ServiceExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
-#[path = "common/mod.rs"]
 mod common;
 
-use common::{APP, APP_BASIC, APP_REDIRECT, request};
+use common::{APP, APP_BASIC, APP_REDIRECT, bench_async, request};
 
 /// Sends `make()` through `router` and reads the whole answer, `iters` times.
 fn run(
@@ -34,79 +33,65 @@ fn run(
     expect: u16,
     make: impl Fn() -> Request<Body>,
 ) {
-    g.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let res = router.clone().oneshot(make()).await.unwrap();
-                    assert_eq!(res.status(), expect, "{name}");
-                    black_box(res.into_body().collect().await.unwrap().to_bytes());
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(g, rt, name, async || {
+        let res = router.clone().oneshot(make()).await.unwrap();
+        assert_eq!(res.status(), expect, "{name}");
+        black_box(res.into_body().collect().await.unwrap().to_bytes());
     });
 }
 
+/// A token request from the demo client, authenticated with HTTP Basic.
+fn token_request(form: impl Into<Body>) -> Request<Body> {
+    request(
+        Request::post("/auth/token")
+            .header(header::AUTHORIZATION, APP_BASIC)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+        form.into(),
+    )
+}
+
+/// An authorization request from the demo client, in alice's session.
+fn authorize_request(uri: &str, session: &str) -> Request<Body> {
+    request(
+        Request::get(uri).header(header::COOKIE, format!("authplane_session={session}")),
+        Body::empty(),
+    )
+}
+
 fn stack_benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let app = common::app(&rt);
     let router = app.router();
     let session = rt.block_on(common::login(&router));
     let challenge = authplane::crypto::pkce_challenge(common::VERIFIER);
+    let redirect: String = url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect();
+    let authorize_uri = format!(
+        "/auth/authorize?response_type=code&client_id={APP}&redirect_uri={redirect}&scope=openid%20profile%20email&state=s&code_challenge={challenge}&code_challenge_method=S256"
+    );
     let access = rt.block_on(async {
         let res = router
             .clone()
-            .oneshot(request(
-                Request::post("/auth/token")
-                    .header(header::AUTHORIZATION, APP_BASIC)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
-                Body::from("grant_type=client_credentials"),
-            ))
+            .oneshot(token_request("grant_type=client_credentials"))
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
         let _ = res.into_body().collect().await;
         // A user token for userinfo: authorize, then the code grant.
-        let q = format!(
-            "/auth/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20profile%20email&state=s&code_challenge={challenge}&code_challenge_method=S256",
-            url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect::<String>()
-        );
         let res = router
             .clone()
-            .oneshot(request(
-                Request::get(q.as_str()).header(header::COOKIE, format!("authplane_session={session}")),
-                Body::empty(),
-            ))
+            .oneshot(authorize_request(&authorize_uri, &session))
             .await
             .unwrap();
         let code = common::code_of(res.headers()[header::LOCATION].to_str().unwrap());
         let body = format!(
-            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={}",
-            url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect::<String>(),
+            "grant_type=authorization_code&code={code}&redirect_uri={redirect}&code_verifier={}",
             common::VERIFIER
         );
-        let res = router
-            .clone()
-            .oneshot(request(
-                Request::post("/auth/token")
-                    .header(header::AUTHORIZATION, APP_BASIC)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
-                Body::from(body),
-            ))
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let res = router.clone().oneshot(token_request(body)).await.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
         v["access_token"].as_str().unwrap().to_owned()
     });
-    let authorize_uri = format!(
-        "/auth/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20profile%20email&state=s&code_challenge={challenge}&code_challenge_method=S256",
-        url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect::<String>()
-    );
 
     let metrics = Metrics::new();
     let admission = Admission::new("/baseline", 512, 1024, Duration::from_secs(10), &metrics);
@@ -130,18 +115,10 @@ fn stack_benches(c: &mut Criterion) {
             )
         });
         run(g, &rt, "token_client_credentials", &router, 200, || {
-            request(
-                Request::post("/auth/token")
-                    .header(header::AUTHORIZATION, APP_BASIC)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
-                Body::from("grant_type=client_credentials"),
-            )
+            token_request("grant_type=client_credentials")
         });
         run(g, &rt, "authorize", &router, 302, || {
-            request(
-                Request::get(authorize_uri.as_str()).header(header::COOKIE, format!("authplane_session={session}")),
-                Body::empty(),
-            )
+            authorize_request(&authorize_uri, &session)
         });
     };
     let mut g = c.benchmark_group("http_no_subscriber");
@@ -161,16 +138,9 @@ fn stack_benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion(20);
     targets = stack_benches
 }
 criterion_main!(benches);

@@ -2,10 +2,10 @@
 //! (register the histogram by name and labels, then record), against recording into a handle
 //! registered once. `cargo bench --bench metrics`
 
-use std::time::Duration;
-
 use authplane::telemetry::{self, Metrics};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+
+mod common;
 
 fn metrics_benches(c: &mut Criterion) {
     let metrics = Metrics::new();
@@ -51,16 +51,9 @@ fn metrics_benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion(30);
     targets = metrics_benches
 }
 criterion_main!(benches);

@@ -10,10 +10,9 @@ use authplane::service::{AuthorizeOutcome, AuthorizeRequest, ClientCredentials};
 use authplane::state::AppState;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 
-#[path = "common/mod.rs"]
 mod common;
 
-use common::{APP, APP_REDIRECT, APP_SECRET, VERIFIER};
+use common::{APP, APP_REDIRECT, APP_SECRET, VERIFIER, bench_async};
 
 fn authorize_request(challenge: &str) -> AuthorizeRequest {
     AuthorizeRequest {
@@ -72,10 +71,7 @@ fn refresh_request(refresh: String) -> TokenRequest {
 }
 
 fn service_benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let app = common::app(&rt);
     let state = app.state().clone();
     let challenge = authplane::crypto::pkce_challenge(VERIFIER);
@@ -90,32 +86,16 @@ fn service_benches(c: &mut Criterion) {
     let mut refresh = first.refresh_token.clone().unwrap();
 
     let mut g = c.benchmark_group("service");
-    g.bench_function("authorize", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let out = state
-                        .authorize
-                        .authorize(authorize_request(&challenge), Some(&session), state.clock.now())
-                        .await
-                        .unwrap();
-                    black_box(matches!(out, AuthorizeOutcome::Redirect(_)));
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(&mut g, &rt, "authorize", async || {
+        let out = state
+            .authorize
+            .authorize(authorize_request(&challenge), Some(&session), state.clock.now())
+            .await
+            .unwrap();
+        black_box(matches!(out, AuthorizeOutcome::Redirect(_)));
     });
-    g.bench_function("client_authenticate_cached_secret", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(state.clients.authenticate(basic(), state.clock.now()).await.unwrap());
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(&mut g, &rt, "client_authenticate_cached_secret", async || {
+        black_box(state.clients.authenticate(basic(), state.clock.now()).await.unwrap());
     });
     g.bench_function("token_authorization_code", |b| {
         b.iter_custom(|iters| {
@@ -132,70 +112,31 @@ fn service_benches(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("token_refresh_token", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    // Rotation: each refresh token is used once and its successor next.
-                    let res = token(&state, refresh_request(std::mem::take(&mut refresh))).await;
-                    refresh = res.refresh_token.unwrap();
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(&mut g, &rt, "token_refresh_token", async || {
+        // Rotation: each refresh token is used once and its successor next.
+        let res = token(&state, refresh_request(std::mem::take(&mut refresh))).await;
+        refresh = res.refresh_token.unwrap();
     });
-    g.bench_function("token_client_credentials", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let req = TokenRequest {
-                        grant_type: Some("client_credentials".into()),
-                        ..TokenRequest::default()
-                    };
-                    black_box(token(&state, req).await);
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(&mut g, &rt, "token_client_credentials", async || {
+        let req = TokenRequest {
+            grant_type: Some("client_credentials".into()),
+            ..TokenRequest::default()
+        };
+        black_box(token(&state, req).await);
     });
-    g.bench_function("userinfo_cache_hit", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(state.tokens.userinfo(&access, state.clock.now()).await.unwrap());
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(&mut g, &rt, "userinfo_cache_hit", async || {
+        black_box(state.tokens.userinfo(&access, state.clock.now()).await.unwrap());
     });
     let unknown = authplane::crypto::generate_token().value;
-    g.bench_function("userinfo_unknown_token_negative_hit", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(state.tokens.userinfo(&unknown, state.clock.now()).await.is_err());
-                }
-                start.elapsed()
-            })
-        })
+    bench_async(&mut g, &rt, "userinfo_unknown_token_negative_hit", async || {
+        black_box(state.tokens.userinfo(&unknown, state.clock.now()).await.is_err());
     });
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion(20);
     targets = service_benches
 }
 criterion_main!(benches);

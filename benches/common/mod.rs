@@ -1,9 +1,11 @@
-//! Shared by the service and HTTP-stack benches: an `Application` on the in-memory store with
-//! the demo users and clients hashed with cheap argon2 parameters (bench fixtures only), and a
-//! login through the router.
-#![allow(dead_code)]
+//! Shared by the benches: the criterion settings, the runtime and the timing loops of the async
+//! benches, and (for the service and HTTP-stack benches) an `Application` on the in-memory store
+//! with the demo users and clients hashed with cheap argon2 parameters (bench fixtures only), and a
+//! login through the router. Each bench uses only some of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use authplane::config::{ClientConfig, Config, FileConfig, Settings, TokenEndpointAuthMethod, UserConfig};
 use authplane::crypto::{self, Argon2Params};
@@ -13,7 +15,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use http_body_util::BodyExt;
+use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
 pub const APP: &str = "demo-app";
@@ -23,6 +28,62 @@ pub const APP_REDIRECT: &str = "http://127.0.0.1:9000/callback";
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 /// `Basic base64(demo-app:demo-secret)`.
 pub const APP_BASIC: &str = "Basic ZGVtby1hcHA6ZGVtby1zZWNyZXQ=";
+
+/// The criterion settings of every bench: short runs (0.5 s warm-up, 2 s measurement) of
+/// `sample_size` samples.
+pub fn criterion(sample_size: usize) -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(sample_size)
+}
+
+/// The single-threaded runtime the async benches run their futures on.
+pub fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Benches `step` as `name`: `iters` awaited calls in a row on `rt`, timed as a whole.
+pub fn bench_async(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, mut step: impl AsyncFnMut()) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    step().await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
+/// As [`bench_async`], but each call of `step` takes its own input, all made by `input` before
+/// the clock starts.
+pub fn bench_async_with<T>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    mut input: impl FnMut() -> T,
+    mut step: impl AsyncFnMut(T),
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut inputs: Vec<T> = (0..iters).map(|_| input()).collect();
+            rt.block_on(async {
+                let start = Instant::now();
+                // Drained, so the vector is freed after the clock stops.
+                for x in inputs.drain(..) {
+                    step(x).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
 
 pub fn config() -> Config {
     let cheap = |s: &str| crypto::hash_password(s, Argon2Params::cheap()).unwrap();
@@ -59,7 +120,7 @@ pub fn config() -> Config {
 
 /// The application on the in-memory store with the system clock. Its listener is bound but never
 /// served: benches call the services or the router directly.
-pub fn app(rt: &tokio::runtime::Runtime) -> Application {
+pub fn app(rt: &Runtime) -> Application {
     rt.block_on(Application::build_with(config(), Options::default()))
         .unwrap()
 }
