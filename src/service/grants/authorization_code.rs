@@ -84,15 +84,15 @@ impl TokenService {
             .store
             .insert_grant_tokens(&grant, &access_record, refresh.as_ref().map(|(_, r)| r))
             .await?;
-        let response = self.response(access, &access_record, refresh.as_ref().map(|(v, _)| v.clone()), now);
+        let response = self.response(access, &access_record, refresh.map(|(v, _)| v), now);
+        // The access token is cached as it is issued (the client uses it at once); the refresh
+        // token is not: it is presented once, after the access token's lifetime, long after any
+        // cache entry of it would have expired (see the refresh grant).
         inner
             .caches
             .access_tokens
             .insert(access_record.hash, access_record)
             .await;
-        if let Some((_, r)) = refresh {
-            inner.caches.refresh_tokens.insert(r.hash, r).await;
-        }
         Ok(response)
     }
 }

@@ -26,12 +26,11 @@ impl TokenService {
             tracing::info!(target: "security", client_id = %client.client_id, reason = why, "refresh refused");
             Err(ApiError::InvalidGrant)
         };
-        let Some(old) = inner
-            .caches
-            .refresh_tokens
-            .get_or_load(&hash, store.get_refresh_token(&hash))
-            .await?
-        else {
+        // Straight from the store, not through the cache: a refresh token is presented once (it
+        // is rotated on use), so a cache could only ever answer its replay, and each entry would
+        // cost an insert and an invalidation on the grant's hottest path. The rotation below is
+        // atomic in the store whatever a cache holds.
+        let Some(old) = store.get_refresh_token(&hash).await? else {
             return reject("unknown refresh token");
         };
         if old.client_id != client.client_id {
@@ -77,18 +76,14 @@ impl TokenService {
                 return reject("refresh token vanished (swept or purged)");
             }
         }
-        // The old token is rotated in the store; no cache here may still hold it as live.
+        // The old token is rotated in the store; no cache here may still hold it as live (an
+        // introspection may have cached it).
         inner.caches.refresh_tokens.invalidate(&hash).await;
         let response = self.response(access, &access_record, Some(refresh), now);
         inner
             .caches
             .access_tokens
             .insert(access_record.hash, access_record)
-            .await;
-        inner
-            .caches
-            .refresh_tokens
-            .insert(refresh_record.hash, refresh_record)
             .await;
         Ok(response)
     }
