@@ -284,8 +284,35 @@ fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
 
 const INSERT_ACCESS: &str = "INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// A code grant's records in one statement (one round trip, atomic as any statement is): the grant
+/// (an existing one, a tombstone from a racing code replay, is kept as it is), its access token
+/// and, when `$15` is not null, its refresh token.
+const INSERT_GRANT_TOKENS: &str = "WITH g AS (
+        INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING
+    ), a AS (
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+        VALUES ($8, $9, $10, $11, $12, $13, $14)
+    )
+    INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+    SELECT $15::bytea, $16::text, $17::text, $18::text, $19::bytea, $20::bigint, $21::bigint
+    WHERE $15::bytea IS NOT NULL";
+
+/// A refresh token's rotation in one statement (one round trip instead of a six-step transaction):
+/// the old token is marked rotated only if it was not already (the row lock makes a concurrent
+/// rotation wait, then find it rotated), and only then are its successors inserted and the other
+/// nodes told (NOTIFY is delivered at commit). No row back: the rotation lost.
+const ROTATE_REFRESH: &str = "WITH won AS (
+        UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL RETURNING 1
+    ), r AS (
+        INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+        SELECT $3::bytea, $4::text, $5::text, $6::text, $7::bytea, $8::bigint, $9::bigint FROM won
+    ), a AS (
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+        SELECT $10::bytea, $11::text, $12::text, $13::text, $14::bytea, $15::bigint, $16::bigint FROM won
+    )
+    SELECT pg_notify('authplane_invalidate', $17) FROM won";
 
 async fn insert_access(c: &impl deadpool_postgres::GenericClient, a: &AccessTokenRecord) -> StoreResult<()> {
     let grant = a.grant_id.map(|g| g.0.to_vec());
@@ -300,25 +327,6 @@ async fn insert_access(c: &impl deadpool_postgres::GenericClient, a: &AccessToke
             &grant,
             &a.issued_at.millis(),
             &a.expires_at.millis(),
-        ],
-    )
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-async fn insert_refresh(c: &impl deadpool_postgres::GenericClient, r: &RefreshTokenRecord) -> StoreResult<()> {
-    let stmt = c.prepare_cached(INSERT_REFRESH).await.map_err(db_err)?;
-    c.execute(
-        &stmt,
-        &[
-            &r.hash.0.as_slice(),
-            &&*r.client_id,
-            &&*r.sub,
-            &r.scope.as_str(),
-            &r.grant_id.0.as_slice(),
-            &r.issued_at.millis(),
-            &r.expires_at.millis(),
         ],
     )
     .await
@@ -428,17 +436,10 @@ impl Store for PostgresStore {
         a: &AccessTokenRecord,
         r: Option<&RefreshTokenRecord>,
     ) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(db_err)?;
-        // An existing grant (a tombstone from a racing code replay) is kept as it is.
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-            )
-            .await
-            .map_err(db_err)?;
-        tx.execute(
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(INSERT_GRANT_TOKENS).await.map_err(db_err)?;
+        let access_grant = a.grant_id.map(|id| id.0);
+        conn.execute(
             &stmt,
             &[
                 &g.id.0.as_slice(),
@@ -448,15 +449,25 @@ impl Store for PostgresStore {
                 &g.created_at.millis(),
                 &g.expires_at.millis(),
                 &g.revoked_at.map(Timestamp::millis),
+                &a.hash.0.as_slice(),
+                &&*a.client_id,
+                &a.sub.as_deref(),
+                &a.scope.as_str(),
+                &access_grant.as_ref().map(|id| id.as_slice()),
+                &a.issued_at.millis(),
+                &a.expires_at.millis(),
+                &r.map(|r| r.hash.0.as_slice()),
+                &r.map(|r| &*r.client_id),
+                &r.map(|r| &*r.sub),
+                &r.map(|r| r.scope.as_str()),
+                &r.map(|r| r.grant_id.0.as_slice()),
+                &r.map(|r| r.issued_at.millis()),
+                &r.map(|r| r.expires_at.millis()),
             ],
         )
         .await
         .map_err(db_err)?;
-        insert_access(&tx, a).await?;
-        if let Some(r) = r {
-            insert_refresh(&tx, r).await?;
-        }
-        tx.commit().await.map_err(db_err)
+        Ok(())
     }
 
     async fn insert_access_token(&self, a: &AccessTokenRecord) -> StoreResult<()> {
@@ -486,41 +497,47 @@ impl Store for PostgresStore {
         a: &AccessTokenRecord,
         r: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(db_err)?;
-        let rotate = tx
-            .prepare_cached(
-                "UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL RETURNING 1",
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(ROTATE_REFRESH).await.map_err(db_err)?;
+        let access_grant = a.grant_id.map(|id| id.0);
+        let won = conn
+            .query(
+                &stmt,
+                &[
+                    &old.0.as_slice(),
+                    &now.millis(),
+                    &r.hash.0.as_slice(),
+                    &&*r.client_id,
+                    &&*r.sub,
+                    &r.scope.as_str(),
+                    &r.grant_id.0.as_slice(),
+                    &r.issued_at.millis(),
+                    &r.expires_at.millis(),
+                    &a.hash.0.as_slice(),
+                    &&*a.client_id,
+                    &a.sub.as_deref(),
+                    &a.scope.as_str(),
+                    &access_grant.as_ref().map(|id| id.as_slice()),
+                    &a.issued_at.millis(),
+                    &a.expires_at.millis(),
+                    &Invalidation::RefreshToken(*old).encode(),
+                ],
             )
             .await
             .map_err(db_err)?;
-        let won = tx
-            .query_opt(&rotate, &[&old.0.as_slice(), &now.millis()])
-            .await
-            .map_err(db_err)?;
-        if won.is_none() {
-            let exists = tx
-                .query_opt("SELECT 1 FROM refresh_tokens WHERE hash = $1", &[&old.0.as_slice()])
-                .await
-                .map_err(db_err)?;
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(if exists.is_some() {
-                RotateOutcome::AlreadyRotated
-            } else {
-                RotateOutcome::NotFound
-            });
+        if !won.is_empty() {
+            return Ok(RotateOutcome::Rotated);
         }
-        insert_refresh(&tx, r).await?;
-        insert_access(&tx, a).await?;
-        let notify = tx
-            .prepare_cached("SELECT pg_notify('authplane_invalidate', $1)")
+        // Lost: already rotated (a replay or a race), or gone (swept, purged).
+        let exists = conn
+            .query_opt("SELECT 1 FROM refresh_tokens WHERE hash = $1", &[&old.0.as_slice()])
             .await
             .map_err(db_err)?;
-        tx.execute(&notify, &[&Invalidation::RefreshToken(*old).encode()])
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(RotateOutcome::Rotated)
+        Ok(if exists.is_some() {
+            RotateOutcome::AlreadyRotated
+        } else {
+            RotateOutcome::NotFound
+        })
     }
 
     async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {
