@@ -233,15 +233,20 @@ impl Client {
         )
     }
 
-    async fn refresh(&self, stats: &Stats, refresh: &str, start: Instant, record: bool) -> Option<Tokens> {
+    /// The refresh grant: `Ok` with the new tokens, `Err(true)` when the server shed the request
+    /// (503: it never reached the grant, so the old token is still good), `Err(false)` otherwise.
+    async fn refresh(&self, stats: &Stats, refresh: &str, start: Instant, record: bool) -> Result<Tokens, bool> {
         let req = self
             .http
             .post(&self.token_url)
             .header(header::AUTHORIZATION, self.basic.clone())
             .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]);
-        Self::settle(stats, TOKEN_REFRESH, record, self.send(req, start).await, 200, |r| {
+        let reply = self.send(req, start).await;
+        let shed = matches!(&reply.1, Ok(r) if r.status == 503);
+        Self::settle(stats, TOKEN_REFRESH, record, reply, 200, |r| {
             parse_tokens(r).filter(|t| t.refresh.is_some())
         })
+        .ok_or(shed)
     }
 
     pub async fn token_cc(&self, stats: &Stats, start: Instant, record: bool) -> Option<String> {
@@ -356,7 +361,13 @@ impl Job for Workload {
                     }
                     return;
                 };
-                if let Some(next) = c.refresh(stats, &old, start, record).await.and_then(|t| t.refresh) {
+                let usable = match c.refresh(stats, &old, start, record).await {
+                    Ok(t) => t.refresh,
+                    // Shed before the grant ran: the old token was not rotated.
+                    Err(true) => Some(old),
+                    Err(false) => None,
+                };
+                if let Some(next) = usable {
                     self.refresh_pool.lock().unwrap_or_else(|p| p.into_inner()).push(next);
                 }
             }
@@ -371,7 +382,7 @@ impl Job for Workload {
                     }
                 }
                 if let Some(refresh) = &tokens.refresh {
-                    c.refresh(stats, refresh, Instant::now(), record).await;
+                    let _ = c.refresh(stats, refresh, Instant::now(), record).await;
                 }
             }
         }
