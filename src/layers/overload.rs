@@ -152,7 +152,11 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
         };
         let _permit = match free {
             Some(p) => p,
-            None if inner.control.overloaded.load(Ordering::Relaxed) => return inner.shed("standing queue"),
+            // The controller holds the limit below the hard cap (or the queue stands): no
+            // queueing, the request is answered at once.
+            None if limit < inner.max_inflight || inner.control.overloaded.load(Ordering::Relaxed) => {
+                return inner.shed("standing queue");
+            }
             None => {
                 let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
                 let waiting = Waiting(inner);
@@ -174,10 +178,9 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
                 (next.run(req).await, QUEUED.with(Cell::get))
             })
             .await;
-        let in_flight = inner.in_flight();
         inner
             .control
-            .finished(inner.route, admitted + below, in_flight, inner.max_inflight);
+            .finished(inner.route, admitted + below, arrived.elapsed(), inner.max_inflight);
         res
     };
     match tokio::time::timeout(inner.timeout, work).await {
@@ -198,10 +201,12 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// the requests that finished in it (waiting for a slot here plus waiting for a store connection)
 /// tells a good queue from a bad one: a burst that drains leaves some request with almost no wait,
 /// a standing queue delays every one. When even the smallest exceeded [`TARGET`], the endpoint is
-/// overloaded: it stops queueing (a request that finds no free slot is shed at once) and lowers
-/// its concurrency limit to three quarters of what was in flight (Little's law: fewer at once,
-/// less wait for each). Each interval back under target raises the limit by an eighth, up to
-/// `--max-inflight`. Service time does not count, only waiting, so a slow but idle store (a remote
+/// overloaded and its concurrency limit drops to what Little's law says keeps the queue near the
+/// target (the interval's throughput times its mean service time plus the target), and to at most
+/// three quarters of the old limit. While the limit is below `--max-inflight`, a request that
+/// finds it reached is shed at once, never queued; each interval back under target raises it by
+/// an eighth until it is back at `--max-inflight`, where the count-bounded queue applies again.
+/// Service time does not count as delay, only waiting, so a slow but idle store (a remote
 /// database) never looks overloaded.
 struct Controller {
     epoch: Instant,
@@ -211,6 +216,19 @@ struct Controller {
     interval_start: AtomicU64,
     /// Smallest queue delay seen in the current interval, in microseconds.
     interval_min: AtomicU64,
+    /// Requests finished in the current interval, and their service time (latency minus queue
+    /// delay) in microseconds.
+    interval_done: AtomicU64,
+    interval_service: AtomicU64,
+}
+
+/// What one interval saw.
+#[derive(Clone, Copy, Debug)]
+struct Interval {
+    length: Duration,
+    min_queued: Duration,
+    done: u64,
+    service: Duration,
 }
 
 impl Controller {
@@ -221,13 +239,18 @@ impl Controller {
             overloaded: AtomicBool::new(false),
             interval_start: AtomicU64::new(0),
             interval_min: AtomicU64::new(u64::MAX),
+            interval_done: AtomicU64::new(0),
+            interval_service: AtomicU64::new(0),
         }
     }
 
-    /// A request finished after `queued` of queue delay, leaving `in_flight` running.
-    fn finished(&self, route: &'static str, queued: Duration, in_flight: usize, max_inflight: usize) {
+    /// A request finished after `queued` of queue delay and `total` in all.
+    fn finished(&self, route: &'static str, queued: Duration, total: Duration, max_inflight: usize) {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.interval_min.fetch_min(micros(queued), Ordering::Relaxed);
+        self.interval_done.fetch_add(1, Ordering::Relaxed);
+        self.interval_service
+            .fetch_add(micros(total.saturating_sub(queued)), Ordering::Relaxed);
         let now = micros(self.epoch.elapsed());
         let start = self.interval_start.load(Ordering::Relaxed);
         if now < start + micros(INTERVAL) {
@@ -241,14 +264,19 @@ impl Controller {
         {
             return;
         }
-        let min = Duration::from_micros(self.interval_min.swap(u64::MAX, Ordering::Relaxed));
+        let seen = Interval {
+            length: Duration::from_micros(now - start),
+            min_queued: Duration::from_micros(self.interval_min.swap(u64::MAX, Ordering::Relaxed)),
+            done: self.interval_done.swap(0, Ordering::Relaxed),
+            service: Duration::from_micros(self.interval_service.swap(0, Ordering::Relaxed)),
+        };
         let was = self.overloaded.load(Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
-        let (overloaded, next) = Self::decide(min, limit, in_flight, max_inflight);
+        let (overloaded, next) = Self::decide(&seen, limit, max_inflight);
         self.overloaded.store(overloaded, Ordering::Relaxed);
         self.limit.store(next, Ordering::Relaxed);
         if overloaded != was {
-            let min_queue_delay_ms = min.as_secs_f64() * 1000.0;
+            let min_queue_delay_ms = seen.min_queued.as_secs_f64() * 1000.0;
             if overloaded {
                 tracing::warn!(
                     route,
@@ -263,12 +291,17 @@ impl Controller {
     }
 
     /// The end of an interval: whether the endpoint is overloaded, and its next limit.
-    fn decide(min_queued: Duration, limit: usize, in_flight: usize, max_inflight: usize) -> (bool, usize) {
-        if min_queued > TARGET {
-            (true, (limit.min(in_flight) * 3 / 4).max(1))
-        } else {
-            (false, (limit + limit / 8 + 1).min(max_inflight))
+    fn decide(seen: &Interval, limit: usize, max_inflight: usize) -> (bool, usize) {
+        if seen.min_queued <= TARGET {
+            return (false, (limit + limit / 8 + 1).min(max_inflight));
         }
+        // Little's law: concurrency = throughput x time in the system. At the target, each
+        // request spends its service time plus at most TARGET.
+        let done = seen.done.max(1) as f64;
+        let throughput = done / seen.length.as_secs_f64().max(1e-3);
+        let in_system = seen.service.as_secs_f64() / done + TARGET.as_secs_f64();
+        let little = (throughput * in_system).ceil() as usize;
+        (true, little.min(limit * 3 / 4).max(1))
     }
 }
 
@@ -278,40 +311,58 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    #[test]
-    fn a_queue_that_drains_is_left_alone_and_the_limit_grows_back() {
-        assert_eq!(Controller::decide(Duration::ZERO, 512, 300, 512), (false, 512));
-        assert_eq!(Controller::decide(TARGET, 100, 100, 512), (false, 113));
-        assert_eq!(Controller::decide(MS, 1, 1, 512), (false, 2));
+    fn interval(min_queued: Duration, done: u64, mean_service: Duration) -> Interval {
+        Interval {
+            length: INTERVAL,
+            min_queued,
+            done,
+            service: mean_service * u32::try_from(done).unwrap(),
+        }
     }
 
     #[test]
-    fn a_standing_queue_lowers_the_limit_below_what_was_in_flight() {
-        assert_eq!(Controller::decide(TARGET + MS, 512, 400, 512), (true, 300));
-        assert_eq!(Controller::decide(20 * MS, 40, 400, 512), (true, 30));
-        // Never below one: an overloaded endpoint still serves.
-        assert_eq!(Controller::decide(20 * MS, 1, 0, 512), (true, 1));
+    fn a_queue_that_drains_is_left_alone_and_the_limit_grows_back() {
+        assert_eq!(
+            Controller::decide(&interval(Duration::ZERO, 300, MS), 512, 512),
+            (false, 512)
+        );
+        assert_eq!(Controller::decide(&interval(TARGET, 10, MS), 100, 512), (false, 113));
+        assert_eq!(Controller::decide(&interval(MS, 1, MS), 1, 512), (false, 2));
+    }
+
+    #[test]
+    fn a_standing_queue_cuts_the_limit_to_what_keeps_the_delay_at_target() {
+        // 300 answers in 100 ms (3,000/s) of 5 ms service each: 3,000/s x (5 + 5) ms = 30.
+        assert_eq!(
+            Controller::decide(&interval(50 * MS, 300, 5 * MS), 512, 512),
+            (true, 30)
+        );
+        // Never more than three quarters of the old limit, so repeated intervals converge ...
+        assert_eq!(Controller::decide(&interval(50 * MS, 300, 5 * MS), 32, 512), (true, 24));
+        // ... and never below one: an overloaded endpoint still serves.
+        assert_eq!(Controller::decide(&interval(20 * MS, 1, MS), 1, 512), (true, 1));
     }
 
     #[test]
     fn an_interval_is_judged_by_its_smallest_delay() {
         let mut c = Controller::new(64);
         c.epoch -= Duration::from_secs(10);
-        // The first finisher closes the (empty) interval that began at start-up.
+        // The interval is not over yet: nothing is decided.
         c.interval_start.store(u64::MAX / 2, Ordering::Relaxed);
         for wait in [40, 9, 30] {
-            c.finished("/t", wait * MS, 64, 64);
+            c.finished("/t", wait * MS, (wait + 1) * MS, 64);
         }
-        assert!(!c.overloaded.load(Ordering::Relaxed), "the interval is not over yet");
+        assert!(!c.overloaded.load(Ordering::Relaxed));
         // Close it: every request of it waited at least 9 ms, so the queue stood.
         c.interval_start.store(0, Ordering::Relaxed);
-        c.finished("/t", 50 * MS, 64, 64);
+        c.finished("/t", 50 * MS, 51 * MS, 64);
         assert!(c.overloaded.load(Ordering::Relaxed));
-        assert_eq!(c.limit.load(Ordering::Relaxed), 48);
+        let lowered = c.limit.load(Ordering::Relaxed);
+        assert!((1..=48).contains(&lowered), "{lowered}");
         // A later interval in which one request went straight through ends the overload.
         c.interval_start.store(0, Ordering::Relaxed);
-        c.finished("/t", Duration::ZERO, 10, 64);
+        c.finished("/t", Duration::ZERO, MS, 64);
         assert!(!c.overloaded.load(Ordering::Relaxed));
-        assert_eq!(c.limit.load(Ordering::Relaxed), 55);
+        assert_eq!(c.limit.load(Ordering::Relaxed), lowered + lowered / 8 + 1);
     }
 }
