@@ -314,24 +314,80 @@ const ROTATE_REFRESH: &str = "WITH won AS (
     )
     SELECT pg_notify('authplane_invalidate', $17) FROM won";
 
-async fn insert_access(c: &impl deadpool_postgres::GenericClient, a: &AccessTokenRecord) -> StoreResult<()> {
-    let grant = a.grant_id.map(|g| g.0.to_vec());
-    let stmt = c.prepare_cached(INSERT_ACCESS).await.map_err(db_err)?;
-    c.execute(
-        &stmt,
-        &[
-            &a.hash.0.as_slice(),
-            &&*a.client_id,
-            &a.sub.as_deref(),
-            &a.scope.as_str(),
-            &grant,
-            &a.issued_at.millis(),
-            &a.expires_at.millis(),
-        ],
-    )
-    .await
-    .map_err(db_err)?;
-    Ok(())
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// A grant's columns as statement parameters, in `grants` column order.
+struct GrantColumns<'a> {
+    id: &'a [u8],
+    client_id: &'a str,
+    sub: &'a str,
+    scope: &'a str,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl<'a> GrantColumns<'a> {
+    fn of(g: &'a GrantRecord) -> Self {
+        Self {
+            id: &g.id.0,
+            client_id: &g.client_id,
+            sub: &g.sub,
+            scope: g.scope.as_str(),
+            created_at: g.created_at.millis(),
+            expires_at: g.expires_at.millis(),
+            revoked_at: g.revoked_at.map(Timestamp::millis),
+        }
+    }
+
+    fn params(&self) -> [Param<'_>; 7] {
+        [
+            &self.id,
+            &self.client_id,
+            &self.sub,
+            &self.scope,
+            &self.created_at,
+            &self.expires_at,
+            &self.revoked_at,
+        ]
+    }
+}
+
+/// An access token's columns as statement parameters, in `INSERT_ACCESS` order.
+struct AccessColumns<'a> {
+    hash: &'a [u8],
+    client_id: &'a str,
+    sub: Option<&'a str>,
+    scope: &'a str,
+    grant_id: Option<&'a [u8]>,
+    issued_at: i64,
+    expires_at: i64,
+}
+
+impl<'a> AccessColumns<'a> {
+    fn of(a: &'a AccessTokenRecord) -> Self {
+        Self {
+            hash: &a.hash.0,
+            client_id: &a.client_id,
+            sub: a.sub.as_deref(),
+            scope: a.scope.as_str(),
+            grant_id: a.grant_id.as_ref().map(|id| id.0.as_slice()),
+            issued_at: a.issued_at.millis(),
+            expires_at: a.expires_at.millis(),
+        }
+    }
+
+    fn params(&self) -> [Param<'_>; 7] {
+        [
+            &self.hash,
+            &self.client_id,
+            &self.sub,
+            &self.scope,
+            &self.grant_id,
+            &self.issued_at,
+            &self.expires_at,
+        ]
+    }
 }
 
 #[async_trait]
@@ -438,41 +494,35 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(INSERT_GRANT_TOKENS).await.map_err(db_err)?;
-        let access_grant = a.grant_id.map(|id| id.0);
-        conn.execute(
-            &stmt,
-            &[
-                &g.id.0.as_slice(),
-                &&*g.client_id,
-                &&*g.sub,
-                &g.scope.as_str(),
-                &g.created_at.millis(),
-                &g.expires_at.millis(),
-                &g.revoked_at.map(Timestamp::millis),
-                &a.hash.0.as_slice(),
-                &&*a.client_id,
-                &a.sub.as_deref(),
-                &a.scope.as_str(),
-                &access_grant.as_ref().map(|id| id.as_slice()),
-                &a.issued_at.millis(),
-                &a.expires_at.millis(),
-                &r.map(|r| r.hash.0.as_slice()),
-                &r.map(|r| &*r.client_id),
-                &r.map(|r| &*r.sub),
-                &r.map(|r| r.scope.as_str()),
-                &r.map(|r| r.grant_id.0.as_slice()),
-                &r.map(|r| r.issued_at.millis()),
-                &r.map(|r| r.expires_at.millis()),
-            ],
-        )
-        .await
-        .map_err(db_err)?;
+        let access = AccessColumns::of(a);
+        let grant = GrantColumns::of(g);
+        let (r_hash, r_client, r_sub, r_scope, r_grant, r_issued, r_expires) = (
+            r.map(|r| r.hash.0.as_slice()),
+            r.map(|r| &*r.client_id),
+            r.map(|r| &*r.sub),
+            r.map(|r| r.scope.as_str()),
+            r.map(|r| r.grant_id.0.as_slice()),
+            r.map(|r| r.issued_at.millis()),
+            r.map(|r| r.expires_at.millis()),
+        );
+        let refresh: [Param<'_>; 7] = [&r_hash, &r_client, &r_sub, &r_scope, &r_grant, &r_issued, &r_expires];
+        let params: Vec<Param<'_>> = grant
+            .params()
+            .into_iter()
+            .chain(access.params())
+            .chain(refresh)
+            .collect();
+        conn.execute(&stmt, &params).await.map_err(db_err)?;
         Ok(())
     }
 
     async fn insert_access_token(&self, a: &AccessTokenRecord) -> StoreResult<()> {
         let conn = self.conn().await?;
-        insert_access(&conn, a).await
+        let stmt = conn.prepare_cached(INSERT_ACCESS).await.map_err(db_err)?;
+        conn.execute(&stmt, &AccessColumns::of(a).params())
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn get_access_token(&self, h: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
@@ -499,32 +549,25 @@ impl Store for PostgresStore {
     ) -> StoreResult<RotateOutcome> {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(ROTATE_REFRESH).await.map_err(db_err)?;
-        let access_grant = a.grant_id.map(|id| id.0);
-        let won = conn
-            .query(
-                &stmt,
-                &[
-                    &old.0.as_slice(),
-                    &now.millis(),
-                    &r.hash.0.as_slice(),
-                    &&*r.client_id,
-                    &&*r.sub,
-                    &r.scope.as_str(),
-                    &r.grant_id.0.as_slice(),
-                    &r.issued_at.millis(),
-                    &r.expires_at.millis(),
-                    &a.hash.0.as_slice(),
-                    &&*a.client_id,
-                    &a.sub.as_deref(),
-                    &a.scope.as_str(),
-                    &access_grant.as_ref().map(|id| id.as_slice()),
-                    &a.issued_at.millis(),
-                    &a.expires_at.millis(),
-                    &Invalidation::RefreshToken(*old).encode(),
-                ],
-            )
-            .await
-            .map_err(db_err)?;
+        let access = AccessColumns::of(a);
+        let payload = Invalidation::RefreshToken(*old).encode();
+        let head: [Param<'_>; 9] = [
+            &old.0.as_slice(),
+            &now.millis(),
+            &r.hash.0.as_slice(),
+            &&*r.client_id,
+            &&*r.sub,
+            &r.scope.as_str(),
+            &r.grant_id.0.as_slice(),
+            &r.issued_at.millis(),
+            &r.expires_at.millis(),
+        ];
+        let params: Vec<Param<'_>> = head
+            .into_iter()
+            .chain(access.params())
+            .chain([&payload as Param<'_>])
+            .collect();
+        let won = conn.query(&stmt, &params).await.map_err(db_err)?;
         if !won.is_empty() {
             return Ok(RotateOutcome::Rotated);
         }
@@ -554,6 +597,12 @@ impl Store for PostgresStore {
     async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
         // One upsert: revokes the grant, or creates it revoked when a code replay races the
         // first redemption; either way the notification goes out with the commit.
+        let tombstone = GrantColumns {
+            revoked_at: Some(now.millis()),
+            ..GrantColumns::of(g)
+        };
+        let payload = Invalidation::Grant(g.id).encode();
+        let params: Vec<Param<'_>> = tombstone.params().into_iter().chain([&payload as Param<'_>]).collect();
         let row = self
             .query_opt(
                 "WITH up AS (
@@ -562,16 +611,7 @@ impl Store for PostgresStore {
                      ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(grants.revoked_at, EXCLUDED.revoked_at)
                      RETURNING 1)
                  SELECT pg_notify('authplane_invalidate', $8) FROM up",
-                &[
-                    &g.id.0.as_slice(),
-                    &&*g.client_id,
-                    &&*g.sub,
-                    &g.scope.as_str(),
-                    &g.created_at.millis(),
-                    &g.expires_at.millis(),
-                    &now.millis(),
-                    &Invalidation::Grant(g.id).encode(),
-                ],
+                &params,
             )
             .await?;
         Ok(row.is_some())
