@@ -24,6 +24,9 @@ pub struct Client {
     pub client_id: Arc<str>,
     pub secret: Option<Arc<PasswordHashString>>,
     pub redirect_uris: Vec<String>,
+    /// Each registered redirect URI as the URL parser writes it (normalised), in the same order:
+    /// what authorize appends its answer's query to, without parsing it again per request.
+    pub redirect_bases: Vec<String>,
     pub grant_types: Vec<GrantType>,
     pub scope: Scope,
     pub auth_method: TokenEndpointAuthMethod,
@@ -115,6 +118,11 @@ impl ClientRegistry {
                 client_id: Arc::from(c.client_id.as_str()),
                 secret,
                 redirect_uris: c.redirect_uris.clone(),
+                redirect_bases: c
+                    .redirect_uris
+                    .iter()
+                    .map(|u| url::Url::parse(u).map(String::from))
+                    .collect::<Result<_, _>>()?,
                 grant_types: c.grant_types.clone(),
                 scope: Scope::from_iter(c.scopes.iter().cloned()),
                 auth_method: c.auth_method(),
