@@ -33,6 +33,8 @@ pub const SWEEP_REMOVED: &str = "authplane_sweeper_removed_total";
 pub const SWEEP_LAST_RUN: &str = "authplane_sweeper_last_run_timestamp_seconds";
 pub const QUEUE_DEPTH: &str = "authplane_queue_depth";
 pub const REQUESTS_SHED: &str = "authplane_requests_shed_total";
+/// Beyond the contract's list: the delay controller's state per hot endpoint.
+pub const CONCURRENCY_LIMIT: &str = "authplane_concurrency_limit";
 pub const POOL_CONNECTIONS: &str = "authplane_store_pool_connections";
 pub const POOL_MAX: &str = "authplane_store_pool_max_connections";
 pub const POOL_WAIT: &str = "authplane_store_pool_wait_seconds";
@@ -106,6 +108,12 @@ impl Metrics {
             1,
         );
         d(QUEUE_DEPTH, None, "Requests waiting for a slot on a hot endpoint", 1);
+        d(
+            CONCURRENCY_LIMIT,
+            None,
+            "Requests a hot endpoint admits at once: --max-inflight, lower while its queue delay stands above target",
+            1,
+        );
         d(
             REQUESTS_SHED,
             None,

@@ -70,6 +70,8 @@ impl Admission {
         depth.set(0.0);
         let shed_metric = metrics.counter(telemetry::REQUESTS_SHED, &[("route", route)]);
         shed_metric.absolute(0);
+        let limit_metric = metrics.gauge(telemetry::CONCURRENCY_LIMIT, &[("route", route)]);
+        limit_metric.set(max_inflight as f64);
         Self {
             inner: Arc::new(Inner {
                 route,
@@ -81,7 +83,7 @@ impl Admission {
                 shed: AtomicU64::new(0),
                 shed_metric,
                 depth,
-                control: Controller::new(max_inflight),
+                control: Controller::new(max_inflight, limit_metric),
             }),
         }
     }
@@ -220,6 +222,7 @@ struct Controller {
     /// delay) in microseconds.
     interval_done: AtomicU64,
     interval_service: AtomicU64,
+    limit_metric: Gauge,
 }
 
 /// What one interval saw.
@@ -232,7 +235,7 @@ struct Interval {
 }
 
 impl Controller {
-    fn new(max_inflight: usize) -> Self {
+    fn new(max_inflight: usize, limit_metric: Gauge) -> Self {
         Self {
             epoch: Instant::now(),
             limit: AtomicUsize::new(max_inflight),
@@ -241,6 +244,7 @@ impl Controller {
             interval_min: AtomicU64::new(u64::MAX),
             interval_done: AtomicU64::new(0),
             interval_service: AtomicU64::new(0),
+            limit_metric,
         }
     }
 
@@ -275,6 +279,7 @@ impl Controller {
         let (overloaded, next) = Self::decide(&seen, limit, max_inflight);
         self.overloaded.store(overloaded, Ordering::Relaxed);
         self.limit.store(next, Ordering::Relaxed);
+        self.limit_metric.set(next as f64);
         if overloaded != was {
             let min_queue_delay_ms = seen.min_queued.as_secs_f64() * 1000.0;
             if overloaded {
@@ -345,7 +350,7 @@ mod tests {
 
     #[test]
     fn an_interval_is_judged_by_its_smallest_delay() {
-        let mut c = Controller::new(64);
+        let mut c = Controller::new(64, Gauge::noop());
         c.epoch -= Duration::from_secs(10);
         // The interval is not over yet: nothing is decided.
         c.interval_start.store(u64::MAX / 2, Ordering::Relaxed);

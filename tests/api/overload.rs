@@ -120,6 +120,10 @@ async fn a_standing_queue_for_the_store_is_shed_then_released() {
         q["shed_total"], shed,
         "every 503 was admission's, none a pool timeout: {q}"
     );
+    let limit = q["concurrency_limit"].as_u64().unwrap();
+    assert!(limit < 512, "the limit was lowered: {q}");
+    let gauge = format!(r#"authplane_concurrency_limit{{route="/auth/userinfo"}} {limit}"#);
+    assert!(app.metrics_text().await.contains(&gauge), "the gauge shows it");
     // Once the queue is gone, one request at a time goes straight through and the endpoint
     // leaves the overloaded state (each interval is judged when a request finishes in it).
     tokio::time::timeout(Duration::from_secs(10), async {
