@@ -13,7 +13,6 @@
 //! see [`Controller`]. Under sustained overload an endpoint then answers the requests it admits
 //! fast and the others at once with 503, instead of all of them slowly.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::queue_delay;
 use crate::telemetry::{self, Metrics};
 
 #[derive(Clone)]
@@ -55,6 +55,7 @@ pub struct QueueReport {
     pub shed_total: u64,
     /// Whether queue delay has stood above the target: no queueing, at most `concurrency_limit`.
     pub overloaded: bool,
+    /// Requests admitted at once: `max_inflight` at rest, lower while the delay controller sheds.
     pub concurrency_limit: usize,
 }
 
@@ -129,24 +130,12 @@ impl Inner {
     }
 }
 
-tokio::task_local! {
-    /// Time the current request has spent waiting for shared resources below this layer (a store
-    /// connection), added to its wait for a slot here: the queue delay [`Controller`] steers by.
-    static QUEUED: Cell<Duration>;
-}
-
-/// Adds to the current request's queue delay; a no-op outside an admitted request (the sweeper,
-/// start-up, tests that call a service directly).
-pub fn record_queue_wait(waited: Duration) {
-    let _ = QUEUED.try_with(|q| q.set(q.get() + waited));
-}
-
 /// The middleware: `from_fn_with_state(admission, admit)`.
 pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Response {
     let inner = &*adm.inner;
     let arrived = Instant::now();
     let work = async {
-        let limit = inner.control.limit.load(Ordering::Relaxed);
+        let (limit, overloaded) = inner.control.current(arrived);
         let free = if inner.in_flight() < limit {
             inner.running.try_acquire().ok()
         } else {
@@ -154,11 +143,9 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
         };
         let _permit = match free {
             Some(p) => p,
-            // The controller holds the limit below the hard cap (or the queue stands): no
-            // queueing, the request is answered at once.
-            None if limit < inner.max_inflight || inner.control.overloaded.load(Ordering::Relaxed) => {
-                return inner.shed("standing queue");
-            }
+            // The controller holds the limit below the hard cap (a standing queue, or the
+            // recovery after one): no queueing, the request is answered at once.
+            None if overloaded || limit < inner.max_inflight => return inner.shed("standing queue"),
             None => {
                 let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
                 let waiting = Waiting(inner);
@@ -171,24 +158,26 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
                     return ApiError::Overloaded.into_response();
                 };
                 drop(waiting);
+                // The queue may have turned into a standing one while this request waited in it.
+                let (limit, overloaded) = inner.control.current(Instant::now());
+                if overloaded && inner.in_flight() > limit {
+                    return inner.shed("standing queue");
+                }
                 p
             }
         };
         let admitted = arrived.elapsed();
-        let (res, below) = QUEUED
-            .scope(Cell::new(Duration::ZERO), async {
-                (next.run(req).await, QUEUED.with(Cell::get))
-            })
-            .await;
-        inner
-            .control
-            .finished(inner.route, admitted + below, arrived.elapsed(), inner.max_inflight);
+        let (res, below) = queue_delay::measure(next.run(req)).await;
+        inner.control.finished(inner.route, admitted + below, arrived.elapsed());
         res
     };
     match tokio::time::timeout(inner.timeout, work).await {
         Ok(res) => res,
         Err(_) => {
             tracing::warn!(route = inner.route, "request timed out");
+            // Counted as queued throughout: a request that could not finish in time is the
+            // clearest sign of a standing queue (or of a store that stopped answering).
+            inner.control.finished(inner.route, inner.timeout, inner.timeout);
             ApiError::Overloaded.into_response()
         }
     }
@@ -198,20 +187,29 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
 const TARGET: Duration = Duration::from_millis(5);
 /// ... when it stays above it for this long (CoDel's interval: about a round trip's worth).
 const INTERVAL: Duration = Duration::from_millis(100);
+/// An interval with fewer finished requests proves nothing either way: one slow request (a
+/// connection being opened, a failover) must not cut an idle endpoint's limit.
+const MIN_SAMPLES: u64 = 20;
+/// The limit never drops below this (or `--max-inflight` if that is lower): enough to keep a
+/// store pool of the default size busy.
+const MIN_LIMIT: usize = 16;
 
 /// The delay-based half of admission control. Each [`INTERVAL`], the smallest queue delay among
-/// the requests that finished in it (waiting for a slot here plus waiting for a store connection)
-/// tells a good queue from a bad one: a burst that drains leaves some request with almost no wait,
-/// a standing queue delays every one. When even the smallest exceeded [`TARGET`], the endpoint is
-/// overloaded and its concurrency limit drops to what Little's law says keeps the queue near the
-/// target (the interval's throughput times its mean service time plus the target), and to at most
-/// three quarters of the old limit. While the limit is below `--max-inflight`, a request that
-/// finds it reached is shed at once, never queued; each interval back under target raises it by
-/// an eighth until it is back at `--max-inflight`, where the count-bounded queue applies again.
-/// Service time does not count as delay, only waiting, so a slow but idle store (a remote
-/// database) never looks overloaded.
+/// the requests that finished in it (waiting for a slot here plus waiting for a store connection,
+/// [`queue_delay`]) tells a good queue from a bad one: a burst that drains leaves some request
+/// with almost no wait, a standing queue delays every one. When even the smallest exceeded
+/// [`TARGET`] (over at least [`MIN_SAMPLES`] requests), the endpoint is overloaded and its
+/// concurrency limit drops to what Little's law says keeps the queue near the target (the
+/// interval's throughput times its mean service time plus the target), at most three quarters of
+/// the old limit and at least [`MIN_LIMIT`]. While the limit is below `--max-inflight`, a request
+/// that finds it reached is shed at once, never queued; each interval without a standing queue
+/// raises it by an eighth, and an endpoint that saw no traffic for a while gets it back at once
+/// (doubling per idle interval). Service time does not count as delay, only waiting, so a slow but
+/// idle store (a remote database) does not look overloaded.
 struct Controller {
     epoch: Instant,
+    max_inflight: usize,
+    floor: usize,
     limit: AtomicUsize,
     overloaded: AtomicBool,
     /// Start of the current interval, in microseconds since `epoch`.
@@ -234,10 +232,16 @@ struct Interval {
     service: Duration,
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl Controller {
     fn new(max_inflight: usize, limit_metric: Gauge) -> Self {
         Self {
             epoch: Instant::now(),
+            max_inflight,
+            floor: MIN_LIMIT.min(max_inflight),
             limit: AtomicUsize::new(max_inflight),
             overloaded: AtomicBool::new(false),
             interval_start: AtomicU64::new(0),
@@ -248,16 +252,46 @@ impl Controller {
         }
     }
 
+    /// The limit and state a request arriving at `now` is judged by. Intervals are closed by
+    /// finishing requests; when none closed one for two intervals, the endpoint was idle and
+    /// whatever it decided then is stale: the limit doubles per idle interval and the overload
+    /// ends.
+    fn current(&self, now: Instant) -> (usize, bool) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let overloaded = self.overloaded.load(Ordering::Relaxed);
+        if limit == self.max_inflight && !overloaded {
+            return (limit, false);
+        }
+        let now = micros(now.saturating_duration_since(self.epoch));
+        let start = self.interval_start.load(Ordering::Relaxed);
+        let idle = now.saturating_sub(start) / micros(INTERVAL);
+        if idle < 2
+            || self
+                .interval_start
+                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return (limit, overloaded);
+        }
+        self.interval_min.store(u64::MAX, Ordering::Relaxed);
+        self.interval_done.store(0, Ordering::Relaxed);
+        self.interval_service.store(0, Ordering::Relaxed);
+        let grown = limit.saturating_mul(1 << idle.min(16)).min(self.max_inflight);
+        self.limit.store(grown, Ordering::Relaxed);
+        self.limit_metric.set(grown as f64);
+        self.overloaded.store(false, Ordering::Relaxed);
+        (grown, false)
+    }
+
     /// A request finished after `queued` of queue delay and `total` in all.
-    fn finished(&self, route: &'static str, queued: Duration, total: Duration, max_inflight: usize) {
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    fn finished(&self, route: &'static str, queued: Duration, total: Duration) {
         self.interval_min.fetch_min(micros(queued), Ordering::Relaxed);
         self.interval_done.fetch_add(1, Ordering::Relaxed);
         self.interval_service
             .fetch_add(micros(total.saturating_sub(queued)), Ordering::Relaxed);
         let now = micros(self.epoch.elapsed());
         let start = self.interval_start.load(Ordering::Relaxed);
-        if now < start + micros(INTERVAL) {
+        if now < start.saturating_add(micros(INTERVAL)) {
             return;
         }
         // One finisher per interval closes it.
@@ -276,7 +310,7 @@ impl Controller {
         };
         let was = self.overloaded.load(Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
-        let (overloaded, next) = Self::decide(&seen, limit, max_inflight);
+        let (overloaded, next) = Self::decide(&seen, limit, self.floor, self.max_inflight);
         self.overloaded.store(overloaded, Ordering::Relaxed);
         self.limit.store(next, Ordering::Relaxed);
         self.limit_metric.set(next as f64);
@@ -290,23 +324,23 @@ impl Controller {
                     "overloaded: queue delay stood above target, shedding"
                 );
             } else {
-                tracing::info!(route, min_queue_delay_ms, limit = next, "no longer overloaded");
+                tracing::info!(route, limit = next, "no longer overloaded");
             }
         }
     }
 
     /// The end of an interval: whether the endpoint is overloaded, and its next limit.
-    fn decide(seen: &Interval, limit: usize, max_inflight: usize) -> (bool, usize) {
-        if seen.min_queued <= TARGET {
+    fn decide(seen: &Interval, limit: usize, floor: usize, max_inflight: usize) -> (bool, usize) {
+        if seen.done < MIN_SAMPLES || seen.min_queued <= TARGET {
             return (false, (limit + limit / 8 + 1).min(max_inflight));
         }
         // Little's law: concurrency = throughput x time in the system. At the target, each
         // request spends its service time plus at most TARGET.
-        let done = seen.done.max(1) as f64;
+        let done = seen.done as f64;
         let throughput = done / seen.length.as_secs_f64().max(1e-3);
         let in_system = seen.service.as_secs_f64() / done + TARGET.as_secs_f64();
         let little = (throughput * in_system).ceil() as usize;
-        (true, little.min(limit * 3 / 4).max(1))
+        (true, little.min(limit * 3 / 4).max(floor))
     }
 }
 
@@ -328,46 +362,85 @@ mod tests {
     #[test]
     fn a_queue_that_drains_is_left_alone_and_the_limit_grows_back() {
         assert_eq!(
-            Controller::decide(&interval(Duration::ZERO, 300, MS), 512, 512),
+            Controller::decide(&interval(Duration::ZERO, 300, MS), 512, 16, 512),
             (false, 512)
         );
-        assert_eq!(Controller::decide(&interval(TARGET, 10, MS), 100, 512), (false, 113));
-        assert_eq!(Controller::decide(&interval(MS, 1, MS), 1, 512), (false, 2));
+        assert_eq!(
+            Controller::decide(&interval(TARGET, 30, MS), 100, 16, 512),
+            (false, 113)
+        );
     }
 
     #[test]
     fn a_standing_queue_cuts_the_limit_to_what_keeps_the_delay_at_target() {
         // 300 answers in 100 ms (3,000/s) of 5 ms service each: 3,000/s x (5 + 5) ms = 30.
         assert_eq!(
-            Controller::decide(&interval(50 * MS, 300, 5 * MS), 512, 512),
+            Controller::decide(&interval(50 * MS, 300, 5 * MS), 512, 16, 512),
             (true, 30)
         );
         // Never more than three quarters of the old limit, so repeated intervals converge ...
-        assert_eq!(Controller::decide(&interval(50 * MS, 300, 5 * MS), 32, 512), (true, 24));
-        // ... and never below one: an overloaded endpoint still serves.
-        assert_eq!(Controller::decide(&interval(20 * MS, 1, MS), 1, 512), (true, 1));
+        assert_eq!(
+            Controller::decide(&interval(50 * MS, 300, 5 * MS), 32, 16, 512),
+            (true, 24)
+        );
+        // ... and never below the floor: an overloaded endpoint still keeps its store busy.
+        assert_eq!(
+            Controller::decide(&interval(50 * MS, 300, 5 * MS), 20, 16, 512),
+            (true, 16)
+        );
+    }
+
+    #[test]
+    fn a_few_slow_requests_prove_nothing() {
+        // One request that waited (a connection being opened) on an otherwise idle endpoint.
+        let seen = interval(50 * MS, 1, MS);
+        assert_eq!(Controller::decide(&seen, 512, 16, 512), (false, 512));
+        let seen = interval(50 * MS, MIN_SAMPLES - 1, MS);
+        assert!(!Controller::decide(&seen, 64, 16, 512).0);
+    }
+
+    fn aged(max_inflight: usize) -> Controller {
+        let mut c = Controller::new(max_inflight, Gauge::noop());
+        c.epoch -= Duration::from_secs(10);
+        c
     }
 
     #[test]
     fn an_interval_is_judged_by_its_smallest_delay() {
-        let mut c = Controller::new(64, Gauge::noop());
-        c.epoch -= Duration::from_secs(10);
+        let c = aged(64);
         // The interval is not over yet: nothing is decided.
         c.interval_start.store(u64::MAX / 2, Ordering::Relaxed);
-        for wait in [40, 9, 30] {
-            c.finished("/t", wait * MS, (wait + 1) * MS, 64);
+        for wait in (9..40).step_by(1) {
+            c.finished("/t", wait * MS, (wait + 1) * MS);
         }
         assert!(!c.overloaded.load(Ordering::Relaxed));
         // Close it: every request of it waited at least 9 ms, so the queue stood.
         c.interval_start.store(0, Ordering::Relaxed);
-        c.finished("/t", 50 * MS, 51 * MS, 64);
+        c.finished("/t", 50 * MS, 51 * MS);
         assert!(c.overloaded.load(Ordering::Relaxed));
         let lowered = c.limit.load(Ordering::Relaxed);
-        assert!((1..=48).contains(&lowered), "{lowered}");
-        // A later interval in which one request went straight through ends the overload.
+        assert!((16..=48).contains(&lowered), "{lowered}");
+        // A later interval without a standing queue ends the overload.
         c.interval_start.store(0, Ordering::Relaxed);
-        c.finished("/t", Duration::ZERO, MS, 64);
+        c.finished("/t", Duration::ZERO, MS);
         assert!(!c.overloaded.load(Ordering::Relaxed));
         assert_eq!(c.limit.load(Ordering::Relaxed), lowered + lowered / 8 + 1);
+    }
+
+    #[test]
+    fn a_decision_goes_stale_when_the_endpoint_idles() {
+        let c = aged(512);
+        c.limit.store(16, Ordering::Relaxed);
+        c.overloaded.store(true, Ordering::Relaxed);
+        let start = micros(c.epoch.elapsed());
+        c.interval_start.store(start, Ordering::Relaxed);
+        // Within the interval the decision holds ...
+        assert_eq!(c.current(c.epoch + Duration::from_micros(start) + 50 * MS), (16, true));
+        // ... three idle intervals later it does not: the limit doubles per idle interval.
+        let later = c.epoch + Duration::from_micros(start) + 3 * INTERVAL;
+        assert_eq!(c.current(later), (128, false));
+        // Long idle: back to --max-inflight.
+        let much_later = later + 100 * INTERVAL;
+        assert_eq!(c.current(much_later), (512, false));
     }
 }
