@@ -122,7 +122,12 @@ impl Default for Scope {
 impl<S: AsRef<str>> FromIterator<S> for Scope {
     fn from_iter<I: IntoIterator<Item = S>>(it: I) -> Self {
         let owned: Vec<S> = it.into_iter().collect();
-        Self::from_tokens(owned.iter().map(AsRef::as_ref))
+        Self::from_tokens(
+            owned
+                .iter()
+                .flat_map(|s| s.as_ref().split(' '))
+                .filter(|t| !t.is_empty()),
+        )
     }
 }
 
@@ -218,6 +223,7 @@ mod tests {
         assert!(Scope::default().is_subset(&s));
         assert_eq!(s.union(&Scope::parse("email").unwrap()), all);
         assert_eq!(["profile", "openid", "profile"].into_iter().collect::<Scope>(), s);
+        assert_eq!(["", "openid profile"].into_iter().collect::<Scope>(), s);
         assert_eq!(s.iter().collect::<Vec<_>>(), ["openid", "profile"]);
     }
 

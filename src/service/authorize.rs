@@ -100,15 +100,15 @@ impl AuthorizeService {
             .clients
             .get(client_id)
             .ok_or(ApiError::InvalidRequest("unknown client_id"))?;
-        let registered = match &req.redirect_uri {
-            Some(uri) => client.redirect_uris.iter().position(|r| r == uri).ok_or_else(|| {
+        let registered = match (&req.redirect_uri, client.redirect_uris.as_slice()) {
+            (Some(uri), all) => all.iter().find(|r| r.exact == *uri).ok_or_else(|| {
                 tracing::info!(target: "security", client_id, "authorize with an unregistered redirect_uri");
                 ApiError::InvalidRequest("redirect_uri is not registered for this client")
             })?,
-            None if client.redirect_uris.len() == 1 => 0,
-            None => return Err(ApiError::InvalidRequest("redirect_uri is required")),
+            (None, [only]) => only,
+            (None, _) => return Err(ApiError::InvalidRequest("redirect_uri is required")),
         };
-        let (redirect_uri, base) = (&client.redirect_uris[registered], &client.redirect_bases[registered]);
+        let (redirect_uri, base) = (&registered.exact, &registered.base);
         // From here on, errors go back to the client.
         let checked = match self.check(client, &req) {
             Ok(c) => c,

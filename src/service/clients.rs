@@ -23,14 +23,29 @@ const SECRET_TTL: Duration = Duration::from_secs(3600);
 pub struct Client {
     pub client_id: Arc<str>,
     pub secret: Option<Arc<PasswordHashString>>,
-    pub redirect_uris: Vec<String>,
-    /// Each registered redirect URI as the URL parser writes it (normalised), in the same order:
-    /// what authorize appends its answer's query to, without parsing it again per request.
-    pub redirect_bases: Vec<String>,
+    pub redirect_uris: Vec<RegisteredUri>,
     pub grant_types: Vec<GrantType>,
     pub scope: Scope,
     pub auth_method: TokenEndpointAuthMethod,
     pub require_pkce: bool,
+}
+
+/// A registered redirect URI, as registered (what a request must repeat exactly, RFC 6749
+/// section 3.1.2.3) and as the URL parser writes it (what the authorization answer's query is
+/// appended to, without parsing the URI again for every answer).
+#[derive(Debug)]
+pub struct RegisteredUri {
+    pub exact: String,
+    pub base: String,
+}
+
+impl RegisteredUri {
+    fn new(uri: &str) -> Result<Self, url::ParseError> {
+        Ok(Self {
+            exact: uri.to_owned(),
+            base: url::Url::parse(uri)?.into(),
+        })
+    }
 }
 
 impl Client {
@@ -117,11 +132,10 @@ impl ClientRegistry {
             let client = Client {
                 client_id: Arc::from(c.client_id.as_str()),
                 secret,
-                redirect_uris: c.redirect_uris.clone(),
-                redirect_bases: c
+                redirect_uris: c
                     .redirect_uris
                     .iter()
-                    .map(|u| url::Url::parse(u).map(String::from))
+                    .map(|u| RegisteredUri::new(u))
                     .collect::<Result<_, _>>()?,
                 grant_types: c.grant_types.clone(),
                 scope: Scope::from_iter(c.scopes.iter().cloned()),

@@ -235,6 +235,9 @@ impl Client {
 
     /// The refresh grant: `Ok` with the new tokens, `Err(true)` when the server shed the request
     /// (503: it never reached the grant, so the old token is still good), `Err(false)` otherwise.
+    /// A 503 can also come from the server's request timeout after the rotation committed; the
+    /// old token is then a replay and its grant gets revoked, which shows as 400s in the run (none
+    /// of the runs in BENCHMARKS.md had one: no request reached the 10 s timeout).
     async fn refresh(&self, stats: &Stats, refresh: &str, start: Instant, record: bool) -> Result<Tokens, bool> {
         let req = self
             .http
