@@ -131,6 +131,13 @@ impl<S: AsRef<str>> FromIterator<S> for Scope {
     }
 }
 
+/// As its canonical string (RFC 6749 section 5.1's `scope`).
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -35,8 +35,9 @@ pub async fn token(
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates(TOKEN_PARAMS)?;
+    let now = clock.now();
     let creds = client_credentials(&headers, &mut form)?;
-    let client = clients.authenticate(creds, clock.now()).await?;
+    let client = clients.authenticate(creds, now).await?;
     let req = TokenRequest {
         grant_type: form.take("grant_type"),
         code: form.take("code"),
@@ -45,7 +46,7 @@ pub async fn token(
         refresh_token: form.take("refresh_token"),
         scope: form.take("scope"),
     };
-    let res = tokens.exchange(&client, req, clock.now()).await?;
+    let res = tokens.exchange(&client, req, now).await?;
     Ok(no_store(Json(res).into_response()))
 }
 
@@ -56,8 +57,9 @@ pub async fn revoke(
     headers: HeaderMap,
     Form(form): Form,
 ) -> Result<Response, ApiError> {
-    let (client, token, hint) = client_and_token(&clients, &headers, form, clock.now()).await?;
-    tokens.revoke(&client, &token, hint.as_deref(), clock.now()).await?;
+    let now = clock.now();
+    let (client, token, hint) = client_and_token(&clients, &headers, form, now).await?;
+    tokens.revoke(&client, &token, hint.as_deref(), now).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
 
@@ -68,8 +70,9 @@ pub async fn introspect(
     headers: HeaderMap,
     Form(form): Form,
 ) -> Result<Response, ApiError> {
-    let (client, token, _hint) = client_and_token(&clients, &headers, form, clock.now()).await?;
-    let res = tokens.introspect(&client, &token, clock.now()).await?;
+    let now = clock.now();
+    let (client, token, _hint) = client_and_token(&clients, &headers, form, now).await?;
+    let res = tokens.introspect(&client, &token, now).await?;
     Ok(no_store(Json(res).into_response()))
 }
 

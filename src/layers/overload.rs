@@ -168,7 +168,9 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
         };
         let admitted = arrived.elapsed();
         let (res, below) = queue_delay::measure(next.run(req)).await;
-        inner.control.finished(inner.route, admitted + below, arrived.elapsed());
+        inner
+            .control
+            .finished(inner.route, admitted + below, arrived, Instant::now());
         res
     };
     match tokio::time::timeout(inner.timeout, work).await {
@@ -177,7 +179,9 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
             tracing::warn!(route = inner.route, "request timed out");
             // Counted as queued throughout: a request that could not finish in time is the
             // clearest sign of a standing queue (or of a store that stopped answering).
-            inner.control.finished(inner.route, inner.timeout, inner.timeout);
+            inner
+                .control
+                .finished(inner.route, inner.timeout, arrived, Instant::now());
             ApiError::Overloaded.into_response()
         }
     }
@@ -283,13 +287,14 @@ impl Controller {
         (grown, false)
     }
 
-    /// A request finished after `queued` of queue delay and `total` in all.
-    fn finished(&self, route: &'static str, queued: Duration, total: Duration) {
+    /// A request that arrived at `arrived` finished at `now` after `queued` of queue delay.
+    fn finished(&self, route: &'static str, queued: Duration, arrived: Instant, now: Instant) {
+        let total = now.saturating_duration_since(arrived);
         self.interval_min.fetch_min(micros(queued), Ordering::Relaxed);
         self.interval_done.fetch_add(1, Ordering::Relaxed);
         self.interval_service
             .fetch_add(micros(total.saturating_sub(queued)), Ordering::Relaxed);
-        let now = micros(self.epoch.elapsed());
+        let now = micros(now.saturating_duration_since(self.epoch));
         let start = self.interval_start.load(Ordering::Relaxed);
         if now < start.saturating_add(micros(INTERVAL)) {
             return;
@@ -411,18 +416,21 @@ mod tests {
         // The interval is not over yet: nothing is decided.
         c.interval_start.store(u64::MAX / 2, Ordering::Relaxed);
         for wait in (9..40).step_by(1) {
-            c.finished("/t", wait * MS, (wait + 1) * MS);
+            let now = Instant::now();
+            c.finished("/t", wait * MS, now - (wait + 1) * MS, now);
         }
         assert!(!c.overloaded.load(Ordering::Relaxed));
         // Close it: every request of it waited at least 9 ms, so the queue stood.
         c.interval_start.store(0, Ordering::Relaxed);
-        c.finished("/t", 50 * MS, 51 * MS);
+        let now = Instant::now();
+        c.finished("/t", 50 * MS, now - 51 * MS, now);
         assert!(c.overloaded.load(Ordering::Relaxed));
         let lowered = c.limit.load(Ordering::Relaxed);
         assert!((16..=48).contains(&lowered), "{lowered}");
         // A later interval without a standing queue ends the overload.
         c.interval_start.store(0, Ordering::Relaxed);
-        c.finished("/t", Duration::ZERO, MS);
+        let now = Instant::now();
+        c.finished("/t", Duration::ZERO, now - MS, now);
         assert!(!c.overloaded.load(Ordering::Relaxed));
         assert_eq!(c.limit.load(Ordering::Relaxed), lowered + lowered / 8 + 1);
     }

@@ -30,7 +30,7 @@ pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
-    pub scope: String,
+    pub scope: Scope,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }
@@ -165,7 +165,7 @@ impl TokenService {
             access_token: access,
             token_type: "Bearer",
             expires_in: now.secs_until(record.expires_at),
-            scope: record.scope.to_string(),
+            scope: record.scope.clone(),
             refresh_token: refresh,
         }
     }

@@ -124,24 +124,24 @@ pub async fn run(args: InvalidationArgs) -> anyhow::Result<ExitCode> {
         window_ms: Percentiles::of(&window),
         revoke_ms: Percentiles::of(&revoke),
     };
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.json {
-        println!("{json}");
-    } else {
-        let w = &report.window_ms;
-        println!(
-            "invalidation window over {} trials (A={} B={}): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms; gave up {}",
-            report.trials, report.node_a, report.node_b, w.p50, w.p95, w.p99, w.max, report.gave_up
-        );
-        let r = &report.revoke_ms;
-        println!(
-            "revocation on A: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            r.p50, r.p99, r.max
-        );
-    }
+    crate::emit(&report, args.json_out.as_deref(), args.json, |report| {
+        let (w, r) = (&report.window_ms, &report.revoke_ms);
+        format!(
+            "invalidation window over {} trials (A={} B={}): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms; gave up {}\n\
+             revocation on A: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n",
+            report.trials,
+            report.node_a,
+            report.node_b,
+            w.p50,
+            w.p95,
+            w.p99,
+            w.max,
+            report.gave_up,
+            r.p50,
+            r.p99,
+            r.max
+        )
+    })?;
     Ok(if gave_up > 0 {
         ExitCode::FAILURE
     } else {

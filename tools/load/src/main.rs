@@ -184,6 +184,27 @@ struct MemoryArgs {
     json: bool,
 }
 
+/// Writes `report` as JSON to `json_out` when given, and prints it: as JSON with `--json`, else
+/// as `table` renders it.
+fn emit<R: serde::Serialize>(
+    report: &R,
+    json_out: Option<&std::path::Path>,
+    json: bool,
+    table: impl FnOnce(&R) -> String,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(report)?;
+    if let Some(path) = json_out {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        println!("{text}");
+    } else {
+        print!("{}", table(report));
+    }
+    Ok(())
+}
+
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 10s or 2m"))
 }

@@ -524,15 +524,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
         server_cpu: server_cpu.map(per_ok),
         client_cpu: client_cpu.map(per_ok),
     };
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.json {
-        println!("{json}");
-    } else {
-        print!("{}", report.table());
-    }
+    crate::emit(&report, args.json_out.as_deref(), args.json, RunReport::table)?;
     if args.fail_on_errors && report.errors > 0 {
         eprintln!("authplane-load: {} requests failed", report.errors);
         return Ok(ExitCode::FAILURE);
