@@ -135,6 +135,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
     init_test_log();
     // On the memory store the test keeps a handle; a postgres app builds its own store.
+    let cfg_store = cfg.store;
     let store = match (store, cfg.store) {
         (Some(s), _) => Some(s),
         (None, authplane::config::StoreKind::Memory) => Some(Arc::new(MemoryStore::new()) as Arc<dyn Store>),
@@ -154,8 +155,16 @@ pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
     let state = app.state().clone();
     let sweeper = app.sweeper().clone();
     let cancel = app.shutdown_token();
-    let listening = app.invalidation_listener();
+    let mut listening = app.invalidation_listener();
     let server = tokio::spawn(app.run());
+    if cfg_store == authplane::config::StoreKind::Postgres {
+        // The listener flushes every cache once LISTEN is in place; a test that warmed caches
+        // before that would race with the flush.
+        tokio::time::timeout(Duration::from_secs(10), listening.wait_for(|up| *up))
+            .await
+            .expect("invalidation listener connected")
+            .unwrap();
+    }
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
