@@ -36,7 +36,7 @@ pub async fn serve(listen: SocketAddr, max_inflight: usize, queue_capacity: usiz
 }
 
 /// SIGTERM or SIGINT.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         // Without signal handlers the process still dies on the default action.

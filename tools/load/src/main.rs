@@ -24,6 +24,7 @@ mod cpu;
 mod driver;
 mod invalidation;
 mod memory;
+mod seeded;
 mod stats;
 mod target;
 mod workload;
@@ -61,6 +62,9 @@ enum Command {
     Baseline(RunArgs),
     /// Serves the baseline router (a constant small JSON behind the server's stack).
     ServeBaseline(ServeBaselineArgs),
+    /// The real server (every `authplane serve` flag) on a memory store seeded with live and
+    /// expired access tokens.
+    ServeSeeded(ServeSeededArgs),
     /// Two nodes sharing PostgreSQL: time from a revocation on A until B stops accepting the token.
     InvalidationWindow(InvalidationArgs),
     /// Resident memory of a RecordCache (or the memory store) filled with N entries.
@@ -141,6 +145,18 @@ struct ServeBaselineArgs {
     max_inflight: usize,
     #[arg(long, default_value_t = 1024)]
     queue_capacity: usize,
+}
+
+#[derive(Debug, Args)]
+struct ServeSeededArgs {
+    /// Unexpired access tokens in the store at start.
+    #[arg(long, default_value_t = 1_000_000)]
+    live: u64,
+    /// Access tokens already expired at start (the sweeper's first run removes them).
+    #[arg(long, default_value_t = 100_000)]
+    expired: u64,
+    #[command(flatten)]
+    settings: authplane::config::Settings,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +267,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     use workload::Mode;
     let (mode, args) = match command {
         Command::ServeBaseline(a) => return baseline::serve(a.listen, a.max_inflight, a.queue_capacity).await,
+        Command::ServeSeeded(a) => return seeded::serve(a.live, a.expired, a.settings).await,
         Command::InvalidationWindow(a) => return invalidation::run(a).await,
         Command::CacheMemory(a) => return memory::run(a.entries, a.kind, a.json).await,
         Command::Flow(a) => (Mode::Flow, a),
