@@ -1,6 +1,15 @@
 //! The in-memory store: one dashmap per record kind. Atomic operations hold exactly one shard
 //! guard and release it before touching any other map, so no two guards are ever held at once
 //! (and never across an `.await`: nothing here awaits).
+//!
+//! Each kind also has an [`ExpiryIndex`]: its keys filed by the second their record expires in,
+//! so the sweeper's work is proportional to what expired. Scanning the maps instead cost time in
+//! proportion to everything live, on a runtime worker, once per batch: with a few hundred thousand
+//! live tokens that stalled the hot paths for hundreds of milliseconds at every sweep.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -12,16 +21,181 @@ use super::{
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
-/// How many expired keys one pass of the sweeper collects before deleting them in batches.
-const SCAN_CHUNK: usize = 64 * 1024;
+/// Locks of an expiry index: inserts spread over them, so concurrent writers rarely meet.
+const EXPIRY_STRIPES: usize = 16;
+
+/// A sweep batch examines at most this many index entries per record it may remove: entries of
+/// records removed earlier (logout, a revoked grant's purge) are dropped on the way, and this
+/// bounds the time one batch holds the worker even when most entries are such leftovers.
+const EXAMINE_PER_REMOVAL: usize = 4;
+
+/// Keys filed by the second in which their record expires (a record expiring at millisecond
+/// `t` is in bucket `t div 1000`), each with that expiry. Each lock is held for one push or for
+/// taking one batch, never for a walk over live records. An entry may outlive its record (a
+/// deleted session); the sweep drops it when it is due.
+struct ExpiryIndex<K> {
+    stripes: Box<[Mutex<Buckets<K>>]>,
+    next: AtomicUsize,
+}
+
+/// Second of expiry → the keys expiring in it, each with its exact expiry.
+type Buckets<K> = BTreeMap<i64, Vec<(K, Timestamp)>>;
+
+impl<K> Default for ExpiryIndex<K> {
+    fn default() -> Self {
+        Self {
+            stripes: (0..EXPIRY_STRIPES).map(|_| Mutex::new(BTreeMap::new())).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<K> ExpiryIndex<K> {
+    fn add(&self, key: K, expires_at: Timestamp) {
+        let stripe = self.next.fetch_add(1, Ordering::Relaxed) % self.stripes.len();
+        lock(&self.stripes[stripe])
+            .entry(expires_at.millis().div_euclid(1000))
+            .or_default()
+            .push((key, expires_at));
+    }
+
+    /// Takes up to `limit` keys whose expiry is before `now`. Whole buckets that ended before
+    /// `now` are drained without looking at their entries; only the bucket of the current second
+    /// is filtered.
+    fn take_due(&self, now: Timestamp, limit: usize) -> Vec<K> {
+        let mut due = Vec::new();
+        for stripe in &self.stripes {
+            let mut buckets = lock(stripe);
+            while due.len() < limit {
+                let Some(mut bucket) = buckets.first_entry() else { break };
+                let start = bucket.key().saturating_mul(1000);
+                if start >= now.millis() {
+                    break;
+                }
+                let entries = bucket.get_mut();
+                if start.saturating_add(999) < now.millis() {
+                    let n = entries.len().min(limit - due.len());
+                    due.extend(entries.drain(entries.len() - n..).map(|(k, _)| k));
+                } else {
+                    let mut i = 0;
+                    while i < entries.len() && due.len() < limit {
+                        if entries[i].1 < now {
+                            due.push(entries.swap_remove(i).0);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+                if entries.is_empty() {
+                    bucket.remove();
+                } else if due.len() < limit {
+                    // The current second's bucket, with what has not expired yet: later buckets
+                    // start after `now`.
+                    break;
+                }
+            }
+            if due.len() >= limit {
+                break;
+            }
+        }
+        due
+    }
+
+    /// Index entries held (records and leftovers of removed ones).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.stripes
+            .iter()
+            .map(|s| lock(s).values().map(Vec::len).sum::<usize>())
+            .sum()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a well-formed map (a push or a drain either happened
+    // or not), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One record kind: the records by key, and their keys by expiry.
+struct Table<K, V> {
+    records: DashMap<K, V, UniformKeys>,
+    expiry: ExpiryIndex<K>,
+}
+
+impl<K, V> Default for Table<K, V>
+where
+    K: Eq + std::hash::Hash,
+{
+    fn default() -> Self {
+        Self {
+            records: DashMap::with_hasher(UniformKeys),
+            expiry: ExpiryIndex::default(),
+        }
+    }
+}
+
+impl<K, V> Table<K, V>
+where
+    K: Eq + std::hash::Hash + Clone,
+    V: Expires,
+{
+    fn insert(&self, key: K, record: V) {
+        self.expiry.add(key.clone(), record.expires_at());
+        self.records.insert(key, record);
+    }
+
+    /// Removes up to `limit` records that expired before `now`, calling `removed` for each. The
+    /// removal re-checks the record under its shard's lock, so a concurrent write never loses a
+    /// live record.
+    fn sweep(&self, now: Timestamp, limit: usize, mut removed: impl FnMut(&K)) -> usize {
+        let mut count = 0;
+        let mut examined = 0;
+        while count < limit && examined < limit.saturating_mul(EXAMINE_PER_REMOVAL) {
+            let keys = self.expiry.take_due(now, limit - count);
+            if keys.is_empty() {
+                break;
+            }
+            examined += keys.len();
+            for key in keys {
+                if self.records.remove_if(&key, |_, v| v.expires_at() < now).is_some() {
+                    removed(&key);
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+}
+
+trait Expires {
+    fn expires_at(&self) -> Timestamp;
+}
+
+macro_rules! expires {
+    ($($record:ty),*) => {$(
+        impl Expires for $record {
+            fn expires_at(&self) -> Timestamp {
+                self.expires_at
+            }
+        }
+    )*};
+}
+expires!(
+    SessionRecord,
+    CodeRecord,
+    AccessTokenRecord,
+    RefreshTokenRecord,
+    GrantRecord
+);
 
 #[derive(Default)]
 pub struct MemoryStore {
-    sessions: DashMap<TokenHash, SessionRecord, UniformKeys>,
-    codes: DashMap<TokenHash, CodeRecord, UniformKeys>,
-    access: DashMap<TokenHash, AccessTokenRecord, UniformKeys>,
-    refresh: DashMap<TokenHash, RefreshTokenRecord, UniformKeys>,
-    grants: DashMap<GrantId, GrantRecord, UniformKeys>,
+    sessions: Table<TokenHash, SessionRecord>,
+    codes: Table<TokenHash, CodeRecord>,
+    access: Table<TokenHash, AccessTokenRecord>,
+    refresh: Table<TokenHash, RefreshTokenRecord>,
+    grants: Table<GrantId, GrantRecord>,
     /// The tokens of each grant, so a revocation's cascade does not scan every token.
     grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
 }
@@ -38,35 +212,13 @@ impl MemoryStore {
     /// Number of records of a kind (for tests and health).
     pub fn len(&self, kind: RecordKind) -> usize {
         match kind {
-            RecordKind::Sessions => self.sessions.len(),
-            RecordKind::Codes => self.codes.len(),
-            RecordKind::AccessTokens => self.access.len(),
-            RecordKind::RefreshTokens => self.refresh.len(),
-            RecordKind::Grants => self.grants.len(),
+            RecordKind::Sessions => self.sessions.records.len(),
+            RecordKind::Codes => self.codes.records.len(),
+            RecordKind::AccessTokens => self.access.records.len(),
+            RecordKind::RefreshTokens => self.refresh.records.len(),
+            RecordKind::Grants => self.grants.records.len(),
         }
     }
-}
-
-/// Removes up to `limit` entries whose expiry is before `now`. Collects keys under read guards,
-/// then removes each with a re-check, so a concurrent write never loses a live record.
-fn sweep_map<K, V>(
-    map: &DashMap<K, V, UniformKeys>,
-    now: Timestamp,
-    limit: usize,
-    expires: impl Fn(&V) -> Timestamp,
-) -> usize
-where
-    K: Eq + std::hash::Hash + Clone,
-{
-    let keys: Vec<K> = map
-        .iter()
-        .filter(|e| expires(e.value()) < now)
-        .map(|e| e.key().clone())
-        .take(limit.min(SCAN_CHUNK))
-        .collect();
-    keys.iter()
-        .filter(|k| map.remove_if(*k, |_, v| expires(v) < now).is_some())
-        .count()
 }
 
 #[async_trait]
@@ -85,11 +237,11 @@ impl Store for MemoryStore {
     }
 
     async fn get_session(&self, hash: &TokenHash) -> StoreResult<Option<SessionRecord>> {
-        Ok(self.sessions.get(hash).map(|r| r.clone()))
+        Ok(self.sessions.records.get(hash).map(|r| r.clone()))
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> StoreResult<bool> {
-        Ok(self.sessions.remove(hash).is_some())
+        Ok(self.sessions.records.remove(hash).is_some())
     }
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
@@ -98,7 +250,7 @@ impl Store for MemoryStore {
     }
 
     async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome> {
-        let Some(mut code) = self.codes.get_mut(hash) else {
+        let Some(mut code) = self.codes.records.get_mut(hash) else {
             return Ok(ConsumeOutcome::NotFound);
         };
         if code.consumed {
@@ -115,7 +267,10 @@ impl Store for MemoryStore {
         access: &AccessTokenRecord,
         refresh: Option<&RefreshTokenRecord>,
     ) -> StoreResult<()> {
-        self.grants.entry(grant.id).or_insert_with(|| grant.clone());
+        if let Entry::Vacant(e) = self.grants.records.entry(grant.id) {
+            e.insert(grant.clone());
+            self.grants.expiry.add(grant.id, grant.expires_at);
+        }
         self.index(grant.id, access.hash);
         self.access.insert(access.hash, access.clone());
         if let Some(r) = refresh {
@@ -131,15 +286,15 @@ impl Store for MemoryStore {
     }
 
     async fn get_access_token(&self, hash: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
-        Ok(self.access.get(hash).map(|r| r.clone()))
+        Ok(self.access.records.get(hash).map(|r| r.clone()))
     }
 
     async fn get_refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        Ok(self.refresh.get(hash).map(|r| r.clone()))
+        Ok(self.refresh.records.get(hash).map(|r| r.clone()))
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
-        Ok(self.grants.get(id).map(|r| r.clone()))
+        Ok(self.grants.records.get(id).map(|r| r.clone()))
     }
 
     async fn rotate_refresh_token(
@@ -152,7 +307,7 @@ impl Store for MemoryStore {
         {
             // The guard is dropped at the end of this block, before the inserts below, which may
             // land on the same shard.
-            let Some(mut old) = self.refresh.get_mut(old) else {
+            let Some(mut old) = self.refresh.records.get_mut(old) else {
                 return Ok(RotateOutcome::NotFound);
             };
             if old.rotated_at.is_some() {
@@ -168,7 +323,7 @@ impl Store for MemoryStore {
     }
 
     async fn revoke_access_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool> {
-        Ok(match self.access.get_mut(hash) {
+        Ok(match self.access.records.get_mut(hash) {
             Some(mut t) if t.revoked_at.is_none() => {
                 t.revoked_at = Some(now);
                 true
@@ -178,7 +333,7 @@ impl Store for MemoryStore {
     }
 
     async fn revoke_grant(&self, tombstone: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
-        Ok(match self.grants.entry(tombstone.id) {
+        Ok(match self.grants.records.entry(tombstone.id) {
             Entry::Occupied(mut e) => {
                 let was_active = e.get().revoked_at.is_none();
                 if was_active {
@@ -191,6 +346,7 @@ impl Store for MemoryStore {
                     revoked_at: Some(now),
                     ..tombstone.clone()
                 });
+                self.grants.expiry.add(tombstone.id, tombstone.expires_at);
                 false
             }
         })
@@ -206,25 +362,155 @@ impl Store for MemoryStore {
         };
         self.grant_tokens.remove_if(id, |_, v| v.is_empty());
         for h in &batch {
-            self.access.remove(h);
-            self.refresh.remove(h);
+            self.access.records.remove(h);
+            self.refresh.records.remove(h);
         }
         Ok(batch)
     }
 
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
         Ok(match kind {
-            RecordKind::Sessions => sweep_map(&self.sessions, now, limit, |r| r.expires_at),
-            RecordKind::Codes => sweep_map(&self.codes, now, limit, |r| r.expires_at),
-            RecordKind::AccessTokens => sweep_map(&self.access, now, limit, |r| r.expires_at),
-            RecordKind::RefreshTokens => sweep_map(&self.refresh, now, limit, |r| r.expires_at),
-            RecordKind::Grants => {
-                let n = sweep_map(&self.grants, now, limit, |r| r.expires_at);
-                // Every token of an expired grant has expired too; drop the index entries of
-                // grants that no longer exist.
-                self.grant_tokens.retain(|id, _| self.grants.contains_key(id));
-                n
-            }
+            RecordKind::Sessions => self.sessions.sweep(now, limit, |_| ()),
+            RecordKind::Codes => self.codes.sweep(now, limit, |_| ()),
+            RecordKind::AccessTokens => self.access.sweep(now, limit, |_| ()),
+            RecordKind::RefreshTokens => self.refresh.sweep(now, limit, |_| ()),
+            // Every token of an expired grant has expired too: its index entry goes with it.
+            RecordKind::Grants => self.grants.sweep(now, limit, |id| {
+                self.grant_tokens.remove(id);
+            }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::crypto::{generate_grant_id, hash_token};
+    use crate::domain::Scope;
+
+    fn access(i: usize, expires_at: Timestamp) -> AccessTokenRecord {
+        AccessTokenRecord {
+            hash: hash_token(&format!("t{i}")),
+            client_id: Arc::from("c"),
+            sub: None,
+            scope: Scope::default(),
+            grant_id: None,
+            issued_at: Timestamp::from_millis(0),
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_takes_what_expired_and_never_looks_at_what_is_live() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1_000_000_500);
+        for i in 0..1000 {
+            store
+                .insert_access_token(&access(i, now.plus(Duration::from_secs(3600))))
+                .await
+                .unwrap();
+        }
+        for i in 1000..1250 {
+            let expired = Timestamp::from_millis(now.millis() - 1 - i64::try_from(i).unwrap());
+            store.insert_access_token(&access(i, expired)).await.unwrap();
+        }
+        let mut removed = Vec::new();
+        loop {
+            let n = store.delete_expired(RecordKind::AccessTokens, now, 100).await.unwrap();
+            removed.push(n);
+            if n < 100 {
+                break;
+            }
+        }
+        assert_eq!(removed, [100, 100, 50]);
+        assert_eq!(store.len(RecordKind::AccessTokens), 1000);
+        // What is left in the index is exactly the live records: a sweep took nothing else.
+        assert_eq!(store.access.expiry.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn the_current_second_is_swept_to_the_millisecond() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(5_000_500);
+        store
+            .insert_access_token(&access(1, Timestamp::from_millis(5_000_499)))
+            .await
+            .unwrap();
+        store
+            .insert_access_token(&access(2, Timestamp::from_millis(5_000_500)))
+            .await
+            .unwrap();
+        store
+            .insert_access_token(&access(3, Timestamp::from_millis(5_000_999)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delete_expired(RecordKind::AccessTokens, now, 10).await.unwrap(),
+            1
+        );
+        assert!(store.access.records.contains_key(&hash_token("t2")));
+        assert_eq!(store.access.expiry.len(), 2);
+        let later = Timestamp::from_millis(5_001_000);
+        assert_eq!(
+            store.delete_expired(RecordKind::AccessTokens, later, 10).await.unwrap(),
+            2
+        );
+        assert_eq!(store.access.expiry.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_removed_records_are_dropped_and_not_counted() {
+        let store = MemoryStore::new();
+        let expired = Timestamp::from_millis(1_000);
+        for i in 0..10 {
+            let hash = hash_token(&format!("s{i}"));
+            let session = SessionRecord {
+                hash,
+                sub: Arc::from("u"),
+                auth_time: expired,
+                expires_at: expired,
+            };
+            store.insert_session(&session).await.unwrap();
+            if i % 2 == 0 {
+                store.delete_session(&hash).await.unwrap();
+            }
+        }
+        let now = Timestamp::from_millis(10_000);
+        assert_eq!(store.delete_expired(RecordKind::Sessions, now, 100).await.unwrap(), 5);
+        assert_eq!(store.sessions.expiry.len(), 0);
+        assert_eq!(store.len(RecordKind::Sessions), 0);
+    }
+
+    #[tokio::test]
+    async fn an_expired_grant_takes_its_token_index_with_it() {
+        let store = MemoryStore::new();
+        let grant = GrantRecord {
+            id: generate_grant_id(),
+            client_id: Arc::from("c"),
+            sub: Arc::from("u"),
+            scope: Scope::default(),
+            created_at: Timestamp::from_millis(0),
+            expires_at: Timestamp::from_millis(60_000),
+            revoked_at: None,
+        };
+        let token = AccessTokenRecord {
+            grant_id: Some(grant.id),
+            ..access(1, Timestamp::from_millis(30_000))
+        };
+        store.insert_grant_tokens(&grant, &token, None).await.unwrap();
+        assert!(store.grant_tokens.contains_key(&grant.id));
+        let now = Timestamp::from_millis(61_000);
+        assert_eq!(
+            store.delete_expired(RecordKind::AccessTokens, now, 10).await.unwrap(),
+            1
+        );
+        assert_eq!(store.delete_expired(RecordKind::Grants, now, 10).await.unwrap(), 1);
+        assert!(!store.grant_tokens.contains_key(&grant.id));
     }
 }
