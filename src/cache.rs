@@ -7,12 +7,27 @@
 //! record; the cache's invalidation epoch closes that window (see [`RecordCache::get_or_load`]).
 //! Unknown keys are cached as `None` (the negative cache), so a flood of garbage tokens is
 //! answered here and never reaches the store.
+//!
+//! The TTL (`--cache-ttl`) is checked on every hit against the entry's own load time; moka is
+//! given no `time_to_live`. moka removes expired entries in its maintenance, which runs inside
+//! whichever request happens to trigger it and, with an eviction listener, keeps going for up to
+//! 100 ms while expired entries remain: after a burst filled a cache, the mass expiry one TTL
+//! later stalled requests by tens of milliseconds (BENCHMARKS.md, "The sweep stall"). A stale
+//! entry is now a miss like any other; entries leave by size (a few per insert), by invalidation,
+//! or when a lookup finds them stale.
+//!
+//! The TTL (`--cache-ttl`) is checked on every hit against the entry's own load time, and moka is
+//! given no `time_to_live`: moka removes expired entries in its maintenance, which runs inside
+//! whichever request happens to trigger it and, with an eviction listener, keeps going for up to
+//! 100 ms while expired entries remain. After a burst filled a cache, the mass expiry 30 s later
+//! stalled requests by tens of milliseconds (BENCHMARKS.md, the sweep stall). A stale entry is now
+//! simply a miss; entries leave by size (a few per insert) or by invalidation.
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::Counter;
 use moka::notification::RemovalCause;
@@ -37,12 +52,42 @@ struct Stats {
 pub struct RecordCache<K, V> {
     name: &'static str,
     capacity: u64,
+    /// Longest time an entry answers after its load.
+    ttl: Duration,
     /// Keys are credential hashes or random ids, so their bytes are hashed by folding (see
     /// [`UniformKeys`]), not by SipHash.
-    inner: moka::future::Cache<K, Option<Arc<V>>, UniformKeys>,
+    inner: moka::future::Cache<K, Cached<V>, UniformKeys>,
     /// Bumped by every invalidation; a load that overlapped one does not keep its result.
     epoch: AtomicU64,
     stats: Arc<Stats>,
+}
+
+/// A cached answer (`None`: not in the store) and when it was loaded.
+struct Cached<V> {
+    value: Option<Arc<V>>,
+    loaded_at: Instant,
+}
+
+impl<V> Clone for Cached<V> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            loaded_at: self.loaded_at,
+        }
+    }
+}
+
+impl<V> Cached<V> {
+    fn new(value: Option<Arc<V>>) -> Self {
+        Self {
+            value,
+            loaded_at: Instant::now(),
+        }
+    }
+
+    fn is_stale(&self, ttl: Duration) -> bool {
+        self.loaded_at.elapsed() >= ttl
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -76,11 +121,12 @@ where
         let inner = moka::future::Cache::builder()
             .name(name)
             .max_capacity(capacity)
-            .time_to_live(ttl)
-            .eviction_listener(move |_k, _v, cause| {
+            .eviction_listener(move |_k, v: Cached<V>, cause| {
                 let counter = match cause {
                     RemovalCause::Size => &by_size,
+                    // A stale entry found by a lookup is removed explicitly; report it as expired.
                     RemovalCause::Expired => &by_ttl,
+                    RemovalCause::Explicit if v.is_stale(ttl) => &by_ttl,
                     RemovalCause::Explicit => &by_invalidation,
                     RemovalCause::Replaced => return,
                 };
@@ -91,6 +137,7 @@ where
         Self {
             name,
             capacity,
+            ttl,
             inner,
             epoch: AtomicU64::new(0),
             stats,
@@ -109,10 +156,18 @@ where
             // Read before the store is: if an invalidation happens after this point, the loaded
             // record may predate it, and the check below drops it from the cache.
             let epoch = self.epoch.load(Ordering::SeqCst);
+            match self.inner.get(key).await {
+                Some(cached) if !cached.is_stale(self.ttl) => {
+                    self.hit();
+                    return Ok(cached.value);
+                }
+                Some(_) => self.inner.invalidate(key).await,
+                None => {}
+            }
             let entry = self
                 .inner
                 .entry(key.clone())
-                .or_try_insert_with(async { load.await.map(|r| r.map(Arc::new)) })
+                .or_try_insert_with(async { load.await.map(|r| Cached::new(r.map(Arc::new))) })
                 .await
                 .map_err(E::unshare)?;
             if entry.is_fresh() {
@@ -123,19 +178,24 @@ where
                     self.inner.invalidate(key).await;
                 }
             } else {
-                tracing::Span::current().record("outcome", "hit");
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.stats.hits_metric.increment(1);
+                // Another request's load, shared.
+                self.hit();
             }
-            Ok(entry.into_value())
+            Ok(entry.into_value().value)
         }
         .instrument(span)
         .await
     }
 
+    fn hit(&self) {
+        tracing::Span::current().record("outcome", "hit");
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.hits_metric.increment(1);
+    }
+
     /// Write-through after the store accepted a new record, so the first use is a hit.
     pub async fn insert(&self, key: K, value: V) {
-        self.inner.insert(key, Some(Arc::new(value))).await;
+        self.inner.insert(key, Cached::new(Some(Arc::new(value)))).await;
     }
 
     /// Drops a key after its record changed in the store. Returns once no lookup on this node can
@@ -255,6 +315,25 @@ mod tests {
         );
         let r = c.report();
         assert_eq!((r.hits, r.misses), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn an_entry_older_than_the_ttl_is_a_miss_and_counts_as_expired() {
+        // A zero TTL makes every entry stale as soon as it is stored: no waiting needed.
+        let c: RecordCache<u32, &'static str> = RecordCache::new("test", 100, Duration::ZERO, &Metrics::new());
+        let first = c
+            .get_or_load(&1, async { Ok::<_, StoreError>(Some("old")) })
+            .await
+            .unwrap();
+        assert_eq!(first.as_deref(), Some(&"old"));
+        let second = c
+            .get_or_load(&1, async { Ok::<_, StoreError>(Some("new")) })
+            .await
+            .unwrap();
+        assert_eq!(second.as_deref(), Some(&"new"), "the stale entry was not served");
+        c.run_pending_tasks().await;
+        let r = c.report();
+        assert_eq!((r.hits, r.misses, r.evictions), (0, 2, 1));
     }
 
     #[tokio::test]
