@@ -102,7 +102,7 @@ impl Application {
             cfg.cache_capacity,
             cfg.cache_ttl.0,
             &metrics,
-        )?;
+        );
         let revocations = Arc::new(RevocationQueue::new(REVOCATION_QUEUE_CAPACITY, &metrics));
         let sessions = SessionService::new(
             Arc::clone(&store),

@@ -8,13 +8,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::PasswordHashString;
-use crate::domain::{GrantType, Scope};
+pub use crate::domain::TokenEndpointAuthMethod;
+use crate::domain::{Client, GrantType, RegisteredUri, Scope, User};
 
 #[derive(Debug, Parser)]
 #[command(name = "authplane", version, about = "A fast OAuth 2.0 authorization server")]
@@ -77,111 +79,131 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting, each optional so that the layers can be overlaid. Field names are the TOML keys;
-/// clap derives `--kebab-case` flags and we name the `AUTHPLANE_*` variables.
-#[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Address to bind.
-    #[arg(long, env = "AUTHPLANE_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Users, clients and settings.
-    #[arg(long, env = "AUTHPLANE_CONFIG")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// Issuer URL in metadata.
-    #[arg(long, env = "AUTHPLANE_ISSUER")]
-    pub issuer: Option<String>,
-    /// `memory` or `postgres`.
-    #[arg(long, env = "AUTHPLANE_STORE")]
-    pub store: Option<StoreKind>,
-    /// PostgreSQL URL, needed with `--store postgres`.
-    #[arg(long, env = "AUTHPLANE_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Login session lifetime.
-    #[arg(long, env = "AUTHPLANE_SESSION_TTL")]
-    pub session_ttl: Option<HumanDuration>,
-    /// Authorization code lifetime.
-    #[arg(long, env = "AUTHPLANE_CODE_TTL")]
-    pub code_ttl: Option<HumanDuration>,
-    /// Access token lifetime.
-    #[arg(long, env = "AUTHPLANE_ACCESS_TOKEN_TTL")]
-    pub access_token_ttl: Option<HumanDuration>,
-    /// Refresh token lifetime.
-    #[arg(long, env = "AUTHPLANE_REFRESH_TOKEN_TTL")]
-    pub refresh_token_ttl: Option<HumanDuration>,
-    /// Entries per cache (bounded).
-    #[arg(long, env = "AUTHPLANE_CACHE_CAPACITY")]
-    pub cache_capacity: Option<u64>,
-    /// Longest time an entry stays cached.
-    #[arg(long, env = "AUTHPLANE_CACHE_TTL")]
-    pub cache_ttl: Option<HumanDuration>,
-    /// Background sweeper period.
-    #[arg(long, env = "AUTHPLANE_SWEEP_INTERVAL")]
-    pub sweep_interval: Option<HumanDuration>,
-    /// Rows removed per sweeper batch.
-    #[arg(long, env = "AUTHPLANE_SWEEP_BATCH")]
-    pub sweep_batch: Option<usize>,
-    /// Store connections.
-    #[arg(long, env = "AUTHPLANE_POOL_SIZE")]
-    pub pool_size: Option<usize>,
-    /// Longest wait for a store connection.
-    #[arg(long, env = "AUTHPLANE_POOL_TIMEOUT")]
-    pub pool_timeout: Option<HumanDuration>,
-    /// Concurrent requests per hot endpoint.
-    #[arg(long, env = "AUTHPLANE_MAX_INFLIGHT")]
-    pub max_inflight: Option<usize>,
-    /// Requests allowed to wait per hot endpoint before shedding.
-    #[arg(long, env = "AUTHPLANE_QUEUE_CAPACITY")]
-    pub queue_capacity: Option<usize>,
-    /// Longest time a request on a hot endpoint may take before it is answered 503.
-    #[arg(long, env = "AUTHPLANE_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<HumanDuration>,
-    /// Time in-flight work gets on SIGTERM/SIGINT.
-    #[arg(long, env = "AUTHPLANE_SHUTDOWN_GRACE")]
-    pub shutdown_grace: Option<HumanDuration>,
-    /// `text` or `json`.
-    #[arg(long, env = "AUTHPLANE_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// When set, traces are exported over OTLP.
-    #[arg(long, env = "AUTHPLANE_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
-    /// Window in which failed logins and client authentications are counted.
-    #[arg(long, env = "AUTHPLANE_FAILURE_WINDOW")]
-    pub failure_window: Option<HumanDuration>,
-    /// Failed logins per username in the window before throttling starts.
-    #[arg(long, env = "AUTHPLANE_LOGIN_MAX_FAILURES")]
-    pub login_max_failures: Option<u32>,
-    /// Failed logins per client address in the window before throttling starts.
-    #[arg(long, env = "AUTHPLANE_ADDRESS_MAX_FAILURES")]
-    pub address_max_failures: Option<u32>,
-    /// Failed client authentications per client in the window before throttling starts.
-    #[arg(long, env = "AUTHPLANE_CLIENT_MAX_FAILURES")]
-    pub client_max_failures: Option<u32>,
-    /// Concurrent argon2 verifications (password and client secret checks) across the process.
-    #[arg(long, env = "AUTHPLANE_HASH_CONCURRENCY")]
-    pub hash_concurrency: Option<usize>,
-}
+/// Declares every setting once: its doc line (the `--help` text), its name (the TOML key; clap
+/// derives the `--kebab-case` flag), its type, its default, and its environment variable. From
+/// that list come [`Settings`] (every field optional, so the layers can be overlaid),
+/// [`Settings::overlay`], and the resolved [`Config`] with the defaults filled in. A setting
+/// without a default stays an `Option` in `Config`.
+macro_rules! settings {
+    (
+        $(
+            $(#[doc = $doc:literal])*
+            $(#[settings($sattr:meta)])*
+            $(#[config($cattr:meta)])*
+            $name:ident : $ty:ty $(= $default:expr)?, env $env:literal;
+        )*
+    ) => {
+        /// Every setting, each optional so that the layers can be overlaid. Field names are the
+        /// TOML keys; clap derives `--kebab-case` flags and we name the `AUTHPLANE_*` variables.
+        #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                $(#[$sattr])*
+                pub $name: Option<$ty>,
+            )*
+        }
 
-macro_rules! overlay_fields {
-    ($top:ident, $under:ident; $($f:ident),* $(,)?) => {
-        Settings { $($f: $top.$f.or($under.$f),)* }
+        impl Settings {
+            /// `self` wins where it has a value; `under` fills the rest.
+            pub fn overlay(self, under: Settings) -> Settings {
+                Settings { $($name: self.$name.or(under.$name),)* }
+            }
+        }
+
+        /// The resolved configuration the application runs with.
+        #[derive(Clone, Debug, Serialize)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])*
+                $(#[$cattr])*
+                pub $name: settings!(@type $ty $(, $default)?),
+            )*
+            /// The users of the config file, parsed and checked.
+            #[serde(skip)]
+            pub users: Vec<User>,
+            /// The clients of the config file, parsed and checked.
+            #[serde(skip)]
+            pub clients: Vec<Client>,
+        }
+
+        impl Config {
+            fn with_defaults(s: Settings, users: Vec<User>, clients: Vec<Client>) -> Config {
+                Config {
+                    $($name: settings!(@value s.$name $(, $default)?),)*
+                    users,
+                    clients,
+                }
+            }
+        }
     };
+    (@type $ty:ty, $default:expr) => { $ty };
+    (@type $ty:ty) => { Option<$ty> };
+    (@value $v:expr, $default:expr) => { $v.unwrap_or_else(|| $default) };
+    (@value $v:expr) => { $v };
 }
 
-impl Settings {
-    /// `self` wins where it has a value; `under` fills the rest.
-    pub fn overlay(self, under: Settings) -> Settings {
-        let top = self;
-        overlay_fields!(top, under; listen, config, issuer, store, database_url, session_ttl,
-            code_ttl, access_token_ttl, refresh_token_ttl, cache_capacity, cache_ttl,
-            sweep_interval, sweep_batch, pool_size, pool_timeout, max_inflight, queue_capacity,
-            request_timeout, shutdown_grace, log_format, otlp_endpoint, failure_window,
-            login_max_failures, address_max_failures, client_max_failures, hash_concurrency)
-    }
+settings! {
+    /// Address to bind.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "AUTHPLANE_LISTEN";
+    /// Users, clients and settings.
+    #[settings(serde(skip))]
+    #[config(serde(skip))]
+    config: PathBuf, env "AUTHPLANE_CONFIG";
+    /// Issuer URL in metadata.
+    issuer: String = "http://127.0.0.1:8080".to_owned(), env "AUTHPLANE_ISSUER";
+    /// `memory` or `postgres`.
+    store: StoreKind = StoreKind::Memory, env "AUTHPLANE_STORE";
+    /// PostgreSQL URL, needed with `--store postgres`.
+    #[config(serde(skip))]
+    database_url: String, env "AUTHPLANE_DATABASE_URL";
+    /// Login session lifetime.
+    session_ttl: HumanDuration = secs(8 * 3600), env "AUTHPLANE_SESSION_TTL";
+    /// Authorization code lifetime.
+    code_ttl: HumanDuration = secs(60), env "AUTHPLANE_CODE_TTL";
+    /// Access token lifetime.
+    access_token_ttl: HumanDuration = secs(15 * 60), env "AUTHPLANE_ACCESS_TOKEN_TTL";
+    /// Refresh token lifetime.
+    refresh_token_ttl: HumanDuration = secs(30 * 86_400), env "AUTHPLANE_REFRESH_TOKEN_TTL";
+    /// Entries per cache (bounded).
+    cache_capacity: u64 = 100_000, env "AUTHPLANE_CACHE_CAPACITY";
+    /// Longest time an entry stays cached.
+    cache_ttl: HumanDuration = secs(30), env "AUTHPLANE_CACHE_TTL";
+    /// Background sweeper period.
+    sweep_interval: HumanDuration = secs(60), env "AUTHPLANE_SWEEP_INTERVAL";
+    /// Rows removed per sweeper batch.
+    sweep_batch: usize = 1000, env "AUTHPLANE_SWEEP_BATCH";
+    /// Store connections.
+    pool_size: usize = 16, env "AUTHPLANE_POOL_SIZE";
+    /// Longest wait for a store connection.
+    pool_timeout: HumanDuration = secs(2), env "AUTHPLANE_POOL_TIMEOUT";
+    /// Concurrent requests per hot endpoint.
+    max_inflight: usize = 512, env "AUTHPLANE_MAX_INFLIGHT";
+    /// Requests allowed to wait per hot endpoint before shedding.
+    queue_capacity: usize = 1024, env "AUTHPLANE_QUEUE_CAPACITY";
+    /// Longest time a request on a hot endpoint may take before it is answered 503.
+    request_timeout: HumanDuration = secs(10), env "AUTHPLANE_REQUEST_TIMEOUT";
+    /// Time in-flight work gets on SIGTERM/SIGINT.
+    shutdown_grace: HumanDuration = secs(10), env "AUTHPLANE_SHUTDOWN_GRACE";
+    /// `text` or `json`.
+    log_format: LogFormat = LogFormat::Text, env "AUTHPLANE_LOG_FORMAT";
+    /// When set, traces are exported over OTLP.
+    otlp_endpoint: String, env "AUTHPLANE_OTLP_ENDPOINT";
+    /// Window in which failed logins and client authentications are counted.
+    failure_window: HumanDuration = secs(15 * 60), env "AUTHPLANE_FAILURE_WINDOW";
+    /// Failed logins per username in the window before throttling starts.
+    login_max_failures: u32 = 10, env "AUTHPLANE_LOGIN_MAX_FAILURES";
+    /// Failed logins per client address in the window before throttling starts.
+    address_max_failures: u32 = 20, env "AUTHPLANE_ADDRESS_MAX_FAILURES";
+    /// Failed client authentications per client in the window before throttling starts.
+    client_max_failures: u32 = 10, env "AUTHPLANE_CLIENT_MAX_FAILURES";
+    /// Concurrent argon2 verifications (password and client secret checks) across the process.
+    hash_concurrency: usize = default_hash_concurrency(), env "AUTHPLANE_HASH_CONCURRENCY";
 }
 
-/// A user from the config file. Users are first-party and static: the file is their directory.
+/// A user as the config file writes it; [`UserConfig::parse`] checks it into a [`User`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
@@ -195,14 +217,7 @@ pub struct UserConfig {
     pub email_verified: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenEndpointAuthMethod {
-    ClientSecretBasic,
-    ClientSecretPost,
-    None,
-}
-
+/// A client as the config file writes it; [`ClientConfig::parse`] checks it into a [`Client`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
@@ -244,41 +259,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The resolved configuration the application runs with.
-#[derive(Clone, Debug, Serialize)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub issuer: String,
-    pub store: StoreKind,
-    #[serde(skip)]
-    pub database_url: Option<String>,
-    pub session_ttl: HumanDuration,
-    pub code_ttl: HumanDuration,
-    pub access_token_ttl: HumanDuration,
-    pub refresh_token_ttl: HumanDuration,
-    pub cache_capacity: u64,
-    pub cache_ttl: HumanDuration,
-    pub sweep_interval: HumanDuration,
-    pub sweep_batch: usize,
-    pub pool_size: usize,
-    pub pool_timeout: HumanDuration,
-    pub max_inflight: usize,
-    pub queue_capacity: usize,
-    pub request_timeout: HumanDuration,
-    pub shutdown_grace: HumanDuration,
-    pub log_format: LogFormat,
-    pub otlp_endpoint: Option<String>,
-    pub failure_window: HumanDuration,
-    pub login_max_failures: u32,
-    pub address_max_failures: u32,
-    pub client_max_failures: u32,
-    pub hash_concurrency: usize,
-    #[serde(skip)]
-    pub users: Vec<UserConfig>,
-    #[serde(skip)]
-    pub clients: Vec<ClientConfig>,
-}
-
 pub const DEFAULT_CONFIG_PATH: &str = "config/authplane.toml";
 
 fn secs(s: u64) -> HumanDuration {
@@ -299,38 +279,30 @@ impl Config {
         Self::resolve(args, file)
     }
 
-    /// Overlays flags/environment on the file and fills in the defaults.
+    /// Overlays flags/environment on the file, fills in the defaults, and parses the users and
+    /// clients once into the types the services take as they are.
     pub fn resolve(args: Settings, file: FileConfig) -> Result<Config, ConfigError> {
-        let s = args.overlay(file.settings);
-        let cfg = Config {
-            listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            issuer: s.issuer.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
-            store: s.store.unwrap_or(StoreKind::Memory),
-            database_url: s.database_url,
-            session_ttl: s.session_ttl.unwrap_or(secs(8 * 3600)),
-            code_ttl: s.code_ttl.unwrap_or(secs(60)),
-            access_token_ttl: s.access_token_ttl.unwrap_or(secs(15 * 60)),
-            refresh_token_ttl: s.refresh_token_ttl.unwrap_or(secs(30 * 86_400)),
-            cache_capacity: s.cache_capacity.unwrap_or(100_000),
-            cache_ttl: s.cache_ttl.unwrap_or(secs(30)),
-            sweep_interval: s.sweep_interval.unwrap_or(secs(60)),
-            sweep_batch: s.sweep_batch.unwrap_or(1000),
-            pool_size: s.pool_size.unwrap_or(16),
-            pool_timeout: s.pool_timeout.unwrap_or(secs(2)),
-            max_inflight: s.max_inflight.unwrap_or(512),
-            queue_capacity: s.queue_capacity.unwrap_or(1024),
-            request_timeout: s.request_timeout.unwrap_or(secs(10)),
-            shutdown_grace: s.shutdown_grace.unwrap_or(secs(10)),
-            log_format: s.log_format.unwrap_or(LogFormat::Text),
-            otlp_endpoint: s.otlp_endpoint,
-            failure_window: s.failure_window.unwrap_or(secs(15 * 60)),
-            login_max_failures: s.login_max_failures.unwrap_or(10),
-            address_max_failures: s.address_max_failures.unwrap_or(20),
-            client_max_failures: s.client_max_failures.unwrap_or(10),
-            hash_concurrency: s.hash_concurrency.unwrap_or_else(default_hash_concurrency),
-            users: file.users,
-            clients: file.clients,
-        };
+        let invalid = ConfigError::Invalid;
+        let mut seen = HashSet::new();
+        let mut users = Vec::with_capacity(file.users.len());
+        for u in &file.users {
+            if !seen.insert(u.username.as_str()) {
+                return Err(invalid(format!("user {:?} is defined twice", u.username)));
+            }
+            users.push(u.parse().map_err(|e| invalid(format!("user {:?}: {e}", u.username)))?);
+        }
+        let mut seen = HashSet::new();
+        let mut clients = Vec::with_capacity(file.clients.len());
+        for c in &file.clients {
+            if !seen.insert(c.client_id.as_str()) {
+                return Err(invalid(format!("client {:?} is defined twice", c.client_id)));
+            }
+            clients.push(
+                c.parse()
+                    .map_err(|e| invalid(format!("client {:?}: {e}", c.client_id)))?,
+            );
+        }
+        let cfg = Config::with_defaults(args.overlay(file.settings), users, clients);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -370,60 +342,24 @@ impl Config {
                 return bad(format!("{name} must be longer than zero"));
             }
         }
-        let mut seen = HashSet::new();
-        for u in &self.users {
-            if !seen.insert(u.username.as_str()) {
-                return bad(format!("user {:?} is defined twice", u.username));
-            }
-            if let Err(e) = PasswordHashString::parse(&u.password_hash) {
-                return bad(format!("user {:?}: {e}", u.username));
-            }
-        }
-        let mut seen = HashSet::new();
-        for c in &self.clients {
-            let who = &c.client_id;
-            if !seen.insert(c.client_id.as_str()) {
-                return bad(format!("client {who:?} is defined twice"));
-            }
-            if c.client_id.is_empty() || c.client_id.contains(':') {
-                return bad(format!("client {who:?}: client_id must be non-empty without ':'"));
-            }
-            if let Some(h) = &c.secret_hash {
-                if let Err(e) = PasswordHashString::parse(h) {
-                    return bad(format!("client {who:?}: {e}"));
-                }
-            }
-            let method = c.auth_method();
-            if (method == TokenEndpointAuthMethod::None) != c.secret_hash.is_none() {
-                return bad(format!(
-                    "client {who:?}: a secret_hash goes with client_secret_* and only with it"
-                ));
-            }
-            if method == TokenEndpointAuthMethod::None && c.grant_types.contains(&GrantType::ClientCredentials) {
-                return bad(format!("client {who:?}: a public client cannot use client_credentials"));
-            }
-            for uri in &c.redirect_uris {
-                match url::Url::parse(uri) {
-                    Ok(u) if u.fragment().is_none() && !u.cannot_be_a_base() => {}
-                    _ => {
-                        return bad(format!(
-                            "client {who:?}: redirect_uri {uri:?} must be absolute, without fragment"
-                        ));
-                    }
-                }
-            }
-            if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
-                return bad(format!("client {who:?}: authorization_code needs a redirect_uri"));
-            }
-            if Scope::parse(&c.scopes.join(" ")).is_none() {
-                return bad(format!("client {who:?}: invalid scope"));
-            }
-        }
         Ok(())
     }
 
     pub fn issuer_is_https(&self) -> bool {
         self.issuer.starts_with("https://")
+    }
+}
+
+impl UserConfig {
+    pub fn parse(&self) -> Result<User, String> {
+        Ok(User {
+            username: self.username.clone(),
+            sub: Arc::from(self.sub.as_str()),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            email_verified: self.email_verified,
+            password: Arc::new(PasswordHashString::parse(&self.password_hash)?),
+        })
     }
 }
 
@@ -435,6 +371,44 @@ impl ClientConfig {
             } else {
                 TokenEndpointAuthMethod::None
             })
+    }
+
+    pub fn parse(&self) -> Result<Client, String> {
+        if self.client_id.is_empty() || self.client_id.contains(':') {
+            return Err("client_id must be non-empty without ':'".into());
+        }
+        let secret = match &self.secret_hash {
+            Some(h) => Some(Arc::new(PasswordHashString::parse(h)?)),
+            None => None,
+        };
+        let auth_method = self.auth_method();
+        if (auth_method == TokenEndpointAuthMethod::None) != secret.is_none() {
+            return Err("a secret_hash goes with client_secret_* and only with it".into());
+        }
+        if auth_method == TokenEndpointAuthMethod::None && self.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err("a public client cannot use client_credentials".into());
+        }
+        let redirect_uris = self
+            .redirect_uris
+            .iter()
+            .map(|uri| {
+                RegisteredUri::parse(uri)
+                    .ok_or_else(|| format!("redirect_uri {uri:?} must be absolute, without fragment"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+            return Err("authorization_code needs a redirect_uri".into());
+        }
+        let scope = Scope::parse(&self.scopes.join(" ")).ok_or("invalid scope")?;
+        Ok(Client {
+            client_id: Arc::from(self.client_id.as_str()),
+            secret,
+            redirect_uris,
+            grant_types: self.grant_types.clone(),
+            scope,
+            auth_method,
+            require_pkce: self.require_pkce,
+        })
     }
 }
 
@@ -480,11 +454,11 @@ mod tests {
     fn the_demo_config_loads() {
         let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH).unwrap();
         let cfg = Config::resolve(Settings::default(), file(&text)).unwrap();
-        assert!(cfg.users.iter().any(|u| u.username == "alice" && u.sub == "u-alice"));
-        let app = cfg.clients.iter().find(|c| c.client_id == "demo-app").unwrap();
-        assert_eq!(app.auth_method(), TokenEndpointAuthMethod::ClientSecretBasic);
-        let spa = cfg.clients.iter().find(|c| c.client_id == "demo-spa").unwrap();
-        assert_eq!(spa.auth_method(), TokenEndpointAuthMethod::None);
+        assert!(cfg.users.iter().any(|u| u.username == "alice" && &*u.sub == "u-alice"));
+        let app = cfg.clients.iter().find(|c| &*c.client_id == "demo-app").unwrap();
+        assert_eq!(app.auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
+        let spa = cfg.clients.iter().find(|c| &*c.client_id == "demo-spa").unwrap();
+        assert_eq!(spa.auth_method, TokenEndpointAuthMethod::None);
     }
 
     #[test]

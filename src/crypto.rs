@@ -113,6 +113,17 @@ impl PasswordHashString {
         Ok(Self(phc.to_owned()))
     }
 
+    /// The argon2 cost parameters the hash was made with.
+    pub fn params(&self) -> Option<Argon2Params> {
+        let h = PasswordHash::new(&self.0).ok()?;
+        let get = |k: &str| h.params.get_decimal(k);
+        Some(Argon2Params {
+            m_cost_kib: get("m")?,
+            t_cost: get("t")?,
+            p_cost: get("p")?,
+        })
+    }
+
     /// Blocking: call it off the async workers. The comparison inside is constant time.
     pub fn verify(&self, password: &str) -> bool {
         match PasswordHash::new(&self.0) {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::crypto::PasswordHashString;
+
 /// Milliseconds since the Unix epoch. Every validation takes one as `now`, so tests control time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Timestamp(pub i64);
@@ -205,6 +207,77 @@ impl CodeVerifier {
 
 fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+// === Clients and users ===
+
+/// How a client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+/// A client, parsed and validated once (from the config file): the registry serves it as it is.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub client_id: Arc<str>,
+    pub secret: Option<Arc<PasswordHashString>>,
+    pub redirect_uris: Vec<RegisteredUri>,
+    pub grant_types: Vec<GrantType>,
+    pub scope: Scope,
+    pub auth_method: TokenEndpointAuthMethod,
+    pub require_pkce: bool,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    pub fn pkce_required(&self) -> bool {
+        self.is_public() || self.require_pkce
+    }
+}
+
+/// A registered redirect URI, as registered (what a request must repeat exactly, RFC 6749
+/// section 3.1.2.3) and as the URL parser writes it (what the authorization answer's query is
+/// appended to, without parsing the URI again for every answer).
+#[derive(Clone, Debug)]
+pub struct RegisteredUri {
+    pub exact: String,
+    pub base: String,
+}
+
+impl RegisteredUri {
+    /// Absolute, with a base (not `mailto:`-like), without a fragment (RFC 6749 section 3.1.2).
+    pub fn parse(uri: &str) -> Option<Self> {
+        let url = url::Url::parse(uri).ok()?;
+        if url.fragment().is_some() || url.cannot_be_a_base() {
+            return None;
+        }
+        Some(Self {
+            exact: uri.to_owned(),
+            base: url.into(),
+        })
+    }
+}
+
+/// A user, parsed and validated once (from the config file).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub username: String,
+    pub sub: Arc<str>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub password: Arc<PasswordHashString>,
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The client registry: clients from the config file, and client authentication (RFC 6749
+//! The client registry: the clients the config parsed, and client authentication (RFC 6749
 //! section 2.3). A successful secret verification is cached under a hash of the client id and the
 //! presented secret (invariant 5), so the token endpoint pays argon2 once per distinct secret, not
 //! once per request; concurrent first uses of one secret share a single verification.
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{RecordCache, Unshare};
-use crate::config::{ClientConfig, TokenEndpointAuthMethod};
-use crate::crypto::{self, PasswordHashString};
-use crate::domain::{GrantType, Scope, Timestamp, TokenHash};
+use crate::crypto;
+pub use crate::domain::Client;
+use crate::domain::{Timestamp, TokenHash};
 use crate::error::ApiError;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Key, Throttle};
@@ -18,49 +18,6 @@ use crate::telemetry::Metrics;
 
 /// Shortest time a verified client secret stays cached.
 const SECRET_TTL: Duration = Duration::from_secs(3600);
-
-#[derive(Debug)]
-pub struct Client {
-    pub client_id: Arc<str>,
-    pub secret: Option<Arc<PasswordHashString>>,
-    pub redirect_uris: Vec<RegisteredUri>,
-    pub grant_types: Vec<GrantType>,
-    pub scope: Scope,
-    pub auth_method: TokenEndpointAuthMethod,
-    pub require_pkce: bool,
-}
-
-/// A registered redirect URI, as registered (what a request must repeat exactly, RFC 6749
-/// section 3.1.2.3) and as the URL parser writes it (what the authorization answer's query is
-/// appended to, without parsing the URI again for every answer).
-#[derive(Debug)]
-pub struct RegisteredUri {
-    pub exact: String,
-    pub base: String,
-}
-
-impl RegisteredUri {
-    fn new(uri: &str) -> Result<Self, url::ParseError> {
-        Ok(Self {
-            exact: uri.to_owned(),
-            base: url::Url::parse(uri)?.into(),
-        })
-    }
-}
-
-impl Client {
-    pub fn is_public(&self) -> bool {
-        self.secret.is_none()
-    }
-
-    pub fn allows(&self, grant: GrantType) -> bool {
-        self.grant_types.contains(&grant)
-    }
-
-    pub fn pkce_required(&self) -> bool {
-        self.is_public() || self.require_pkce
-    }
-}
 
 /// How a request identified its client. Parsing (the Basic header, the form) happens in `http/`.
 #[derive(Debug)]
@@ -116,46 +73,29 @@ struct Inner {
 
 impl ClientRegistry {
     pub fn new(
-        configs: &[ClientConfig],
+        configured: &[Client],
         hasher: Hasher,
         throttle: Arc<Throttle>,
         cache_capacity: u64,
         cache_ttl: Duration,
         metrics: &Metrics,
-    ) -> anyhow::Result<Self> {
-        let mut clients = HashMap::new();
-        for c in configs {
-            let secret = match &c.secret_hash {
-                Some(h) => Some(Arc::new(PasswordHashString::parse(h).map_err(anyhow::Error::msg)?)),
-                None => None,
-            };
-            let client = Client {
-                client_id: Arc::from(c.client_id.as_str()),
-                secret,
-                redirect_uris: c
-                    .redirect_uris
-                    .iter()
-                    .map(|u| RegisteredUri::new(u))
-                    .collect::<Result<_, _>>()?,
-                grant_types: c.grant_types.clone(),
-                scope: Scope::from_iter(c.scopes.iter().cloned()),
-                auth_method: c.auth_method(),
-                require_pkce: c.require_pkce,
-            };
-            clients.insert(c.client_id.clone(), Arc::new(client));
-        }
+    ) -> Self {
+        let clients = configured
+            .iter()
+            .map(|c| (c.client_id.to_string(), Arc::new(c.clone())))
+            .collect();
         // A verification cannot go stale: secrets change only with the config file, which is
         // read at start-up. So it is kept for an hour at least, not `--cache-ttl`: otherwise every
         // TTL a token request would wait for a full argon2 run (~75 ms) on the hot path.
         let verified = RecordCache::new("client_secrets", cache_capacity, cache_ttl.max(SECRET_TTL), metrics);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 clients,
                 verified,
                 hasher,
                 throttle,
             }),
-        })
+        }
     }
 
     pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {

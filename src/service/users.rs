@@ -1,22 +1,10 @@
-//! The user directory, loaded from the config file. Users are first-party and static.
+//! The user directory: the users the config parsed, by username and by subject.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use argon2::password_hash::PasswordHash;
-
-use crate::config::UserConfig;
 use crate::crypto::{self, Argon2Params, PasswordHashString};
-
-#[derive(Debug)]
-pub struct User {
-    pub username: String,
-    pub sub: Arc<str>,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub password: Arc<PasswordHashString>,
-}
+pub use crate::domain::User;
 
 pub struct UserDirectory {
     by_username: HashMap<String, Arc<User>>,
@@ -26,26 +14,18 @@ pub struct UserDirectory {
 }
 
 impl UserDirectory {
-    pub fn new(users: &[UserConfig]) -> anyhow::Result<Self> {
+    pub fn new(users: &[User]) -> anyhow::Result<Self> {
         let mut by_username = HashMap::new();
         let mut by_sub = HashMap::new();
         for u in users {
-            let password = Arc::new(PasswordHashString::parse(&u.password_hash).map_err(anyhow::Error::msg)?);
-            let user = Arc::new(User {
-                username: u.username.clone(),
-                sub: Arc::from(u.sub.as_str()),
-                name: u.name.clone(),
-                email: u.email.clone(),
-                email_verified: u.email_verified,
-                password,
-            });
+            let user = Arc::new(u.clone());
             by_username.insert(u.username.clone(), Arc::clone(&user));
             by_sub.insert(Arc::clone(&user.sub), user);
         }
         // The dummy uses the same argon2 parameters as the real users, so timing matches.
         let params = users
             .first()
-            .and_then(|u| params_of(&u.password_hash))
+            .and_then(|u| u.password.params())
             .unwrap_or(Argon2Params::DEFAULT);
         let dummy_secret = crypto::generate_token().value;
         let dummy = crypto::hash_password(&dummy_secret, params).map_err(|e| anyhow::anyhow!("dummy hash: {e}"))?;
@@ -56,7 +36,6 @@ impl UserDirectory {
             dummy,
         })
     }
-
     pub fn by_username(&self, username: &str) -> Option<&Arc<User>> {
         self.by_username.get(username)
     }
@@ -68,14 +47,4 @@ impl UserDirectory {
     pub fn dummy_hash(&self) -> Arc<PasswordHashString> {
         Arc::clone(&self.dummy)
     }
-}
-
-fn params_of(phc: &str) -> Option<Argon2Params> {
-    let h = PasswordHash::new(phc).ok()?;
-    let get = |k: &str| h.params.get_decimal(k);
-    Some(Argon2Params {
-        m_cost_kib: get("m")?,
-        t_cost: get("t")?,
-        p_cost: get("p")?,
-    })
 }
