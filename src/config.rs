@@ -283,11 +283,19 @@ impl Config {
     /// clients once into the types the services take as they are.
     pub fn resolve(args: Settings, file: FileConfig) -> Result<Config, ConfigError> {
         let invalid = ConfigError::Invalid;
-        let mut seen = HashSet::new();
+        let (mut usernames, mut subs) = (HashSet::new(), HashSet::new());
         let mut users = Vec::with_capacity(file.users.len());
         for u in &file.users {
-            if !seen.insert(u.username.as_str()) {
+            if !usernames.insert(u.username.as_str()) {
                 return Err(invalid(format!("user {:?} is defined twice", u.username)));
+            }
+            // Two users with one sub would be one subject to every client: the second one's
+            // claims served for the first.
+            if !subs.insert(u.sub.as_str()) {
+                return Err(invalid(format!(
+                    "user {:?}: sub {:?} belongs to another user",
+                    u.username, u.sub
+                )));
             }
             users.push(u.parse().map_err(|e| invalid(format!("user {:?}: {e}", u.username)))?);
         }
@@ -459,6 +467,20 @@ mod tests {
         assert_eq!(app.auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
         let spa = cfg.clients.iter().find(|c| &*c.client_id == "demo-spa").unwrap();
         assert_eq!(spa.auth_method, TokenEndpointAuthMethod::None);
+    }
+
+    #[test]
+    fn users_sharing_a_sub_or_a_username_are_refused() {
+        let hash = crate::crypto::hash_password("x", crate::crypto::Argon2Params::cheap()).unwrap();
+        let user = |name: &str, sub: &str| {
+            format!("[[users]]\nusername = {name:?}\nsub = {sub:?}\npassword_hash = {hash:?}\n")
+        };
+        let resolve = |text: String| Config::resolve(Settings::default(), file(&text));
+        assert!(resolve(user("a", "s1") + &user("b", "s2")).is_ok());
+        let err = resolve(user("a", "s1") + &user("b", "s1")).unwrap_err().to_string();
+        assert!(err.contains("sub \"s1\" belongs to another user"), "{err}");
+        let err = resolve(user("a", "s1") + &user("a", "s2")).unwrap_err().to_string();
+        assert!(err.contains("defined twice"), "{err}");
     }
 
     #[test]

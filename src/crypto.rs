@@ -89,6 +89,16 @@ impl Argon2Params {
             p_cost: 1,
         }
     }
+
+    /// The most work one verification may ask for: 256 MiB, 10 passes, 16 lanes. Every login
+    /// (and the dummy verification of an unknown user) pays it, and the server makes its dummy
+    /// hash with the first user's parameters at start-up: a hash beyond this would stall logins
+    /// or hang the start, so it is refused with the config (invariant 13).
+    pub const MAX: Self = Self {
+        m_cost_kib: 256 * 1024,
+        t_cost: 10,
+        p_cost: 16,
+    };
 }
 
 /// Hashes a password or secret to an argon2id PHC string.
@@ -110,17 +120,32 @@ impl PasswordHashString {
         if parsed.algorithm.as_str() != "argon2id" {
             return Err(format!("algorithm {} is not argon2id", parsed.algorithm));
         }
-        Ok(Self(phc.to_owned()))
+        let hash = Self(phc.to_owned());
+        // Parameters left out take argon2's defaults, which are below the limits.
+        let max = Argon2Params::MAX;
+        if let Some(p) = hash.params() {
+            if p.m_cost_kib > max.m_cost_kib || p.t_cost > max.t_cost || p.p_cost > max.p_cost {
+                return Err(format!(
+                    "argon2 parameters m={},t={},p={} ask for more work than a login can afford \
+                     (at most m={},t={},p={})",
+                    p.m_cost_kib, p.t_cost, p.p_cost, max.m_cost_kib, max.t_cost, max.p_cost
+                ));
+            }
+        }
+        Ok(hash)
     }
 
     /// The argon2 cost parameters the hash was made with.
     pub fn params(&self) -> Option<Argon2Params> {
         let h = PasswordHash::new(&self.0).ok()?;
-        let get = |k: &str| h.params.get_decimal(k);
+        let get = |k: &str, default: u32| match h.params.get(k) {
+            None => Some(default),
+            Some(_) => h.params.get_decimal(k),
+        };
         Some(Argon2Params {
-            m_cost_kib: get("m")?,
-            t_cost: get("t")?,
-            p_cost: get("p")?,
+            m_cost_kib: get("m", argon2::Params::DEFAULT_M_COST)?,
+            t_cost: get("t", argon2::Params::DEFAULT_T_COST)?,
+            p_cost: get("p", argon2::Params::DEFAULT_P_COST)?,
         })
     }
 
@@ -199,6 +224,13 @@ mod tests {
     fn argon2id_roundtrip_and_rejects_other_algorithms() {
         let phc = hash_password("wonderland", Argon2Params::cheap()).unwrap();
         let h = PasswordHashString::parse(&phc).unwrap();
+        // Parameters beyond what a login can afford are refused without any hashing.
+        let absurd =
+            "$argon2id$v=19$m=4194304,t=3,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert!(PasswordHashString::parse(absurd).unwrap_err().contains("more work"));
+        assert!(PasswordHashString::parse(&absurd.replace("m=4194304,t=3", "m=65536,t=100")).is_err());
+        assert!(PasswordHashString::parse(&absurd.replace("m=4194304,t=3,p=1", "m=65536,t=3,p=64")).is_err());
+        assert!(PasswordHashString::parse(&absurd.replace("m=4194304", "m=65536")).is_ok());
         assert!(h.verify("wonderland"));
         assert!(!h.verify("Wonderland"));
         let mut memory = Vec::new();

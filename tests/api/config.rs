@@ -93,3 +93,52 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
     assert!(hash.verify("wonderland"));
     assert!(!hash.verify("wonderland\n"));
 }
+
+/// `authplane serve` with `file` as its config: the exit status and stderr. A start-up that
+/// hangs fails the test instead of hanging it.
+async fn serve_with_file(file: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, file).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()])
+        .env_remove("AUTHPLANE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the server neither started nor refused its config within 30 s")
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn user(name: &str, sub: &str, hash: &str) -> String {
+    format!("[[users]]\nusername = {name:?}\nsub = {sub:?}\npassword_hash = {hash:?}\n")
+}
+
+#[tokio::test]
+async fn a_config_with_two_users_sharing_a_sub_is_refused_at_start_up() {
+    let hash = authplane::crypto::hash_password("x", authplane::crypto::Argon2Params::cheap()).unwrap();
+    let (code, stderr) = serve_with_file(&(user("a", "same", &hash) + &user("b", "same", &hash))).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("sub \"same\" belongs to another user"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_hash_asking_for_absurd_argon2_work_is_refused_at_start_up_without_hashing() {
+    // 4 GiB and 100 passes: verifying (or making the dummy hash with) these would hang the start.
+    let absurd =
+        "$argon2id$v=19$m=4194304,t=100,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (code, stderr) = serve_with_file(&user("a", "s", absurd)).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("more work than a login can afford"), "{stderr}");
+    let client = format!(
+        "[[clients]]\nclient_id = \"c\"\nsecret_hash = {absurd:?}\nredirect_uris = []\ngrant_types = [\"client_credentials\"]\nscopes = []\n"
+    );
+    let (code, stderr) = serve_with_file(&client).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("more work than a login can afford"), "{stderr}");
+}
