@@ -25,6 +25,7 @@ mod postgres;
 mod process;
 mod refresh;
 mod revoke;
+mod signals;
 mod store_contract;
 mod sweeper;
 mod throttle;
