@@ -48,7 +48,11 @@ async fn code(state: &AppState, session: &str, challenge: &str) -> String {
 
 /// The token endpoint after parsing: client authentication, then the grant.
 async fn token(state: &AppState, req: TokenRequest) -> authplane::service::tokens::TokenResponse {
-    let client = state.clients.authenticate(basic(), state.clock.now()).await.unwrap();
+    let client = state
+        .clients
+        .authenticate(basic(), None, state.clock.now())
+        .await
+        .unwrap();
     state.tokens.exchange(&client, req, state.clock.now()).await.unwrap()
 }
 
@@ -95,7 +99,13 @@ fn service_benches(c: &mut Criterion) {
         black_box(matches!(out, AuthorizeOutcome::Redirect(_)));
     });
     bench_async(&mut g, &rt, "client_authenticate_cached_secret", async || {
-        black_box(state.clients.authenticate(basic(), state.clock.now()).await.unwrap());
+        black_box(
+            state
+                .clients
+                .authenticate(basic(), None, state.clock.now())
+                .await
+                .unwrap(),
+        );
     });
     g.bench_function("token_authorization_code", |b| {
         b.iter_custom(|iters| {

@@ -1,11 +1,12 @@
 //! `POST /auth/token`, `POST /auth/revoke` (RFC 7009), `POST /auth/introspect` (RFC 7662).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
 use crate::clock::Clock;
 use crate::domain::Timestamp;
@@ -31,13 +32,14 @@ pub async fn token(
     State(clients): State<ClientRegistry>,
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates(TOKEN_PARAMS)?;
     let now = clock.now();
     let creds = client_credentials(&headers, &mut form)?;
-    let client = clients.authenticate(creds, now).await?;
+    let client = clients.authenticate(creds, address(peer), now).await?;
     let req = TokenRequest {
         grant_type: form.take("grant_type"),
         code: form.take("code"),
@@ -54,11 +56,12 @@ pub async fn revoke(
     State(clients): State<ClientRegistry>,
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form,
 ) -> Result<Response, ApiError> {
     let now = clock.now();
-    let (client, token, hint) = client_and_token(&clients, &headers, form, now).await?;
+    let (client, token, hint) = client_and_token(&clients, &headers, form, address(peer), now).await?;
     tokens.revoke(&client, &token, hint.as_deref(), now).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
@@ -67,11 +70,12 @@ pub async fn introspect(
     State(clients): State<ClientRegistry>,
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form,
 ) -> Result<Response, ApiError> {
     let now = clock.now();
-    let (client, token, _hint) = client_and_token(&clients, &headers, form, now).await?;
+    let (client, token, _hint) = client_and_token(&clients, &headers, form, address(peer), now).await?;
     let res = tokens.introspect(&client, &token, now).await?;
     Ok(no_store(Json(res).into_response()))
 }
@@ -81,16 +85,22 @@ async fn client_and_token(
     clients: &ClientRegistry,
     headers: &HeaderMap,
     mut form: Params,
+    address: Option<IpAddr>,
     now: Timestamp,
 ) -> Result<(Arc<Client>, String, Option<String>), ApiError> {
     form.reject_duplicates(TOKEN_HINT_PARAMS)?;
     let client = clients
-        .authenticate(client_credentials(headers, &mut form)?, now)
+        .authenticate(client_credentials(headers, &mut form)?, address, now)
         .await?;
     let token = form
         .take("token")
         .ok_or(ApiError::InvalidRequest("token is required"))?;
     Ok((client, token, form.take("token_type_hint")))
+}
+
+/// The socket's address: behind a proxy, that is the proxy's (see README, brute force).
+fn address(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
+    peer.map(|Extension(ConnectInfo(a))| a.ip())
 }
 
 fn no_store(mut res: Response) -> Response {

@@ -4,6 +4,7 @@
 //! once per request; concurrent first uses of one secret share a single verification.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,9 +111,15 @@ impl ClientRegistry {
         &self.inner.verified
     }
 
-    /// Authenticates the client of a token, revocation or introspection request. A client over
-    /// its failure limit is refused (429) before its secret is looked at.
-    pub async fn authenticate(&self, creds: ClientCredentials, now: Timestamp) -> Result<Arc<Client>, ApiError> {
+    /// Authenticates the client of a token, revocation or introspection request, sent from
+    /// `address`. A client over its failure limit from that address is refused (429) before its
+    /// secret is looked at; the attempt is counted before the verification.
+    pub async fn authenticate(
+        &self,
+        creds: ClientCredentials,
+        address: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<Arc<Client>, ApiError> {
         let basic = creds.used_basic();
         let fail = |why: &'static str, client_id: &str| {
             tracing::info!(target: "security", client_id, reason = why, "client authentication failed");
@@ -132,8 +139,8 @@ impl ClientRegistry {
                 let Some(hash) = &client.secret else {
                     return Err(fail("public client sent a secret", &client_id));
                 };
-                let throttle_key = Key::Client(client_id.clone());
-                self.inner.throttle.check(&throttle_key, now)?;
+                let throttle_key = Key::Client(client_id.clone(), address);
+                self.inner.throttle.reserve(&throttle_key, now)?;
                 let key = crypto::client_secret_key(&client_id, &secret);
                 let hasher = &self.inner.hasher;
                 let verified = self
@@ -148,12 +155,18 @@ impl ClientRegistry {
                     })
                     .await;
                 match verified {
-                    Ok(_) => Ok(Arc::clone(client)),
+                    Ok(_) => {
+                        self.inner.throttle.release(&throttle_key);
+                        Ok(Arc::clone(client))
+                    }
                     Err(VerifyFailure::Mismatch) => {
-                        self.inner.throttle.failed(throttle_key, now);
+                        self.inner.throttle.failed(&throttle_key);
                         Err(fail("wrong secret", &client_id))
                     }
-                    Err(VerifyFailure::Internal(e)) => Err(e),
+                    Err(VerifyFailure::Internal(e)) => {
+                        self.inner.throttle.release(&throttle_key);
+                        Err(e)
+                    }
                 }
             }
         }

@@ -63,29 +63,41 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<NewSession, ApiError> {
         let inner = &self.inner;
-        let by_user = Key::Username(username.to_owned());
+        let by_user = Key::username(username);
         let by_address = address.map(Key::Address);
-        inner.throttle.check(&by_user, now)?;
+        // Counted before the verification, so concurrent guesses cannot outrun the limit.
+        inner.throttle.reserve(&by_user, now)?;
         if let Some(a) = &by_address {
-            inner.throttle.check(a, now)?;
+            if let Err(e) = inner.throttle.reserve(a, now) {
+                inner.throttle.release(&by_user);
+                return Err(e);
+            }
         }
         let user = inner.users.by_username(username);
         let hash = user.map_or_else(|| inner.users.dummy_hash(), |u| Arc::clone(&u.password));
-        let ok = inner.hasher.verify(hash, password).await?;
-        let user = match user {
-            Some(u) if ok => u,
-            _ => {
+        let verified = inner.hasher.verify(hash, password).await;
+        let user = match (user, verified) {
+            (Some(u), Ok(true)) => u,
+            (user, Ok(_)) => {
                 tracing::info!(target: "security", known_user = user.is_some(), "login failed");
-                inner.throttle.failed(by_user, now);
-                if let Some(a) = by_address {
-                    inner.throttle.failed(a, now);
-                }
+                inner.throttle.failed(&by_user);
                 return Err(ApiError::InvalidCredentials);
+            }
+            // Not a failure of the password: give the attempts back.
+            (_, Err(e)) => {
+                inner.throttle.release(&by_user);
+                if let Some(a) = &by_address {
+                    inner.throttle.release(a);
+                }
+                return Err(e);
             }
         };
         // The account's own failures are forgotten; the address's are not (one valid account must
-        // not reset an attacker's count).
+        // not reset an attacker's count), only this attempt is given back.
         inner.throttle.succeeded(&by_user);
+        if let Some(a) = &by_address {
+            inner.throttle.release(a);
+        }
         let token = crypto::generate_token();
         let record = SessionRecord {
             hash: token.hash,

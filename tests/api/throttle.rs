@@ -111,3 +111,140 @@ async fn failed_client_authentications_throttle_that_client_only() {
     app.advance(Duration::from_secs(15 * 60 + 1));
     assert_eq!(app.token(Some((APP, APP_SECRET)), &cc).await.status(), StatusCode::OK);
 }
+
+/// Sends `n` POSTs to `path` on `addr`, each over its own connection, all but the last byte
+/// first; then releases the last bytes together, so every request reaches the server at the
+/// same moment. `request(i)` gives the headers after the request line (without Content-Length)
+/// and the body. Returns the status codes.
+async fn post_together(
+    addr: std::net::SocketAddr,
+    path: &str,
+    n: usize,
+    request: impl Fn(usize) -> (String, String),
+) -> Vec<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut held = Vec::new();
+    for i in 0..n {
+        let (headers, body) = request(i);
+        let text = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+             {headers}content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (head, last) = text.split_at(text.len() - 1);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        held.push((stream, last.to_owned()));
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = held
+        .into_iter()
+        .map(|(mut stream, last)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                stream.write_all(last.as_bytes()).await.unwrap();
+                let mut answer = Vec::new();
+                stream.read_to_end(&mut answer).await.unwrap();
+                let answer = String::from_utf8_lossy(&answer);
+                answer.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_get_no_more_tries_than_sequential_ones() {
+    let app = spawn_with(
+        test_config(|s| {
+            s.login_max_failures = Some(3);
+            s.address_max_failures = Some(1000);
+        }),
+        None,
+    )
+    .await;
+    let verified = app.state.sessions.hasher().verifications();
+    let statuses = post_together(app.addr, "/auth/login", 40, |i| {
+        (
+            "accept: application/json\r\n".to_owned(),
+            format!("username=alice&password=guess{i}"),
+        )
+    })
+    .await;
+    assert_eq!(count(&statuses, 401), 3, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 37, "{statuses:?}");
+    assert_eq!(
+        app.state.sessions.hasher().verifications() - verified,
+        3,
+        "only the counted guesses were verified"
+    );
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(r#"authplane_throttled_total{key="username"} 37"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_wrong_client_secrets_get_no_more_tries_than_sequential_ones() {
+    let app = spawn_with(test_config(|s| s.client_max_failures = Some(3)), None).await;
+    let basic = format!("authorization: Basic {}\r\n", base64_basic(APP, "wrong"));
+    let statuses = post_together(app.addr, "/auth/token", 40, |_| {
+        (basic.clone(), "grant_type=client_credentials".to_owned())
+    })
+    .await;
+    assert_eq!(count(&statuses, 401), 3, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 37, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn wrong_secrets_from_one_address_never_lock_the_client_out_of_another() {
+    let app = spawn_with(test_config(|s| s.client_max_failures = Some(3)), None).await;
+    let cc = [("grant_type", "client_credentials")];
+    // The attacker, from 127.0.0.1 (the test's default client).
+    for _ in 0..3 {
+        assert_eq!(
+            app.token(Some((APP, "wrong")), &cc).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        app.token(Some((APP, APP_SECRET)), &cc).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the attacker's address is throttled for this client"
+    );
+    // The application itself, from another address.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let res = elsewhere
+            .post(app.url("/auth/token"))
+            .basic_auth(APP, Some(APP_SECRET))
+            .form(&cc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "the correct secret works from another address"
+        );
+    }
+}
+
+fn base64_basic(id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+}
