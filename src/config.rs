@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::PasswordHashString;
 use crate::domain::{GrantType, Scope};
+pub use crate::store::StoreKind;
 
 #[derive(Debug, Parser)]
 #[command(name = "authplane", version, about = "A fast OAuth 2.0 authorization server")]
@@ -61,13 +62,6 @@ impl Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(self.0))
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    Memory,
-    Postgres,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]

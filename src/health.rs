@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::CacheReport;
 use crate::layers::overload::{Admission, QueueReport};
 use crate::service::{Caches, ClientRegistry, RevocationQueue};
-use crate::store::{PoolStatus, Store};
+use crate::store::{PoolStatus, Store, StoreKind};
 use crate::sweeper::{SweeperReport, SweeperStatus};
 use crate::telemetry::{self, Metrics};
 
@@ -54,7 +54,8 @@ pub struct HealthReport {
 
 #[derive(Serialize)]
 pub struct StoreReport {
-    pub kind: &'static str,
+    /// Serialised lowercase: `memory` or `postgres`.
+    pub kind: StoreKind,
     pub ok: bool,
     pub pool: PoolStatus,
     /// `null` on the memory store; else whether the LISTEN connection is up.
@@ -136,7 +137,10 @@ impl HealthService {
         let pool = i.store.pool_status();
         i.gauges.pool_idle.set(pool.idle as f64);
         i.gauges.pool_in_use.set(pool.in_use as f64);
-        let max = if i.store.kind() == "memory" { 0 } else { i.pool_size };
+        let max = match i.store.kind() {
+            StoreKind::Memory => 0,
+            StoreKind::Postgres => i.pool_size,
+        };
         i.gauges.pool_max.set(max as f64);
     }
 
