@@ -14,8 +14,8 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::health::{HealthParts, HealthService};
-use crate::http::{self, HotRoutes};
-use crate::layers::overload::Admission;
+use crate::http::{self, Admissions, HOT_ROUTES};
+use crate::layers::admission::Admission;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::{
@@ -133,7 +133,7 @@ impl Application {
             cfg.sweep_batch,
             &metrics,
         );
-        let admission = |route| {
+        let admissions = Admissions::new(|route| {
             Admission::new(
                 route,
                 cfg.max_inflight,
@@ -141,12 +141,7 @@ impl Application {
                 cfg.request_timeout.0,
                 &metrics,
             )
-        };
-        let hot = HotRoutes {
-            authorize: admission("/auth/authorize"),
-            token: admission("/auth/token"),
-            userinfo: admission("/auth/userinfo"),
-        };
+        });
         // Cross-node invalidation runs only where another node can change what we cached: the
         // store says whether that is so.
         let background = CancellationToken::new();
@@ -162,7 +157,7 @@ impl Application {
                 caches: Arc::clone(&caches),
                 clients: clients.clone(),
                 sweeper: sweeper.status(),
-                queues: hot.all(),
+                admissions: admissions.all().to_vec(),
                 revocations,
                 shutdown: cancel.clone(),
                 pool_size: cfg.pool_size,
@@ -189,7 +184,7 @@ impl Application {
             clock: opts.clock,
             web,
         };
-        let router = http::router(state.clone(), &hot);
+        let router = http::router(state.clone(), &admissions);
         let listener = TcpListener::bind(cfg.listen).await?;
         Ok(Self {
             listener,
@@ -298,14 +293,14 @@ impl Application {
 
 /// Every series that has no natural first observation, so dashboards never meet a missing one.
 fn register_startup_series(metrics: &Metrics) {
-    for (method, route) in [
-        ("GET", "/auth/authorize"),
-        ("POST", "/auth/token"),
-        ("GET", "/auth/userinfo"),
-    ] {
+    for route in &HOT_ROUTES {
         let _ = metrics.histogram(
             telemetry::HTTP_DURATION,
-            &[("method", method), ("route", route), ("status", "200")],
+            &[
+                ("method", route.method.as_str()),
+                ("route", route.path),
+                ("status", "200"),
+            ],
         );
     }
     let _ = metrics.histogram(telemetry::POOL_WAIT, &[]);

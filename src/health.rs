@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::CacheReport;
-use crate::layers::overload::{Admission, QueueReport};
+use crate::layers::admission::{Admission, AdmissionReport};
 use crate::service::{Caches, ClientRegistry, RevocationQueue};
 use crate::store::{PoolStatus, Store, StoreKind};
 use crate::sweeper::{SweeperReport, SweeperStatus};
@@ -26,7 +26,7 @@ struct Inner {
     caches: Arc<Caches>,
     clients: ClientRegistry,
     sweeper: Arc<SweeperStatus>,
-    queues: Vec<Admission>,
+    admissions: Vec<Admission>,
     revocations: Arc<RevocationQueue>,
     shutdown: CancellationToken,
     pool_size: usize,
@@ -48,7 +48,8 @@ pub struct HealthReport {
     pub store: StoreReport,
     pub caches: std::collections::BTreeMap<&'static str, CacheReport>,
     pub sweeper: SweeperReport,
-    pub queues: std::collections::BTreeMap<&'static str, QueueReport>,
+    /// Each hot route's admission control, by route.
+    pub queues: std::collections::BTreeMap<&'static str, AdmissionReport>,
     pub revocations_pending: usize,
 }
 
@@ -67,7 +68,7 @@ pub struct HealthParts {
     pub caches: Arc<Caches>,
     pub clients: ClientRegistry,
     pub sweeper: Arc<SweeperStatus>,
-    pub queues: Vec<Admission>,
+    pub admissions: Vec<Admission>,
     pub revocations: Arc<RevocationQueue>,
     pub shutdown: CancellationToken,
     pub pool_size: usize,
@@ -103,7 +104,7 @@ impl HealthService {
                 caches: p.caches,
                 clients: p.clients,
                 sweeper: p.sweeper,
-                queues: p.queues,
+                admissions: p.admissions,
                 revocations: p.revocations,
                 shutdown: p.shutdown,
                 pool_size: p.pool_size,
@@ -189,7 +190,7 @@ impl HealthService {
             },
             caches: names.iter().filter_map(|n| Some((*n, self.cache_report(n)?))).collect(),
             sweeper: i.sweeper.report(),
-            queues: i.queues.iter().map(|q| (q.route(), q.report())).collect(),
+            queues: i.admissions.iter().map(|a| (a.route(), a.report())).collect(),
             revocations_pending: i.revocations.len(),
         }
     }

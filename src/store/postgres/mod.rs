@@ -79,7 +79,7 @@ impl PostgresStore {
         let conn = self.pool.get().await;
         let waited = start.elapsed();
         self.pool_wait.record(waited.as_secs_f64());
-        crate::queue_delay::record(waited);
+        crate::layers::admission::queue_delay::record(waited);
         tracing::Span::current().record("pool_wait_ms", waited.as_secs_f64() * 1000.0);
         conn.map_err(pool_err)
     }
