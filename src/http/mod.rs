@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
@@ -12,7 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, log_error_cause};
 use crate::layers::admission::{Admission, admit};
 use crate::layers::metrics::{HttpMetrics, track};
 use crate::state::AppState;
@@ -103,8 +103,8 @@ pub fn router(state: AppState, admissions: &Admissions) -> Router {
 }
 
 /// The layers every route shares, outermost first: request id (set, then propagated as
-/// `X-Request-Id`), the request span, the panic catcher, the security headers; and the OAuth-format
-/// 404 and 405 answers. The benchmark baseline goes through exactly these.
+/// `X-Request-Id`), the request span, the logging of error causes (once, inside the span), the
+/// panic catcher, the security headers; and the OAuth-format 404 and 405 answers. The benchmark baseline goes through exactly these.
 pub fn outer_layers(router: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -123,9 +123,10 @@ pub fn outer_layers(router: Router) -> Router {
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
+                // Inside the span, outside everything that can fail, panics included.
+                .layer(map_response(log_error_cause))
                 .layer(CatchPanicLayer::custom(|_| {
-                    tracing::error!("handler panicked");
-                    ApiError::Internal(anyhow::anyhow!("panic")).into_response()
+                    ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
                 }))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,

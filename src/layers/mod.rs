@@ -3,9 +3,10 @@
 //! outermost first:
 //!
 //! 1. `http::outer_layers`, on every route and the fallbacks: request id (set, then propagated to
-//!    the response as `X-Request-Id`); the `request` span, carrying the request id; the panic
-//!    catcher (a panic becomes `{"error":"server_error"}`, never a dropped connection); the
-//!    security headers. The OAuth-format 404 and 405 answers are the fallbacks inside them.
+//!    the response as `X-Request-Id`); the `request` span, carrying the request id; the logging
+//!    of error causes (`error::log_error_cause`: the internal cause of a 500 or 503, once, inside
+//!    the span); the panic catcher (a panic becomes `{"error":"server_error"}`, never a dropped
+//!    connection); the security headers. The OAuth-format 404 and 405 answers are the fallbacks inside them.
 //! 2. [`metrics::track`], as a `route_layer`: only matched routes get a latency series, labelled
 //!    by the route template. It sits above admission, so shed requests are counted too.
 //! 3. [`admission::admit`], on each of `http::HOT_ROUTES` only: bounded in-flight requests, a

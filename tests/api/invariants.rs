@@ -116,6 +116,12 @@ async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_re
     store.set_mode(NORMAL);
     assert_eq!(app.refresh_app(&s(&t, "refresh_token")).await.status(), StatusCode::OK);
     let text = logs.text();
+    // Three failed requests (two 500s, one 503), each cause logged exactly once.
+    assert_eq!(
+        text.lines().filter(|l| l.contains("SECRET-DETAIL")).count(),
+        3,
+        "{text}"
+    );
     let line = text
         .lines()
         .find(|l| l.contains("SECRET-DETAIL"))
