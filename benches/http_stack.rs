@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use authplane::layers::overload::Admission;
+use authplane::layers::admission::Admission;
 use authplane::telemetry::Metrics;
 use axum::Router;
 use axum::body::Body;

@@ -14,18 +14,18 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::health::{HealthParts, HealthService};
-use crate::http::{self, HotRoutes};
-use crate::layers::overload::Admission;
+use crate::http::{self, Admissions, HOT_ROUTES};
+use crate::layers::admission::Admission;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::{
     AuthorizeService, Caches, ClientRegistry, RevocationQueue, SessionService, TokenService, Ttls, UserDirectory,
 };
 use crate::state::{AppState, WebConfig};
-use crate::store::Store;
 use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryStore;
-use crate::store::postgres::{self, PostgresStore};
+use crate::store::postgres::PostgresStore;
+use crate::store::{InvalidationFeed, InvalidationSink, Store};
 use crate::sweeper::Sweeper;
 use crate::telemetry::{self, Metrics};
 
@@ -42,10 +42,12 @@ pub struct Options {
 pub struct Application {
     listener: TcpListener,
     store: Arc<dyn Store>,
-    caches: Arc<Caches>,
-    /// The database to LISTEN on for other nodes' invalidations (postgres only).
-    listen_url: Option<String>,
-    listening: tokio::sync::watch::Sender<bool>,
+    /// Other nodes' changes to this node's caches, when the store is shared (PostgreSQL).
+    invalidations: Option<InvalidationFeed>,
+    /// `true` while the invalidation feed is following other nodes' changes.
+    listening: tokio::sync::watch::Receiver<bool>,
+    /// Stops the background tasks (the sweeper, the invalidation feed) once the server drained.
+    background: CancellationToken,
     router: Router,
     state: AppState,
     sweeper: Sweeper,
@@ -68,11 +70,6 @@ impl Application {
                 let url = cfg.database_url.as_deref().unwrap_or_default();
                 Arc::new(PostgresStore::connect(url, cfg.pool_size, cfg.pool_timeout.0, &metrics).await?)
             }
-        };
-        // Cross-node invalidation runs only where another node can change what we cached.
-        let listen_url = match cfg.store {
-            StoreKind::Postgres if store.kind() == "postgres" => cfg.database_url.clone(),
-            StoreKind::Postgres | StoreKind::Memory => None,
         };
         let store: Arc<dyn Store> = Arc::new(Instrumented::new(store, &metrics));
         register_startup_series(&metrics);
@@ -136,7 +133,7 @@ impl Application {
             cfg.sweep_batch,
             &metrics,
         );
-        let admission = |route| {
+        let admissions = Admissions::new(|route| {
             Admission::new(
                 route,
                 cfg.max_inflight,
@@ -144,24 +141,27 @@ impl Application {
                 cfg.request_timeout.0,
                 &metrics,
             )
-        };
-        let hot = HotRoutes {
-            authorize: admission("/auth/authorize"),
-            token: admission("/auth/token"),
-            userinfo: admission("/auth/userinfo"),
-        };
-        let (listening, listening_rx) = tokio::sync::watch::channel(false);
+        });
+        // Cross-node invalidation runs only where another node can change what we cached: the
+        // store says whether that is so.
+        let background = CancellationToken::new();
+        let (listening_tx, listening) = tokio::sync::watch::channel(false);
+        let invalidations = store.invalidations(
+            Arc::clone(&caches) as Arc<dyn InvalidationSink>,
+            listening_tx,
+            background.clone(),
+        );
         let health = HealthService::new(
             HealthParts {
                 store: Arc::clone(&store),
                 caches: Arc::clone(&caches),
                 clients: clients.clone(),
                 sweeper: sweeper.status(),
-                queues: hot.all(),
+                admissions: admissions.all().to_vec(),
                 revocations,
                 shutdown: cancel.clone(),
                 pool_size: cfg.pool_size,
-                invalidation: listen_url.as_ref().map(|_| listening_rx),
+                invalidation: invalidations.as_ref().map(|_| listening.clone()),
             },
             &metrics,
         );
@@ -184,14 +184,14 @@ impl Application {
             clock: opts.clock,
             web,
         };
-        let router = http::router(state.clone(), &hot);
+        let router = http::router(state.clone(), &admissions);
         let listener = TcpListener::bind(cfg.listen).await?;
         Ok(Self {
             listener,
             store,
-            caches,
-            listen_url,
+            invalidations,
             listening,
+            background,
             router,
             state,
             sweeper,
@@ -216,7 +216,7 @@ impl Application {
 
     /// Becomes `true` once the cross-node invalidation listener is connected.
     pub fn invalidation_listener(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.listening.subscribe()
+        self.listening.clone()
     }
 
     pub fn sweeper(&self) -> &Sweeper {
@@ -241,24 +241,15 @@ impl Application {
             tracker,
             grace,
             store,
-            caches,
-            listen_url,
-            listening,
+            invalidations,
+            background,
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         // Background tasks stop after the server has drained, not with it.
-        let background = CancellationToken::new();
         tracker.spawn(sweeper.run(background.clone()));
-        if let Some(url) = listen_url {
-            let (apply_to, flush) = (Arc::clone(&caches), Arc::clone(&caches));
-            tracker.spawn(postgres::listen(
-                url,
-                background.clone(),
-                async move |inv| apply_to.apply(inv).await,
-                move || flush.invalidate_all(),
-                listening,
-            ));
+        if let Some(feed) = invalidations {
+            tracker.spawn(feed);
         }
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(cancel.clone().cancelled_owned());
@@ -302,14 +293,14 @@ impl Application {
 
 /// Every series that has no natural first observation, so dashboards never meet a missing one.
 fn register_startup_series(metrics: &Metrics) {
-    for (method, route) in [
-        ("GET", "/auth/authorize"),
-        ("POST", "/auth/token"),
-        ("GET", "/auth/userinfo"),
-    ] {
+    for route in &HOT_ROUTES {
         let _ = metrics.histogram(
             telemetry::HTTP_DURATION,
-            &[("method", method), ("route", route), ("status", "200")],
+            &[
+                ("method", route.method.as_str()),
+                ("route", route.path),
+                ("status", "200"),
+            ],
         );
     }
     let _ = metrics.histogram(telemetry::POOL_WAIT, &[]);

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::PasswordHashString;
 pub use crate::domain::TokenEndpointAuthMethod;
 use crate::domain::{Client, GrantType, RegisteredUri, Scope, User};
+pub use crate::store::StoreKind;
 
 #[derive(Debug, Parser)]
 #[command(name = "authplane", version, about = "A fast OAuth 2.0 authorization server")]
@@ -63,13 +64,6 @@ impl Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(self.0))
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    Memory,
-    Postgres,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]

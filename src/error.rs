@@ -1,7 +1,12 @@
-//! One error type for every client-facing failure. Its `#[error]` texts are the OAuth error codes
-//! and are the only thing a client ever sees of it, with a fixed, safe description. The status
-//! mapping is an exhaustive `match` with no `_` arm, so a new variant forces a decision. Internal
-//! causes are logged once, inside the request span, and never leave the process.
+//! One error type for every client-facing failure. Its OAuth error code ([`ApiError::code`], the
+//! one spelling of each, which `Display` writes too) and a fixed, safe description are the only
+//! things a client ever sees of it. The status mapping is an exhaustive `match` with no `_` arm,
+//! so a new variant forces a decision. Internal causes travel in the response's extensions to
+//! [`log_error_cause`], which logs them once, inside the request span; they never leave the
+//! process.
+
+use std::fmt;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,61 +15,43 @@ use serde::Serialize;
 
 use crate::store::StoreError;
 
+/// `Display` is the OAuth error code; `source()` is the internal cause, if any.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Malformed or missing parameter; the text is a fixed description safe for clients.
-    #[error("invalid_request")]
     InvalidRequest(&'static str),
     /// Client authentication failed. `basic` says the client used HTTP Basic, so the answer
     /// carries `WWW-Authenticate: Basic`.
-    #[error("invalid_client")]
-    InvalidClient { basic: bool },
-    #[error("invalid_grant")]
+    InvalidClient {
+        basic: bool,
+    },
     InvalidGrant,
-    #[error("unauthorized_client")]
     UnauthorizedClient,
-    #[error("unsupported_grant_type")]
     UnsupportedGrantType,
-    #[error("unsupported_response_type")]
     UnsupportedResponseType,
-    #[error("invalid_scope")]
     InvalidScope,
     /// `prompt=none` without a session (OIDC Core 3.1.2.6); only ever sent by redirect.
-    #[error("login_required")]
     LoginRequired,
     /// No bearer token at all: 401 with a bare `WWW-Authenticate: Bearer` (RFC 6750 section 3.1).
-    #[error("invalid_token")]
     MissingToken,
-    #[error("invalid_token")]
     InvalidToken,
-    #[error("insufficient_scope")]
     InsufficientScope,
     /// Wrong username or password; the same whether the user exists or not.
-    #[error("invalid_credentials")]
     InvalidCredentials,
     /// A cross-site form post (login CSRF).
-    #[error("access_denied")]
     CrossSite,
     /// Too many failures for this username, address or client; retry after the given seconds.
-    #[error("too_many_requests")]
-    Throttled { retry_after_secs: u64 },
-    #[error("not_found")]
+    Throttled {
+        retry_after_secs: u64,
+    },
     NotFound,
-    #[error("method_not_allowed")]
     MethodNotAllowed,
-    #[error("invalid_request")]
     PayloadTooLarge,
-    #[error("invalid_request")]
     UnsupportedMediaType,
-    #[error("invalid_request")]
-    HeadersTooLarge,
     /// Load shedding or a timeout: the request was not (fully) served; try again shortly.
-    #[error("temporarily_unavailable")]
     Overloaded,
     /// A dependency (the store) is unreachable or out of connections.
-    #[error("temporarily_unavailable")]
     Unavailable(#[source] anyhow::Error),
-    #[error("server_error")]
     Internal(#[source] anyhow::Error),
 }
 
@@ -82,9 +69,7 @@ impl ApiError {
     /// The OAuth `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType | Self::HeadersTooLarge => {
-                "invalid_request"
-            }
+            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType => "invalid_request",
             Self::InvalidClient { .. } => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
@@ -110,7 +95,6 @@ impl ApiError {
             Self::InvalidRequest(d) => Some(d),
             Self::PayloadTooLarge => Some("request body too large"),
             Self::UnsupportedMediaType => Some("content type must be application/x-www-form-urlencoded"),
-            Self::HeadersTooLarge => Some("request headers too large"),
             Self::InvalidClient { .. } => Some("client authentication failed"),
             Self::InvalidGrant => Some("the grant is invalid, expired, revoked or was issued to another client"),
             Self::UnauthorizedClient => Some("the client may not use this grant type"),
@@ -150,7 +134,6 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -173,6 +156,12 @@ impl ApiError {
     }
 }
 
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -184,11 +173,6 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
-            Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
-            _ => {}
-        }
         let body = ErrorBody {
             error: self.code(),
             error_description: self.description(),
@@ -208,6 +192,34 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let cause = match self {
+            Self::Internal(e) => Some(ErrorCause::Internal(Arc::new(e))),
+            Self::Unavailable(e) => Some(ErrorCause::Unavailable(Arc::new(e))),
+            _ => None,
+        };
+        if let Some(cause) = cause {
+            res.extensions_mut().insert(cause);
+        }
         res
     }
+}
+
+/// The internal cause of a 500 or 503 answer, on its way from [`ApiError::into_response`] to
+/// [`log_error_cause`] in the response's extensions.
+#[derive(Clone, Debug)]
+enum ErrorCause {
+    Internal(Arc<anyhow::Error>),
+    Unavailable(Arc<anyhow::Error>),
+}
+
+/// The one place where error causes are logged: a `map_response` layer inside the request span
+/// (`http::outer_layers`), so each cause is logged once, with the request id, and is then taken
+/// out of the response.
+pub async fn log_error_cause<B>(mut res: axum::http::Response<B>) -> axum::http::Response<B> {
+    match res.extensions_mut().remove::<ErrorCause>() {
+        Some(ErrorCause::Internal(cause)) => tracing::error!(error = ?cause, "internal error"),
+        Some(ErrorCause::Unavailable(cause)) => tracing::warn!(error = ?cause, "dependency unavailable"),
+        None => {}
+    }
+    res
 }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::CacheReport;
-use crate::layers::overload::{Admission, QueueReport};
+use crate::layers::admission::{Admission, AdmissionReport};
 use crate::service::{Caches, ClientRegistry, RevocationQueue};
-use crate::store::{PoolStatus, Store};
+use crate::store::{PoolStatus, Store, StoreKind};
 use crate::sweeper::{SweeperReport, SweeperStatus};
 use crate::telemetry::{self, Metrics};
 
@@ -26,7 +26,7 @@ struct Inner {
     caches: Arc<Caches>,
     clients: ClientRegistry,
     sweeper: Arc<SweeperStatus>,
-    queues: Vec<Admission>,
+    admissions: Vec<Admission>,
     revocations: Arc<RevocationQueue>,
     shutdown: CancellationToken,
     pool_size: usize,
@@ -48,13 +48,15 @@ pub struct HealthReport {
     pub store: StoreReport,
     pub caches: std::collections::BTreeMap<&'static str, CacheReport>,
     pub sweeper: SweeperReport,
-    pub queues: std::collections::BTreeMap<&'static str, QueueReport>,
+    /// Each hot route's admission control, by route.
+    pub queues: std::collections::BTreeMap<&'static str, AdmissionReport>,
     pub revocations_pending: usize,
 }
 
 #[derive(Serialize)]
 pub struct StoreReport {
-    pub kind: &'static str,
+    /// Serialised lowercase: `memory` or `postgres`.
+    pub kind: StoreKind,
     pub ok: bool,
     pub pool: PoolStatus,
     /// `null` on the memory store; else whether the LISTEN connection is up.
@@ -66,7 +68,7 @@ pub struct HealthParts {
     pub caches: Arc<Caches>,
     pub clients: ClientRegistry,
     pub sweeper: Arc<SweeperStatus>,
-    pub queues: Vec<Admission>,
+    pub admissions: Vec<Admission>,
     pub revocations: Arc<RevocationQueue>,
     pub shutdown: CancellationToken,
     pub pool_size: usize,
@@ -102,7 +104,7 @@ impl HealthService {
                 caches: p.caches,
                 clients: p.clients,
                 sweeper: p.sweeper,
-                queues: p.queues,
+                admissions: p.admissions,
                 revocations: p.revocations,
                 shutdown: p.shutdown,
                 pool_size: p.pool_size,
@@ -136,7 +138,10 @@ impl HealthService {
         let pool = i.store.pool_status();
         i.gauges.pool_idle.set(pool.idle as f64);
         i.gauges.pool_in_use.set(pool.in_use as f64);
-        let max = if i.store.kind() == "memory" { 0 } else { i.pool_size };
+        let max = match i.store.kind() {
+            StoreKind::Memory => 0,
+            StoreKind::Postgres => i.pool_size,
+        };
         i.gauges.pool_max.set(max as f64);
     }
 
@@ -185,7 +190,7 @@ impl HealthService {
             },
             caches: names.iter().filter_map(|n| Some((*n, self.cache_report(n)?))).collect(),
             sweeper: i.sweeper.report(),
-            queues: i.queues.iter().map(|q| (q.route(), q.report())).collect(),
+            queues: i.admissions.iter().map(|a| (a.route(), a.report())).collect(),
             revocations_pending: i.revocations.len(),
         }
     }

@@ -31,7 +31,6 @@ pub mod health;
 pub mod http;
 pub mod layers;
 pub mod otlp;
-pub mod queue_delay;
 pub mod service;
 pub mod shutdown;
 pub mod state;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::cache::RecordCache;
 use crate::domain::{GrantId, TokenHash};
-use crate::store::{AccessTokenRecord, GrantRecord, Invalidation, RefreshTokenRecord, SessionRecord};
+use async_trait::async_trait;
+
+use crate::store::{AccessTokenRecord, GrantRecord, Invalidation, InvalidationSink, RefreshTokenRecord, SessionRecord};
 use crate::telemetry::Metrics;
 
 pub mod authorize;
@@ -52,9 +54,12 @@ impl Caches {
             grants: RecordCache::new("grants", capacity, ttl, metrics),
         })
     }
+}
 
-    /// Applies a change made elsewhere (another node, through the store's notifications).
-    pub async fn apply(&self, inv: Invalidation) {
+/// Other nodes' changes land here (the store's invalidation feed).
+#[async_trait]
+impl InvalidationSink for Caches {
+    async fn invalidate(&self, inv: Invalidation) {
         match inv {
             Invalidation::Session(h) => self.sessions.invalidate(&h).await,
             Invalidation::AccessToken(h) => self.access_tokens.invalidate(&h).await,
@@ -63,8 +68,8 @@ impl Caches {
         }
     }
 
-    /// Drops everything: used when cross-node invalidations may have been missed.
-    pub fn invalidate_all(&self) {
+    /// Used when other nodes' changes may have been missed.
+    fn invalidate_all(&self) {
         self.sessions.invalidate_all();
         self.access_tokens.invalidate_all();
         self.refresh_tokens.invalidate_all();

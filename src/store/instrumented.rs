@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use metrics::Histogram;
 use tracing::Instrument;
 
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
 use super::{
-    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, PoolStatus, RecordKind, RefreshTokenRecord,
-    RotateOutcome, SessionRecord, Store, StoreResult,
+    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, InvalidationFeed, InvalidationSink, PoolStatus,
+    RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, Store, StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -68,7 +71,7 @@ impl Instrumented {
 
 #[async_trait]
 impl Store for Instrumented {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> StoreKind {
         self.inner.kind()
     }
     fn pool_status(&self) -> PoolStatus {
@@ -76,6 +79,14 @@ impl Store for Instrumented {
     }
     fn close(&self) {
         self.inner.close();
+    }
+    fn invalidations(
+        &self,
+        sink: Arc<dyn InvalidationSink>,
+        connected: watch::Sender<bool>,
+        cancel: CancellationToken,
+    ) -> Option<InvalidationFeed> {
+        self.inner.invalidations(sink, connected, cancel)
     }
     async fn ping(&self) -> StoreResult<()> {
         self.observe("ping", self.inner.ping()).await

@@ -17,7 +17,7 @@ use dashmap::mapref::entry::Entry;
 
 use super::{
     AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
-    SessionRecord, Store, StoreResult,
+    SessionRecord, Store, StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -223,8 +223,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    fn kind(&self) -> &'static str {
-        "memory"
+    fn kind(&self) -> StoreKind {
+        StoreKind::Memory
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -2,11 +2,17 @@
 //! needs (consume a code exactly once, rotate a refresh token exactly once, revoke a whole grant).
 //! Two implementations: `memory` (dashmap, the default) and `postgres` (pooled, multi-node).
 //! Records are keyed by the SHA-256 of their credential; no credential value ever reaches a store.
+//! A store that several nodes share also owns the stream of the other nodes' changes
+//! ([`Store::invalidations`]), which the application spawns and points at its caches.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
 
@@ -217,6 +223,38 @@ impl Invalidation {
     }
 }
 
+/// Where a shared store delivers the changes other nodes made: this node's caches.
+#[async_trait]
+pub trait InvalidationSink: Send + Sync + 'static {
+    /// Drops what `inv` names.
+    async fn invalidate(&self, inv: Invalidation);
+    /// Drops everything: changes may have been missed.
+    fn invalidate_all(&self);
+}
+
+/// A task that follows other nodes' changes until it is cancelled; the caller spawns it.
+pub type InvalidationFeed = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Which implementation a store is. Also the `--store` setting, and the `kind` of the store in
+/// `/debug/health` (lowercase, as [`StoreKind::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In this process only (dashmap): one node.
+    Memory,
+    /// PostgreSQL, shared by several nodes.
+    Postgres,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// Connection pool occupancy; all zero for the memory store.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PoolStatus {
@@ -228,13 +266,25 @@ pub struct PoolStatus {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// `memory` or `postgres`, for health reports.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> StoreKind;
     fn pool_status(&self) -> PoolStatus {
         PoolStatus::default()
     }
     /// Releases connections at shutdown.
     fn close(&self) {}
+    /// The changes other nodes make, for a store that several nodes share: a task that hands
+    /// each one to `sink` until `cancel` fires. It reports on `connected` whether it is following
+    /// them, and empties `sink` each time it starts to (changes may have been missed before), then
+    /// reports `true`. `None` for a store that only this process writes: nothing to follow.
+    fn invalidations(
+        &self,
+        sink: Arc<dyn InvalidationSink>,
+        connected: watch::Sender<bool>,
+        cancel: CancellationToken,
+    ) -> Option<InvalidationFeed> {
+        let _ = (sink, connected, cancel);
+        None
+    }
     async fn ping(&self) -> StoreResult<()>;
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;

@@ -2,7 +2,7 @@
 //! and 7 (internal errors never reach clients with detail).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use authplane::crypto::hash_token;
 use reqwest::StatusCode;
@@ -31,6 +31,12 @@ impl Captured {
 
 /// Captures every log line of this (current-thread) test, the server's included.
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    // tracing caches each callsite's interest. While one scoped subscriber is all there is, a
+    // callsite first reached on another test's thread (which has none) is cached as "never", and
+    // this capture would miss its events. A second dispatcher that lives as long as the binary
+    // makes that interest "sometimes": each event then asks its own thread's subscriber.
+    static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let out = Captured::default();
     let writer = out.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -116,6 +122,9 @@ async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_re
     store.set_mode(NORMAL);
     assert_eq!(app.refresh_app(&s(&t, "refresh_token")).await.status(), StatusCode::OK);
     let text = logs.text();
+    // Three failed requests (two 500s, one 503), each cause logged exactly once (a cause's chain
+    // may span several lines; its first line names the target).
+    assert_eq!(text.matches("authplane::error:").count(), 3, "{text}");
     let line = text
         .lines()
         .find(|l| l.contains("SECRET-DETAIL"))

@@ -91,8 +91,8 @@ impl TestStore {
 
 #[async_trait]
 impl Store for TestStore {
-    fn kind(&self) -> &'static str {
-        "memory"
+    fn kind(&self) -> StoreKind {
+        StoreKind::Memory
     }
     async fn ping(&self) -> StoreResult<()> {
         match self.mode.load(Ordering::SeqCst) {

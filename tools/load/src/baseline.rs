@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use authplane::config::LogFormat;
-use authplane::layers::overload::Admission;
+use authplane::layers::admission::Admission;
 use authplane::telemetry::Metrics;
 use tokio::net::TcpListener;
 

@@ -1,6 +1,6 @@
 //! The time a request spends waiting for shared resources below the admission layer (a pooled
 //! store connection), carried in a task-local so that the store can report it without knowing
-//! who is asking, and admission control ([`crate::layers::overload`]) can steer by it.
+//! who is asking, and admission control ([`super`]) can steer by it.
 
 use std::cell::Cell;
 use std::future::Future;

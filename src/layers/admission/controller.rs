@@ -1,191 +1,11 @@
-//! Admission control for a hot endpoint: at most `max_inflight` requests run, at most
-//! `queue_capacity` wait for a slot, and the next one is answered at once with 503
-//! `temporarily_unavailable` and `Retry-After` (invariant 8), before the handler (and so the
-//! store) is touched. Waiting and running together are bounded by the request timeout.
-//!
-//! This is the `load_shed → bounded queue → concurrency_limit → timeout` stack of tower, written
-//! as one small middleware so that the queue is a counter rather than a `Buffer` worker task, and
-//! its depth and shed count are observable.
-//!
-//! Counts alone cannot keep latency bounded: 512 requests in flight behind 16 store connections is
-//! a standing queue of hundreds of milliseconds that no count was exceeded for. So the layer also
-//! steers by queue delay, as CoDel does (Nichols and Jacobson, "Controlling Queue Delay", 2012):
-//! see [`Controller`]. Under sustained overload an endpoint then answers the requests it admits
-//! fast and the others at once with 503, instead of all of them slowly.
+//! The delay-based half of admission control: [`Controller`] turns the queue delay that requests
+//! saw into the route's concurrency limit (CoDel's idea: Nichols and Jacobson, "Controlling Queue
+//! Delay", 2012).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use metrics::{Counter, Gauge};
-use serde::Serialize;
-use tokio::sync::Semaphore;
-
-use crate::error::ApiError;
-use crate::queue_delay;
-use crate::telemetry::{self, Metrics};
-
-#[derive(Clone)]
-pub struct Admission {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    route: &'static str,
-    running: Semaphore,
-    max_inflight: usize,
-    waiting: AtomicUsize,
-    queue_capacity: usize,
-    timeout: Duration,
-    shed: AtomicU64,
-    shed_metric: Counter,
-    depth: Gauge,
-    control: Controller,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct QueueReport {
-    pub in_flight: usize,
-    pub waiting: usize,
-    pub capacity: usize,
-    pub max_inflight: usize,
-    pub shed_total: u64,
-    /// Whether queue delay has stood above the target: no queueing, at most `concurrency_limit`.
-    pub overloaded: bool,
-    /// Requests admitted at once: `max_inflight` at rest, lower while the delay controller sheds.
-    pub concurrency_limit: usize,
-}
-
-impl Admission {
-    pub fn new(
-        route: &'static str,
-        max_inflight: usize,
-        queue_capacity: usize,
-        timeout: Duration,
-        metrics: &Metrics,
-    ) -> Self {
-        let depth = metrics.gauge(telemetry::QUEUE_DEPTH, &[("route", route)]);
-        depth.set(0.0);
-        let shed_metric = metrics.counter(telemetry::REQUESTS_SHED, &[("route", route)]);
-        shed_metric.absolute(0);
-        let limit_metric = metrics.gauge(telemetry::CONCURRENCY_LIMIT, &[("route", route)]);
-        limit_metric.set(max_inflight as f64);
-        Self {
-            inner: Arc::new(Inner {
-                route,
-                running: Semaphore::new(max_inflight),
-                max_inflight,
-                waiting: AtomicUsize::new(0),
-                queue_capacity,
-                timeout,
-                shed: AtomicU64::new(0),
-                shed_metric,
-                depth,
-                control: Controller::new(max_inflight, limit_metric),
-            }),
-        }
-    }
-
-    pub fn route(&self) -> &'static str {
-        self.inner.route
-    }
-
-    pub fn report(&self) -> QueueReport {
-        let i = &self.inner;
-        QueueReport {
-            in_flight: i.max_inflight - i.running.available_permits(),
-            waiting: i.waiting.load(Ordering::Relaxed),
-            capacity: i.queue_capacity,
-            max_inflight: i.max_inflight,
-            shed_total: i.shed.load(Ordering::Relaxed),
-            overloaded: i.control.overloaded.load(Ordering::Relaxed),
-            concurrency_limit: i.control.limit.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Decrements the waiting count however the wait ends (admitted, timed out, or the client left).
-struct Waiting<'a>(&'a Inner);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let now = self.0.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.0.depth.set(now as f64);
-    }
-}
-
-impl Inner {
-    fn in_flight(&self) -> usize {
-        self.max_inflight - self.running.available_permits()
-    }
-
-    fn shed(&self, why: &'static str) -> Response {
-        self.shed.fetch_add(1, Ordering::Relaxed);
-        self.shed_metric.increment(1);
-        tracing::debug!(route = self.route, why, "shed");
-        ApiError::Overloaded.into_response()
-    }
-}
-
-/// The middleware: `from_fn_with_state(admission, admit)`.
-pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Response {
-    let inner = &*adm.inner;
-    let arrived = Instant::now();
-    let work = async {
-        let (limit, overloaded) = inner.control.current(arrived);
-        let free = if inner.in_flight() < limit {
-            inner.running.try_acquire().ok()
-        } else {
-            None
-        };
-        let _permit = match free {
-            Some(p) => p,
-            // The controller holds the limit below the hard cap (a standing queue, or the
-            // recovery after one): no queueing, the request is answered at once.
-            None if overloaded || limit < inner.max_inflight => return inner.shed("standing queue"),
-            None => {
-                let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
-                let waiting = Waiting(inner);
-                if before >= inner.queue_capacity {
-                    drop(waiting);
-                    return inner.shed("endpoint full");
-                }
-                inner.depth.set((before + 1) as f64);
-                let Ok(p) = inner.running.acquire().await else {
-                    return ApiError::Overloaded.into_response();
-                };
-                drop(waiting);
-                // The queue may have turned into a standing one while this request waited in it.
-                let (limit, overloaded) = inner.control.current(Instant::now());
-                if overloaded && inner.in_flight() > limit {
-                    return inner.shed("standing queue");
-                }
-                p
-            }
-        };
-        let admitted = arrived.elapsed();
-        let (res, below) = queue_delay::measure(next.run(req)).await;
-        inner
-            .control
-            .finished(inner.route, admitted + below, arrived, Instant::now());
-        res
-    };
-    match tokio::time::timeout(inner.timeout, work).await {
-        Ok(res) => res,
-        Err(_) => {
-            tracing::warn!(route = inner.route, "request timed out");
-            // Counted as queued throughout: a request that could not finish in time is the
-            // clearest sign of a standing queue (or of a store that stopped answering).
-            inner
-                .control
-                .finished(inner.route, inner.timeout, arrived, Instant::now());
-            ApiError::Overloaded.into_response()
-        }
-    }
-}
+use metrics::Gauge;
 
 /// Queue delay above which a queue counts as standing (CoDel's target) ...
 const TARGET: Duration = Duration::from_millis(5);
@@ -200,7 +20,7 @@ const MIN_LIMIT: usize = 16;
 
 /// The delay-based half of admission control. Each [`INTERVAL`], the smallest queue delay among
 /// the requests that finished in it (waiting for a slot here plus waiting for a store connection,
-/// [`queue_delay`]) tells a good queue from a bad one: a burst that drains leaves some request
+/// [`super::queue_delay`]) tells a good queue from a bad one: a burst that drains leaves some request
 /// with almost no wait, a standing queue delays every one. When even the smallest exceeded
 /// [`TARGET`] (over at least [`MIN_SAMPLES`] requests), the endpoint is overloaded and its
 /// concurrency limit drops to what Little's law says keeps the queue near the target (the
@@ -210,7 +30,7 @@ const MIN_LIMIT: usize = 16;
 /// raises it by an eighth, and an endpoint that saw no traffic for a while gets it back at once
 /// (doubling per idle interval). Service time does not count as delay, only waiting, so a slow but
 /// idle store (a remote database) does not look overloaded.
-struct Controller {
+pub(super) struct Controller {
     epoch: Instant,
     max_inflight: usize,
     floor: usize,
@@ -241,7 +61,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Controller {
-    fn new(max_inflight: usize, limit_metric: Gauge) -> Self {
+    pub(super) fn new(max_inflight: usize, limit_metric: Gauge) -> Self {
         Self {
             epoch: Instant::now(),
             max_inflight,
@@ -256,11 +76,21 @@ impl Controller {
         }
     }
 
+    /// The concurrency limit now in force (for reports).
+    pub(super) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether queue delay has stood above the target (for reports).
+    pub(super) fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
+    }
+
     /// The limit and state a request arriving at `now` is judged by. Intervals are closed by
     /// finishing requests; when none closed one for two intervals, the endpoint was idle and
     /// whatever it decided then is stale: the limit doubles per idle interval and the overload
     /// ends.
-    fn current(&self, now: Instant) -> (usize, bool) {
+    pub(super) fn current(&self, now: Instant) -> (usize, bool) {
         let limit = self.limit.load(Ordering::Relaxed);
         let overloaded = self.overloaded.load(Ordering::Relaxed);
         if limit == self.max_inflight && !overloaded {
@@ -288,7 +118,7 @@ impl Controller {
     }
 
     /// A request that arrived at `arrived` finished at `now` after `queued` of queue delay.
-    fn finished(&self, route: &'static str, queued: Duration, arrived: Instant, now: Instant) {
+    pub(super) fn finished(&self, route: &'static str, queued: Duration, arrived: Instant, now: Instant) {
         let total = now.saturating_duration_since(arrived);
         self.interval_min.fetch_min(micros(queued), Ordering::Relaxed);
         self.interval_done.fetch_add(1, Ordering::Relaxed);

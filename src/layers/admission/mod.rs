@@ -1,0 +1,196 @@
+//! Admission control: which requests to a hot endpoint run now, which wait, and which are answered
+//! at once with 503 `temporarily_unavailable` and `Retry-After` (invariant 8), before the handler
+//! (and so the store) is touched. One [`Admission`] per hot route (`http::HOT_ROUTES`), mounted
+//! with `from_fn_with_state(admission, admit)`.
+//!
+//! - Counts ([`admit`]): at most `--max-inflight` requests run, at most `--queue-capacity` wait
+//!   for a slot, and the next one is shed. Waiting and running together are bounded by the request
+//!   timeout. This is the `load_shed → bounded queue → concurrency_limit → timeout` stack of tower,
+//!   written as one small middleware so that the queue is a counter rather than a `Buffer` worker
+//!   task, and its depth and shed count are observable.
+//! - Delay ([`controller`]): counts alone cannot keep latency bounded: 512 requests in flight
+//!   behind 16 store connections is a standing queue of hundreds of milliseconds that no count was
+//!   exceeded for. So admission also steers by queue delay, as CoDel does: under sustained
+//!   overload an endpoint answers the requests it admits fast and the others at once with 503,
+//!   instead of all of them slowly.
+//! - Queue delay ([`queue_delay`]): the time a request waited for a slot here plus the time it
+//!   waited below (for a pooled store connection), which the store reports through a task-local.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Gauge};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use self::controller::Controller;
+use crate::error::ApiError;
+use crate::telemetry::{self, Metrics};
+
+mod controller;
+pub mod queue_delay;
+
+/// One hot route's admission control; clones share it.
+#[derive(Clone)]
+pub struct Admission {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    route: &'static str,
+    running: Semaphore,
+    max_inflight: usize,
+    waiting: AtomicUsize,
+    queue_capacity: usize,
+    timeout: Duration,
+    shed: AtomicU64,
+    shed_metric: Counter,
+    depth: Gauge,
+    control: Controller,
+}
+
+/// One route's admission state, as `/debug/health` shows it (under `queues`).
+#[derive(Clone, Debug, Serialize)]
+pub struct AdmissionReport {
+    pub in_flight: usize,
+    pub waiting: usize,
+    pub capacity: usize,
+    pub max_inflight: usize,
+    pub shed_total: u64,
+    /// Whether queue delay has stood above the target: no queueing, at most `concurrency_limit`.
+    pub overloaded: bool,
+    /// Requests admitted at once: `max_inflight` at rest, lower while the delay controller sheds.
+    pub concurrency_limit: usize,
+}
+
+impl Admission {
+    pub fn new(
+        route: &'static str,
+        max_inflight: usize,
+        queue_capacity: usize,
+        timeout: Duration,
+        metrics: &Metrics,
+    ) -> Self {
+        let depth = metrics.gauge(telemetry::QUEUE_DEPTH, &[("route", route)]);
+        depth.set(0.0);
+        let shed_metric = metrics.counter(telemetry::REQUESTS_SHED, &[("route", route)]);
+        shed_metric.absolute(0);
+        let limit_metric = metrics.gauge(telemetry::CONCURRENCY_LIMIT, &[("route", route)]);
+        limit_metric.set(max_inflight as f64);
+        Self {
+            inner: Arc::new(Inner {
+                route,
+                running: Semaphore::new(max_inflight),
+                max_inflight,
+                waiting: AtomicUsize::new(0),
+                queue_capacity,
+                timeout,
+                shed: AtomicU64::new(0),
+                shed_metric,
+                depth,
+                control: Controller::new(max_inflight, limit_metric),
+            }),
+        }
+    }
+
+    pub fn route(&self) -> &'static str {
+        self.inner.route
+    }
+
+    pub fn report(&self) -> AdmissionReport {
+        let i = &self.inner;
+        AdmissionReport {
+            in_flight: i.max_inflight - i.running.available_permits(),
+            waiting: i.waiting.load(Ordering::Relaxed),
+            capacity: i.queue_capacity,
+            max_inflight: i.max_inflight,
+            shed_total: i.shed.load(Ordering::Relaxed),
+            overloaded: i.control.is_overloaded(),
+            concurrency_limit: i.control.limit(),
+        }
+    }
+}
+
+/// Decrements the waiting count however the wait ends (admitted, timed out, or the client left).
+struct Waiting<'a>(&'a Inner);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let now = self.0.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.0.depth.set(now as f64);
+    }
+}
+
+impl Inner {
+    fn in_flight(&self) -> usize {
+        self.max_inflight - self.running.available_permits()
+    }
+
+    fn shed(&self, why: &'static str) -> Response {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        self.shed_metric.increment(1);
+        tracing::debug!(route = self.route, why, "shed");
+        ApiError::Overloaded.into_response()
+    }
+}
+
+/// The middleware: `from_fn_with_state(admission, admit)`.
+pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Response {
+    let inner = &*adm.inner;
+    let arrived = Instant::now();
+    let work = async {
+        let (limit, overloaded) = inner.control.current(arrived);
+        let free = if inner.in_flight() < limit {
+            inner.running.try_acquire().ok()
+        } else {
+            None
+        };
+        let _permit = match free {
+            Some(p) => p,
+            // The controller holds the limit below the hard cap (a standing queue, or the
+            // recovery after one): no queueing, the request is answered at once.
+            None if overloaded || limit < inner.max_inflight => return inner.shed("standing queue"),
+            None => {
+                let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
+                let waiting = Waiting(inner);
+                if before >= inner.queue_capacity {
+                    drop(waiting);
+                    return inner.shed("endpoint full");
+                }
+                inner.depth.set((before + 1) as f64);
+                let Ok(p) = inner.running.acquire().await else {
+                    return ApiError::Overloaded.into_response();
+                };
+                drop(waiting);
+                // The queue may have turned into a standing one while this request waited in it.
+                let (limit, overloaded) = inner.control.current(Instant::now());
+                if overloaded && inner.in_flight() > limit {
+                    return inner.shed("standing queue");
+                }
+                p
+            }
+        };
+        let admitted = arrived.elapsed();
+        let (res, below) = queue_delay::measure(next.run(req)).await;
+        inner
+            .control
+            .finished(inner.route, admitted + below, arrived, Instant::now());
+        res
+    };
+    match tokio::time::timeout(inner.timeout, work).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(route = inner.route, "request timed out");
+            // Counted as queued throughout: a request that could not finish in time is the
+            // clearest sign of a standing queue (or of a store that stopped answering).
+            inner
+                .control
+                .finished(inner.route, inner.timeout, arrived, Instant::now());
+            ApiError::Overloaded.into_response()
+        }
+    }
+}

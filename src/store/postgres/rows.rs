@@ -1,0 +1,201 @@
+//! Between rows and records: reading the store's records out of result rows, and laying records
+//! out as statement parameters in column order.
+
+use std::sync::Arc;
+
+use tokio_postgres::Row;
+
+use super::pool::db_err;
+use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
+use crate::store::{
+    AccessTokenRecord, CodeRecord, GrantRecord, RefreshTokenRecord, SessionRecord, StoreError, StoreResult,
+};
+
+// === rows to records ===
+
+pub fn hash(row: &Row, col: &str) -> StoreResult<TokenHash> {
+    let v: Vec<u8> = row.try_get(col).map_err(db_err)?;
+    v.try_into()
+        .map(TokenHash)
+        .map_err(|_| StoreError::Internal(anyhow::anyhow!("{col} is not 32 bytes")))
+}
+
+fn grant_id(v: Vec<u8>) -> StoreResult<GrantId> {
+    v.try_into()
+        .map(GrantId)
+        .map_err(|_| StoreError::Internal(anyhow::anyhow!("grant id is not 16 bytes")))
+}
+
+fn scope(row: &Row) -> StoreResult<Scope> {
+    let s: String = row.try_get("scope").map_err(db_err)?;
+    Scope::parse(&s).ok_or_else(|| StoreError::Internal(anyhow::anyhow!("stored scope is malformed")))
+}
+
+fn ts(row: &Row, col: &str) -> StoreResult<Timestamp> {
+    row.try_get::<_, i64>(col).map(Timestamp::from_millis).map_err(db_err)
+}
+
+fn opt_ts(row: &Row, col: &str) -> StoreResult<Option<Timestamp>> {
+    row.try_get::<_, Option<i64>>(col)
+        .map(|v| v.map(Timestamp::from_millis))
+        .map_err(db_err)
+}
+
+fn text(row: &Row, col: &str) -> StoreResult<String> {
+    row.try_get(col).map_err(db_err)
+}
+
+fn shared_text(row: &Row, col: &str) -> StoreResult<Arc<str>> {
+    row.try_get::<_, &str>(col).map(Arc::from).map_err(db_err)
+}
+
+pub fn session_row(row: &Row) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        hash: hash(row, "hash")?,
+        sub: shared_text(row, "sub")?,
+        auth_time: ts(row, "auth_time")?,
+        expires_at: ts(row, "expires_at")?,
+    })
+}
+
+pub fn code_row(row: &Row) -> StoreResult<CodeRecord> {
+    let challenge: Option<String> = row.try_get("challenge").map_err(db_err)?;
+    Ok(CodeRecord {
+        hash: hash(row, "hash")?,
+        client_id: shared_text(row, "client_id")?,
+        redirect_uri: text(row, "redirect_uri")?,
+        redirect_uri_given: row.try_get("redirect_uri_given").map_err(db_err)?,
+        sub: shared_text(row, "sub")?,
+        scope: scope(row)?,
+        challenge: challenge.as_deref().and_then(CodeChallenge::parse),
+        grant_id: grant_id(row.try_get("grant_id").map_err(db_err)?)?,
+        auth_time: ts(row, "auth_time")?,
+        expires_at: ts(row, "expires_at")?,
+        consumed: row.try_get("consumed").map_err(db_err)?,
+    })
+}
+
+pub fn grant_row(row: &Row) -> StoreResult<GrantRecord> {
+    Ok(GrantRecord {
+        id: grant_id(row.try_get("id").map_err(db_err)?)?,
+        client_id: shared_text(row, "client_id")?,
+        sub: shared_text(row, "sub")?,
+        scope: scope(row)?,
+        created_at: ts(row, "created_at")?,
+        expires_at: ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub fn access_row(row: &Row) -> StoreResult<AccessTokenRecord> {
+    let grant: Option<Vec<u8>> = row.try_get("grant_id").map_err(db_err)?;
+    Ok(AccessTokenRecord {
+        hash: hash(row, "hash")?,
+        client_id: shared_text(row, "client_id")?,
+        sub: row.try_get::<_, Option<&str>>("sub").map_err(db_err)?.map(Arc::from),
+        scope: scope(row)?,
+        grant_id: grant.map(grant_id).transpose()?,
+        issued_at: ts(row, "issued_at")?,
+        expires_at: ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        hash: hash(row, "hash")?,
+        client_id: shared_text(row, "client_id")?,
+        sub: shared_text(row, "sub")?,
+        scope: scope(row)?,
+        grant_id: grant_id(row.try_get("grant_id").map_err(db_err)?)?,
+        issued_at: ts(row, "issued_at")?,
+        expires_at: ts(row, "expires_at")?,
+        rotated_at: opt_ts(row, "rotated_at")?,
+    })
+}
+
+// === records to parameters ===
+
+pub type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// A grant's columns as statement parameters, in `grants` column order.
+pub struct GrantColumns<'a> {
+    id: &'a [u8],
+    client_id: &'a str,
+    sub: &'a str,
+    scope: &'a str,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl<'a> GrantColumns<'a> {
+    pub fn of(g: &'a GrantRecord) -> Self {
+        Self {
+            id: &g.id.0,
+            client_id: &g.client_id,
+            sub: &g.sub,
+            scope: g.scope.as_str(),
+            created_at: g.created_at.millis(),
+            expires_at: g.expires_at.millis(),
+            revoked_at: g.revoked_at.map(Timestamp::millis),
+        }
+    }
+
+    /// The same grant, revoked at `at` (a revocation's tombstone).
+    pub fn revoked_at(self, at: Timestamp) -> Self {
+        Self {
+            revoked_at: Some(at.millis()),
+            ..self
+        }
+    }
+
+    pub fn params(&self) -> [Param<'_>; 7] {
+        [
+            &self.id,
+            &self.client_id,
+            &self.sub,
+            &self.scope,
+            &self.created_at,
+            &self.expires_at,
+            &self.revoked_at,
+        ]
+    }
+}
+
+/// An access token's columns as statement parameters, in [`INSERT_ACCESS`](super::sql::INSERT_ACCESS) order.
+pub struct AccessColumns<'a> {
+    hash: &'a [u8],
+    client_id: &'a str,
+    sub: Option<&'a str>,
+    scope: &'a str,
+    grant_id: Option<&'a [u8]>,
+    issued_at: i64,
+    expires_at: i64,
+}
+
+impl<'a> AccessColumns<'a> {
+    pub fn of(a: &'a AccessTokenRecord) -> Self {
+        Self {
+            hash: &a.hash.0,
+            client_id: &a.client_id,
+            sub: a.sub.as_deref(),
+            scope: a.scope.as_str(),
+            grant_id: a.grant_id.as_ref().map(|id| id.0.as_slice()),
+            issued_at: a.issued_at.millis(),
+            expires_at: a.expires_at.millis(),
+        }
+    }
+
+    pub fn params(&self) -> [Param<'_>; 7] {
+        [
+            &self.hash,
+            &self.client_id,
+            &self.sub,
+            &self.scope,
+            &self.grant_id,
+            &self.issued_at,
+            &self.expires_at,
+        ]
+    }
+}

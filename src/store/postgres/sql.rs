@@ -1,0 +1,144 @@
+//! Every statement the store runs, in one place. Statements that change what another node may have
+//! cached send `NOTIFY` on [`CHANNEL`] in the same statement, so the notification goes out exactly
+//! when the change commits.
+
+/// The channel name as a literal, so that the statements below can `concat!` it.
+macro_rules! channel {
+    () => {
+        "authplane_invalidate"
+    };
+}
+
+/// The NOTIFY channel of cross-node cache invalidation.
+pub const CHANNEL: &str = channel!();
+
+/// Subscribes the listener's connection to [`CHANNEL`].
+pub const LISTEN: &str = concat!("LISTEN ", channel!());
+
+pub const PING: &str = "SELECT 1";
+
+// === migrations ===
+
+pub const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_lock($1)";
+pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock($1)";
+pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS authplane_migrations (
+                     version integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now())";
+pub const MIGRATION_APPLIED: &str = "SELECT 1 FROM authplane_migrations WHERE version = $1";
+pub const RECORD_MIGRATION: &str = "INSERT INTO authplane_migrations (version) VALUES ($1)";
+
+// === sessions ===
+
+pub const INSERT_SESSION: &str = "INSERT INTO sessions (hash, sub, auth_time, expires_at) VALUES ($1, $2, $3, $4)";
+pub const GET_SESSION: &str = "SELECT * FROM sessions WHERE hash = $1";
+pub const DELETE_SESSION: &str = concat!(
+    "WITH d AS (DELETE FROM sessions WHERE hash = $1 RETURNING 1)
+                 SELECT pg_notify('",
+    channel!(),
+    "', $2) FROM d"
+);
+
+// === codes ===
+
+pub const INSERT_CODE: &str =
+    "INSERT INTO codes (hash, client_id, redirect_uri, redirect_uri_given, sub, scope, challenge, grant_id,
+                                auth_time, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// Of concurrent callers on any nodes exactly one gets the row back.
+pub const CONSUME_CODE: &str = "UPDATE codes SET consumed = true WHERE hash = $1 AND NOT consumed RETURNING *";
+pub const GET_CODE: &str = "SELECT * FROM codes WHERE hash = $1";
+
+// === grants and tokens ===
+
+pub const INSERT_ACCESS: &str =
+    "INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// A code grant's records in one statement (one round trip, atomic as any statement is): the grant
+/// (an existing one, a tombstone from a racing code replay, is kept as it is), its access token
+/// and, when `$15` is not null, its refresh token.
+pub const INSERT_GRANT_TOKENS: &str = "WITH g AS (
+        INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING
+    ), a AS (
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+        VALUES ($8, $9, $10, $11, $12, $13, $14)
+    )
+    INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+    SELECT $15::bytea, $16::text, $17::text, $18::text, $19::bytea, $20::bigint, $21::bigint
+    WHERE $15::bytea IS NOT NULL";
+
+pub const GET_ACCESS: &str = "SELECT * FROM access_tokens WHERE hash = $1";
+pub const GET_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE hash = $1";
+pub const GET_GRANT: &str = "SELECT * FROM grants WHERE id = $1";
+
+/// A refresh token's rotation in one statement (one round trip instead of a six-step transaction):
+/// the old token is marked rotated only if it was not already (the row lock makes a concurrent
+/// rotation wait, then find it rotated), and only then are its successors inserted and the other
+/// nodes told (NOTIFY is delivered at commit). No row back: the rotation lost.
+pub const ROTATE_REFRESH: &str = concat!(
+    "WITH won AS (
+        UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL RETURNING 1
+    ), r AS (
+        INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+        SELECT $3::bytea, $4::text, $5::text, $6::text, $7::bytea, $8::bigint, $9::bigint FROM won
+    ), a AS (
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
+        SELECT $10::bytea, $11::text, $12::text, $13::text, $14::bytea, $15::bigint, $16::bigint FROM won
+    )
+    SELECT pg_notify('",
+    channel!(),
+    "', $17) FROM won"
+);
+pub const REFRESH_EXISTS: &str = "SELECT 1 FROM refresh_tokens WHERE hash = $1";
+
+pub const REVOKE_ACCESS: &str = concat!(
+    "WITH u AS (UPDATE access_tokens SET revoked_at = $2 WHERE hash = $1 AND revoked_at IS NULL RETURNING 1)
+                 SELECT pg_notify('",
+    channel!(),
+    "', $3) FROM u"
+);
+
+/// One upsert: revokes the grant, or creates it revoked when a code replay races the first
+/// redemption; either way the notification goes out with the commit.
+pub const REVOKE_GRANT: &str = concat!(
+    "WITH up AS (
+                     INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(grants.revoked_at, EXCLUDED.revoked_at)
+                     RETURNING 1)
+                 SELECT pg_notify('",
+    channel!(),
+    "', $8) FROM up"
+);
+
+/// Up to `$2` tokens of grant `$1` from `table`, deleted, their hashes returned.
+pub fn purge_grant_tokens(table: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE hash IN
+                     (SELECT hash FROM {table} WHERE grant_id = $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING hash"
+    )
+}
+
+/// Up to `$2` rows of `table` that expired before `$1`, deleted. The inner select walks the expiry
+/// index; SKIP LOCKED lets other nodes sweep alongside.
+pub fn delete_expired(table: &str, key: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE {key} IN
+                 (SELECT {key} FROM {table} WHERE expires_at < $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_notify_names_the_channel() {
+        for sql in [DELETE_SESSION, ROTATE_REFRESH, REVOKE_ACCESS, REVOKE_GRANT] {
+            assert!(sql.contains(&format!("pg_notify('{CHANNEL}', $")), "{sql}");
+        }
+        assert_eq!(LISTEN, format!("LISTEN {CHANNEL}"));
+    }
+}

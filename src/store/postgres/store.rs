@@ -1,0 +1,262 @@
+//! [`Store`] for [`PostgresStore`]: each operation one statement of [`sql`] where it can be, so that
+//! what must be atomic across nodes is.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::pool::db_err;
+use super::rows::{
+    AccessColumns, GrantColumns, Param, access_row, code_row, grant_row, hash, refresh_row, session_row,
+};
+use super::{PostgresStore, listen, sql};
+use crate::domain::{GrantId, Timestamp, TokenHash};
+use crate::store::{
+    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, Invalidation, InvalidationFeed, InvalidationSink,
+    PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, Store, StoreKind, StoreResult,
+};
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            size: s.max_size,
+            idle: s.available,
+            in_use: s.size.saturating_sub(s.available),
+            waiting: s.waiting,
+        }
+    }
+
+    fn close(&self) {
+        self.pool.close();
+    }
+
+    fn invalidations(
+        &self,
+        sink: Arc<dyn InvalidationSink>,
+        connected: watch::Sender<bool>,
+        cancel: CancellationToken,
+    ) -> Option<InvalidationFeed> {
+        Some(Box::pin(listen::listen(self.listener.clone(), sink, connected, cancel)))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.query_opt(sql::PING, &[]).await.map(|_| ())
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        self.execute(
+            sql::INSERT_SESSION,
+            &[
+                &s.hash.0.as_slice(),
+                &&*s.sub,
+                &s.auth_time.millis(),
+                &s.expires_at.millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_session(&self, h: &TokenHash) -> StoreResult<Option<SessionRecord>> {
+        self.get_one(sql::GET_SESSION, &h.0, session_row).await
+    }
+
+    async fn delete_session(&self, h: &TokenHash) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                sql::DELETE_SESSION,
+                &[&h.0.as_slice(), &Invalidation::Session(*h).encode()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
+        let challenge = c.challenge.as_ref().map(|c| c.as_str().to_owned());
+        self.execute(
+            sql::INSERT_CODE,
+            &[
+                &c.hash.0.as_slice(),
+                &&*c.client_id,
+                &c.redirect_uri,
+                &c.redirect_uri_given,
+                &&*c.sub,
+                &c.scope.as_str(),
+                &challenge,
+                &c.grant_id.0.as_slice(),
+                &c.auth_time.millis(),
+                &c.expires_at.millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
+        let conn = self.conn().await?;
+        let won = conn.prepare_cached(sql::CONSUME_CODE).await.map_err(db_err)?;
+        if let Some(row) = conn.query_opt(&won, &[&h.0.as_slice()]).await.map_err(db_err)? {
+            return Ok(ConsumeOutcome::Consumed(code_row(&row)?));
+        }
+        let get = conn.prepare_cached(sql::GET_CODE).await.map_err(db_err)?;
+        Ok(match conn.query_opt(&get, &[&h.0.as_slice()]).await.map_err(db_err)? {
+            Some(row) => ConsumeOutcome::AlreadyConsumed(code_row(&row)?),
+            None => ConsumeOutcome::NotFound,
+        })
+    }
+
+    async fn insert_grant_tokens(
+        &self,
+        g: &GrantRecord,
+        a: &AccessTokenRecord,
+        r: Option<&RefreshTokenRecord>,
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql::INSERT_GRANT_TOKENS).await.map_err(db_err)?;
+        let access = AccessColumns::of(a);
+        let grant = GrantColumns::of(g);
+        let (r_hash, r_client, r_sub, r_scope, r_grant, r_issued, r_expires) = (
+            r.map(|r| r.hash.0.as_slice()),
+            r.map(|r| &*r.client_id),
+            r.map(|r| &*r.sub),
+            r.map(|r| r.scope.as_str()),
+            r.map(|r| r.grant_id.0.as_slice()),
+            r.map(|r| r.issued_at.millis()),
+            r.map(|r| r.expires_at.millis()),
+        );
+        let refresh: [Param<'_>; 7] = [&r_hash, &r_client, &r_sub, &r_scope, &r_grant, &r_issued, &r_expires];
+        let params: Vec<Param<'_>> = grant
+            .params()
+            .into_iter()
+            .chain(access.params())
+            .chain(refresh)
+            .collect();
+        conn.execute(&stmt, &params).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn insert_access_token(&self, a: &AccessTokenRecord) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql::INSERT_ACCESS).await.map_err(db_err)?;
+        conn.execute(&stmt, &AccessColumns::of(a).params())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_access_token(&self, h: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
+        self.get_one(sql::GET_ACCESS, &h.0, access_row).await
+    }
+
+    async fn get_refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.get_one(sql::GET_REFRESH, &h.0, refresh_row).await
+    }
+
+    async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
+        self.get_one(sql::GET_GRANT, &id.0, grant_row).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old: &TokenHash,
+        now: Timestamp,
+        a: &AccessTokenRecord,
+        r: &RefreshTokenRecord,
+    ) -> StoreResult<RotateOutcome> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql::ROTATE_REFRESH).await.map_err(db_err)?;
+        let access = AccessColumns::of(a);
+        let payload = Invalidation::RefreshToken(*old).encode();
+        let head: [Param<'_>; 9] = [
+            &old.0.as_slice(),
+            &now.millis(),
+            &r.hash.0.as_slice(),
+            &&*r.client_id,
+            &&*r.sub,
+            &r.scope.as_str(),
+            &r.grant_id.0.as_slice(),
+            &r.issued_at.millis(),
+            &r.expires_at.millis(),
+        ];
+        let params: Vec<Param<'_>> = head
+            .into_iter()
+            .chain(access.params())
+            .chain([&payload as Param<'_>])
+            .collect();
+        let won = conn.query(&stmt, &params).await.map_err(db_err)?;
+        if !won.is_empty() {
+            return Ok(RotateOutcome::Rotated);
+        }
+        // Lost: already rotated (a replay or a race), or gone (swept, purged).
+        let exists = conn
+            .query_opt(sql::REFRESH_EXISTS, &[&old.0.as_slice()])
+            .await
+            .map_err(db_err)?;
+        Ok(if exists.is_some() {
+            RotateOutcome::AlreadyRotated
+        } else {
+            RotateOutcome::NotFound
+        })
+    }
+
+    async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                sql::REVOKE_ACCESS,
+                &[&h.0.as_slice(), &now.millis(), &Invalidation::AccessToken(*h).encode()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
+        let tombstone = GrantColumns::of(g).revoked_at(now);
+        let payload = Invalidation::Grant(g.id).encode();
+        let params: Vec<Param<'_>> = tombstone.params().into_iter().chain([&payload as Param<'_>]).collect();
+        let row = self.query_opt(sql::REVOKE_GRANT, &params).await?;
+        Ok(row.is_some())
+    }
+
+    async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn().await?;
+        let mut out = Vec::new();
+        for table in ["access_tokens", "refresh_tokens"] {
+            let left = limit - i64::try_from(out.len()).unwrap_or(0);
+            if left <= 0 {
+                break;
+            }
+            let stmt = conn
+                .prepare_cached(&sql::purge_grant_tokens(table))
+                .await
+                .map_err(db_err)?;
+            for row in conn.query(&stmt, &[&id.0.as_slice(), &left]).await.map_err(db_err)? {
+                out.push(hash(&row, "hash")?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
+        let (table, key) = match kind {
+            RecordKind::Sessions => ("sessions", "hash"),
+            RecordKind::Codes => ("codes", "hash"),
+            RecordKind::AccessTokens => ("access_tokens", "hash"),
+            RecordKind::RefreshTokens => ("refresh_tokens", "hash"),
+            RecordKind::Grants => ("grants", "id"),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let n = self
+            .execute(&sql::delete_expired(table, key), &[&now.millis(), &limit])
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
