@@ -16,6 +16,7 @@ use crate::config::{Config, StoreKind};
 use crate::health::{HealthParts, HealthService};
 use crate::http::{self, Admissions, HOT_ROUTES};
 use crate::layers::admission::Admission;
+use crate::server::{self, ConnLimits};
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::{
@@ -41,6 +42,10 @@ pub struct Options {
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` and `/debug/health`, when `--management-listen` moves them off the public port.
+    management: Option<(TcpListener, Router)>,
+    /// Deadlines and caps of every client connection.
+    limits: ConnLimits,
     store: Arc<dyn Store>,
     /// Other nodes' changes to this node's caches, when the store is shared (PostgreSQL).
     invalidations: Option<InvalidationFeed>,
@@ -184,10 +189,23 @@ impl Application {
             clock: opts.clock,
             web,
         };
-        let router = http::router(state.clone(), &admissions);
+        let router = http::router(state.clone(), &admissions, cfg.management_listen.is_none());
         let listener = TcpListener::bind(cfg.listen).await?;
+        let management = match cfg.management_listen {
+            Some(addr) => Some((TcpListener::bind(addr).await?, http::management_router(state.clone()))),
+            None => None,
+        };
+        let limits = ConnLimits {
+            header_timeout: cfg.header_timeout.0,
+            body_timeout: cfg.body_timeout.0,
+            idle_timeout: cfg.idle_timeout.0,
+            max_connections: cfg.max_connections,
+            max_header_bytes: cfg.max_header_bytes.0,
+        };
         Ok(Self {
             listener,
+            management,
+            limits,
             store,
             invalidations,
             listening,
@@ -203,6 +221,11 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The management address (`--management-listen`), when there is one.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -235,6 +258,8 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             listener,
+            management,
+            limits,
             router,
             sweeper,
             cancel,
@@ -246,18 +271,19 @@ impl Application {
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
+        let management = match management {
+            Some((listener, router)) => {
+                tracing::info!(addr = %listener.local_addr()?, "management listening");
+                Some(tracker.spawn(server::serve(listener, router, limits, cancel.clone())))
+            }
+            None => None,
+        };
         // Background tasks stop after the server has drained, not with it.
         tracker.spawn(sweeper.run(background.clone()));
         if let Some(feed) = invalidations {
             tracker.spawn(feed);
         }
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let mut served = tracker.spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "server failed");
-            }
-        });
+        let mut served = tracker.spawn(server::serve(listener, router, limits, cancel.clone()));
         tracker.close();
         let mut drained = tokio::select! {
             () = cancel.cancelled() => false,
@@ -271,6 +297,9 @@ impl Application {
         let deadline = tokio::time::Instant::now() + grace;
         if !drained {
             drained = tokio::time::timeout_at(deadline, &mut served).await.is_ok();
+        }
+        if let Some(management) = management {
+            drained &= tokio::time::timeout_at(deadline, management).await.is_ok();
         }
         if drained {
             tracing::info!("server stopped accepting and drained");

@@ -66,6 +66,56 @@ impl Serialize for HumanDuration {
     }
 }
 
+/// A size: bytes (`16384`) or binary units (`16KiB`, `1MiB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, unit) = s.split_at(split);
+        let n: usize = n
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size such as 16384, 16KiB or 1MiB"))?;
+        let factor = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1024,
+            "MiB" => 1024 * 1024,
+            _ => return Err(format!("{s:?}: the units are B, KiB and MiB")),
+        };
+        n.checked_mul(factor)
+            .map(Self)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(Self(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            n if n % (1024 * 1024) == 0 && n > 0 => s.collect_str(&format_args!("{}MiB", n / (1024 * 1024))),
+            n if n % 1024 == 0 && n > 0 => s.collect_str(&format_args!("{}KiB", n / 1024)),
+            n => s.serialize_u64(n as u64),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -181,6 +231,18 @@ settings! {
     request_timeout: HumanDuration = secs(10), env "AUTHPLANE_REQUEST_TIMEOUT";
     /// Time in-flight work gets on SIGTERM/SIGINT.
     shutdown_grace: HumanDuration = secs(10), env "AUTHPLANE_SHUTDOWN_GRACE";
+    /// Longest time a client may take to send a request's headers.
+    header_timeout: HumanDuration = secs(10), env "AUTHPLANE_HEADER_TIMEOUT";
+    /// Longest time a client may take to send a request's body.
+    body_timeout: HumanDuration = secs(10), env "AUTHPLANE_BODY_TIMEOUT";
+    /// An idle keep-alive connection is closed after this long.
+    idle_timeout: HumanDuration = secs(60), env "AUTHPLANE_IDLE_TIMEOUT";
+    /// Open client connections; past it, new ones wait in the backlog.
+    max_connections: usize = 10_000, env "AUTHPLANE_MAX_CONNECTIONS";
+    /// All request headers together; more is 431.
+    max_header_bytes: ByteSize = ByteSize(16 * 1024), env "AUTHPLANE_MAX_HEADER_BYTES";
+    /// When set, `/metrics` and `/debug/health` move to this address (and leave the public one).
+    management_listen: SocketAddr, env "AUTHPLANE_MANAGEMENT_LISTEN";
     /// `text` or `json`.
     log_format: LogFormat = LogFormat::Text, env "AUTHPLANE_LOG_FORMAT";
     /// When set, traces are exported over OTLP.
@@ -327,6 +389,7 @@ impl Config {
             ("pool_size", self.pool_size),
             ("max_inflight", self.max_inflight),
             ("hash_concurrency", self.hash_concurrency),
+            ("max_connections", self.max_connections),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
@@ -339,10 +402,16 @@ impl Config {
             ("refresh_token_ttl", self.refresh_token_ttl),
             ("sweep_interval", self.sweep_interval),
             ("request_timeout", self.request_timeout),
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
         ] {
             if d.0.is_zero() {
                 return bad(format!("{name} must be longer than zero"));
             }
+        }
+        if self.max_header_bytes.0 < 1024 {
+            return bad("max_header_bytes must be at least 1KiB".into());
         }
         Ok(())
     }
@@ -475,6 +544,25 @@ mod tests {
         assert!(err.contains("sub \"s1\" belongs to another user"), "{err}");
         let err = resolve(user("a", "s1") + &user("a", "s2")).unwrap_err().to_string();
         assert!(err.contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_bytes_or_binary_units() {
+        assert_eq!("16384".parse::<ByteSize>(), Ok(ByteSize(16384)));
+        assert_eq!("16KiB".parse::<ByteSize>(), Ok(ByteSize(16 * 1024)));
+        assert_eq!("2MiB".parse::<ByteSize>(), Ok(ByteSize(2 * 1024 * 1024)));
+        assert!("16KB".parse::<ByteSize>().is_err());
+        assert!("lots".parse::<ByteSize>().is_err());
+        let f = file("[settings]\nmax_header_bytes = \"32KiB\"\n");
+        assert_eq!(
+            Config::resolve(Settings::default(), f).unwrap().max_header_bytes,
+            ByteSize(32 * 1024)
+        );
+        let f = file("[settings]\nmax_header_bytes = 4096\n");
+        assert_eq!(
+            Config::resolve(Settings::default(), f).unwrap().max_header_bytes,
+            ByteSize(4096)
+        );
     }
 
     #[test]

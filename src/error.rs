@@ -48,6 +48,8 @@ pub enum ApiError {
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// The request body did not arrive within `--body-timeout`.
+    BodyTimeout,
     /// Load shedding or a timeout: the request was not (fully) served; try again shortly.
     Overloaded,
     /// A dependency (the store) is unreachable or out of connections.
@@ -69,7 +71,9 @@ impl ApiError {
     /// The OAuth `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType => "invalid_request",
+            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType | Self::BodyTimeout => {
+                "invalid_request"
+            }
             Self::InvalidClient { .. } => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
@@ -94,6 +98,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(d) => Some(d),
             Self::PayloadTooLarge => Some("request body too large"),
+            Self::BodyTimeout => Some("the request body did not arrive in time"),
             Self::UnsupportedMediaType => Some("content type must be application/x-www-form-urlencoded"),
             Self::InvalidClient { .. } => Some("client authentication failed"),
             Self::InvalidGrant => Some("the grant is invalid, expired, revoked or was issued to another client"),
@@ -133,6 +138,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -31,6 +31,7 @@ pub mod health;
 pub mod http;
 pub mod layers;
 pub mod otlp;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod state;

@@ -136,6 +136,8 @@ impl<S: Send + Sync> FromRequest<S> for Form {
             .map_err(|e| {
                 if is_length_limit(&e) {
                     ApiError::PayloadTooLarge
+                } else if caused_by::<crate::server::BodyTimedOut>(&e) {
+                    ApiError::BodyTimeout
                 } else {
                     ApiError::InvalidRequest("could not read the request body")
                 }
@@ -148,9 +150,14 @@ impl<S: Send + Sync> FromRequest<S> for Form {
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
+    caused_by::<http_body_util::LengthLimitError>(e)
+}
+
+/// Whether `E` is somewhere in the chain of `e`.
+fn caused_by<E: std::error::Error + 'static>(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
+        if err.is::<E>() {
             return true;
         }
         source = err.source();

@@ -76,7 +76,12 @@ impl Admissions {
 /// the client's redirect_uri (CONTRACT section 3).
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn router(state: AppState, admissions: &Admissions) -> Router {
+/// `Strict-Transport-Security` when the issuer is https: a year, subdomains included.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// The public router. With `management` false, `/metrics` and `/debug/health` are not on it:
+/// they are served by [`management_router`] on `--management-listen` instead.
+pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Router {
     let hot = HOT_ROUTES
         .iter()
         .zip(admissions.all())
@@ -94,10 +99,35 @@ pub fn router(state: AppState, admissions: &Admissions) -> Router {
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
         .route("/.well-known/openid-configuration", get(health::metadata))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz));
+    let routes = if management { with_management(routes) } else { routes };
+    let https = state.web.secure_cookie;
+    let routes = routes
+        .route_layer(from_fn_with_state(HttpMetrics::new(state.metrics.clone()), track))
+        .with_state(state);
+    let router = outer_layers(routes);
+    if https {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ))
+    } else {
+        router
+    }
+}
+
+fn with_management(routes: Router<AppState>) -> Router<AppState> {
+    routes
         .route("/debug/health", get(health::debug_health))
         .route("/metrics", get(health::metrics))
-        .route_layer(from_fn_with_state(HttpMetrics::new(state.metrics.clone()), track))
+}
+
+/// `/metrics`, `/debug/health` and the probes, for `--management-listen`: an address operators
+/// keep off the public network (as Keycloak's management port and Hydra's admin port).
+pub fn management_router(state: AppState) -> Router {
+    let routes = with_management(Router::new())
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .with_state(state);
     outer_layers(routes)
 }

@@ -44,6 +44,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the largest variant (every server setting) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Real flows: each virtual user logs in once, then authorize → token (code) → userinfo × k →

@@ -1,0 +1,399 @@
+//! The accept loop, in place of `axum::serve`, for what a hostile client must not be able to make
+//! the server hold (invariant 12 of docs/reference.md):
+//!
+//! - **Connections** are capped at `--max-connections`: at the cap the loop stops accepting (new
+//!   connections wait in the kernel's backlog) and keeps serving the ones it has.
+//! - **Header, idle and body deadlines**, per connection: a client gets `--header-timeout` from
+//!   its first byte to the end of a request's headers, a keep-alive connection `--idle-timeout`
+//!   between the end of one answer and the first byte of the next request (a fresh connection
+//!   that sends nothing gets the header timeout), and a request's body `--body-timeout` in all
+//!   ([`BodyDeadline`]). Past a connection deadline the connection is closed.
+//! - **Header bytes** are capped at `--max-header-bytes` (hyper answers 431 with an empty body).
+//! - **Shutdown** closes idle connections and connections still sending headers at once, and
+//!   stops reading unfinished bodies, so a stalled client never stretches a shutdown to its grace.
+//!
+//! hyper's own `header_read_timeout` is not used: it starts when hyper begins waiting for a
+//! request, idle time included, so it would close keep-alive connections after the header
+//! timeout instead of the idle timeout. [`Deadlines`] watches the bytes instead.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Version, header};
+use axum::response::IntoResponse;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::error::ApiError;
+
+/// The limits of [`serve`], from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+}
+
+/// Serves `router` on `listener` until `cancel` fires; then stops accepting, closes the
+/// connections that have no request in progress, and returns once every connection has ended.
+/// (The caller bounds that wait with the shutdown grace.)
+pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, cancel: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(8 * 1024) + 8 * 1024);
+    loop {
+        // At the cap, wait for a connection to end before accepting another: the ones we have
+        // keep being served, and new ones wait in the backlog.
+        let permit = tokio::select! {
+            () = cancel.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Per-connection errors (the peer reset before we accepted) and descriptor
+                    // exhaustion: log, pause briefly so a full table can drain, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let cancel = cancel.clone();
+        let http = http.clone();
+        connections.spawn(async move {
+            serve_connection(http, stream, peer, router, limits, cancel).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+async fn serve_connection(
+    http: hyper::server::conn::http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnLimits,
+    cancel: CancellationToken,
+) {
+    let io = Deadlines::new(stream, limits.header_timeout, limits.idle_timeout);
+    let phase = Arc::clone(&io.phase);
+    let body_cancel = cancel.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let req = req.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout, body_cancel.clone())));
+        let router = router.clone();
+        async move {
+            if !one_host(&req) {
+                let refused = ApiError::InvalidRequest("a request needs exactly one Host header").into_response();
+                return Ok(refused);
+            }
+            router.oneshot(req).await
+        }
+    });
+    let conn = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return log_end(res),
+        () = cancel.cancelled() => {}
+    }
+    // Shutting down: no new request on this connection. One with no request in progress
+    // (idle, or still sending headers) is closed now; otherwise its answer is awaited (an
+    // unfinished body fails at once: see [`BodyDeadline`]).
+    if phase.load(Ordering::Acquire) != IN_REQUEST {
+        return;
+    }
+    conn.as_mut().graceful_shutdown();
+    log_end(conn.await);
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request without a Host header, or any request with more
+/// than one, is answered 400.
+fn one_host<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), None) => true,
+        (None, _) => req.version() < Version::HTTP_11,
+        (Some(_), Some(_)) => false,
+    }
+}
+
+fn log_end(res: Result<(), hyper::Error>) {
+    if let Err(e) = res {
+        // Timeouts, resets and malformed requests: the client's doing, not an error of ours.
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+// === impl Deadlines ===
+
+/// Waiting for a request (fresh connection: the header deadline; after an answer: the idle one).
+const WAITING: u8 = 0;
+/// Between a request's first byte and the end of its headers.
+const IN_HEADERS: u8 = 1;
+/// Headers complete, until the answer has been written: no connection deadline (the body has
+/// its own, the handler `--request-timeout`).
+const IN_REQUEST: u8 = 2;
+
+/// A connection's socket that closes it (a read error) when the client is too slow between
+/// requests or inside a request's headers. It follows the bytes: the first byte read starts the
+/// header deadline, the end of the headers (`\r\n\r\n`) clears it, and a write (the answer)
+/// starts the idle deadline.
+pub struct Deadlines<IO> {
+    io: IO,
+    phase: Arc<AtomicU8>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The last bytes of the headers read so far, to find `\r\n\r\n` across reads.
+    tail: u32,
+    /// The task waiting to read, when it waits without a deadline: a deadline set by a write
+    /// (the idle one) must wake it, or nothing would poll the new timer.
+    reader: Option<Waker>,
+}
+
+impl<IO> Deadlines<IO> {
+    pub fn new(io: IO, header_timeout: Duration, idle_timeout: Duration) -> Self {
+        Self {
+            io,
+            phase: Arc::new(AtomicU8::new(WAITING)),
+            header_timeout,
+            idle_timeout,
+            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            tail: 0,
+            reader: None,
+        }
+    }
+
+    fn set_deadline(&mut self, after: Duration) {
+        let at = Instant::now() + after;
+        match &mut self.deadline {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    /// Follows the request bytes just read.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut phase = self.phase.load(Ordering::Relaxed);
+        let mut rest = bytes;
+        if phase == WAITING {
+            phase = IN_HEADERS;
+            self.tail = 0;
+            self.set_deadline(self.header_timeout);
+        }
+        if phase == IN_HEADERS {
+            for (i, b) in rest.iter().enumerate() {
+                self.tail = (self.tail << 8) | u32::from(*b);
+                if self.tail == u32::from_be_bytes(*b"\r\n\r\n") {
+                    phase = IN_REQUEST;
+                    self.deadline = None;
+                    rest = &rest[i + 1..];
+                    break;
+                }
+            }
+        }
+        let _ = rest; // Body bytes (or a pipelined request) need no bookkeeping here.
+        self.phase.store(phase, Ordering::Release);
+    }
+
+    fn answered(&mut self) {
+        if self.phase.swap(WAITING, Ordering::AcqRel) != WAITING || self.deadline.is_none() {
+            self.set_deadline(self.idle_timeout);
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let this = &mut *self;
+                this.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let this = &mut *self;
+                let Some(deadline) = &mut this.deadline else {
+                    if !this.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        this.reader = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                };
+                {
+                    ready!(deadline.as_mut().poll(cx));
+                    let what = match this.phase.load(Ordering::Relaxed) {
+                        IN_HEADERS => "headers not received within --header-timeout",
+                        _ => "connection idle past its deadline",
+                    };
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+        self.answered();
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
+        self.answered();
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+// === impl BodyDeadline ===
+
+/// The request body did not arrive within `--body-timeout`, or the server is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received in time")]
+pub struct BodyTimedOut;
+
+/// The deadline and the shutdown signal a body waits against.
+type Waiting = (Pin<Box<Sleep>>, Pin<Box<WaitForCancellationFutureOwned>>);
+
+/// A request body that fails with [`BodyTimedOut`] when it has not fully arrived within its
+/// deadline (counted from the end of the headers), or when shutdown begins while it is awaited.
+pub struct BodyDeadline {
+    inner: Incoming,
+    /// Armed on the first poll that has to wait, so bodies that are already there cost nothing.
+    timeout: Duration,
+    started: Instant,
+    waiting: Option<Waiting>,
+    cancel: CancellationToken,
+}
+
+impl BodyDeadline {
+    pub fn new(inner: Incoming, timeout: Duration, cancel: CancellationToken) -> Self {
+        Self {
+            inner,
+            timeout,
+            started: Instant::now(),
+            waiting: None,
+            cancel,
+        }
+    }
+}
+
+impl hyper::body::Body for BodyDeadline {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let (sleep, cancelled) = this.waiting.get_or_insert_with(|| {
+            (
+                Box::pin(tokio::time::sleep_until(this.started + this.timeout)),
+                Box::pin(this.cancel.clone().cancelled_owned()),
+            )
+        });
+        if sleep.as_mut().poll(cx).is_ready() || cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn deadlines() -> Deadlines<tokio::io::Empty> {
+        Deadlines::new(tokio::io::empty(), Duration::from_secs(10), Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn the_phase_follows_the_bytes() {
+        let mut d = deadlines();
+        assert_eq!(d.phase.load(Ordering::Relaxed), WAITING);
+        d.saw(b"POST /auth/token HTTP/1.1\r\nhost: x\r");
+        assert_eq!(d.phase.load(Ordering::Relaxed), IN_HEADERS);
+        assert!(d.deadline.is_some());
+        // The end of the headers may arrive split across reads.
+        d.saw(b"\n\r");
+        assert_eq!(d.phase.load(Ordering::Relaxed), IN_HEADERS);
+        d.saw(b"\ngrant_type=client_credentials");
+        assert_eq!(d.phase.load(Ordering::Relaxed), IN_REQUEST);
+        assert!(d.deadline.is_none(), "no connection deadline while a request is served");
+        d.answered();
+        assert_eq!(d.phase.load(Ordering::Relaxed), WAITING);
+        assert!(d.deadline.is_some(), "the idle deadline runs after the answer");
+    }
+}
