@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::PasswordHashString;
 pub use crate::domain::TokenEndpointAuthMethod;
-use crate::domain::{Client, GrantType, RegisteredUri, Scope, User};
+use crate::domain::{Client, GrantType, Origin, RegisteredUri, Scope, User};
 pub use crate::store::StoreKind;
 
 #[derive(Debug, Parser)]
@@ -226,6 +226,10 @@ pub struct ClientConfig {
     /// PKCE is always required for public clients; this requires it for a confidential one too.
     #[serde(default)]
     pub require_pkce: bool,
+    /// Origins (`scheme://host[:port]`) whose pages may call the token plane (CORS); absent, the
+    /// origins of the redirect URIs; `[]` for none.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// The config file: `[settings]`, `[[users]]`, `[[clients]]`.
@@ -402,6 +406,19 @@ impl ClientConfig {
             return Err("authorization_code needs a redirect_uri".into());
         }
         let scope = Scope::parse(&self.scopes.join(" ")).ok_or("invalid scope")?;
+        let mut allowed_origins = match &self.allowed_origins {
+            Some(origins) => origins
+                .iter()
+                .map(|o| {
+                    Origin::parse(o).ok_or_else(|| {
+                        format!("allowed_origins: {o:?} must be an http(s) origin, scheme://host[:port] without a path")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => redirect_uris.iter().filter_map(Origin::of_redirect).collect(),
+        };
+        allowed_origins.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allowed_origins.dedup();
         Ok(Client {
             client_id: Arc::from(self.client_id.as_str()),
             secret,
@@ -410,6 +427,7 @@ impl ClientConfig {
             scope,
             auth_method,
             require_pkce: self.require_pkce,
+            allowed_origins,
         })
     }
 }
@@ -475,6 +493,38 @@ mod tests {
         assert!(err.contains("sub \"s1\" belongs to another user"), "{err}");
         let err = resolve(user("a", "s1") + &user("a", "s2")).unwrap_err().to_string();
         assert!(err.contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn allowed_origins_default_to_the_redirect_uris_and_are_checked() {
+        let client = |extra: &str| {
+            let text = format!(
+                "[[clients]]\nclient_id = \"c\"\nredirect_uris = [\"http://127.0.0.1:9000/spa\", \
+                 \"http://127.0.0.1:9000/other\", \"com.example:/cb\"]\ngrant_types = [\"authorization_code\"]\n\
+                 scopes = [\"openid\"]\n{extra}"
+            );
+            Config::resolve(Settings::default(), file(&text)).map(|cfg| {
+                cfg.clients[0]
+                    .allowed_origins
+                    .iter()
+                    .map(|o| o.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(client("").unwrap(), ["http://127.0.0.1:9000"]);
+        assert_eq!(
+            client("allowed_origins = [\"https://spa.example\", \"http://localhost:3000\"]").unwrap(),
+            ["http://localhost:3000", "https://spa.example"]
+        );
+        assert!(client("allowed_origins = []").unwrap().is_empty());
+        let err = client("allowed_origins = [\"https://spa.example/app\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("client \"c\": allowed_origins: \"https://spa.example/app\""),
+            "{err}"
+        );
+        assert!(client("allowed_origins = [\"*\"]").is_err());
     }
 
     #[test]
