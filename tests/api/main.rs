@@ -13,6 +13,7 @@ mod browser;
 mod caches;
 mod client_library;
 mod config;
+mod cors;
 mod invariants;
 mod login;
 mod malformed;
