@@ -479,6 +479,12 @@ mod tests {
         assert_eq!(app.auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
         let spa = cfg.clients.iter().find(|c| &*c.client_id == "demo-spa").unwrap();
         assert_eq!(spa.auth_method, TokenEndpointAuthMethod::None);
+        let origins: Vec<_> = spa.allowed_origins.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            origins,
+            ["http://127.0.0.1:9000"],
+            "the SPA's pages may call the token plane"
+        );
     }
 
     #[test]
