@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::PasswordHashString;
 pub use crate::domain::TokenEndpointAuthMethod;
-use crate::domain::{Client, GrantType, RegisteredUri, Scope, User};
+use crate::domain::{Client, GrantType, Origin, RegisteredUri, Scope, User};
 pub use crate::store::StoreKind;
 
 #[derive(Debug, Parser)]
@@ -288,6 +288,10 @@ pub struct ClientConfig {
     /// PKCE is always required for public clients; this requires it for a confidential one too.
     #[serde(default)]
     pub require_pkce: bool,
+    /// Origins (`scheme://host[:port]`) whose pages may call the token plane (CORS); absent, the
+    /// origins of the redirect URIs; `[]` for none.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// The config file: `[settings]`, `[[users]]`, `[[clients]]`.
@@ -471,6 +475,19 @@ impl ClientConfig {
             return Err("authorization_code needs a redirect_uri".into());
         }
         let scope = Scope::parse(&self.scopes.join(" ")).ok_or("invalid scope")?;
+        let mut allowed_origins = match &self.allowed_origins {
+            Some(origins) => origins
+                .iter()
+                .map(|o| {
+                    Origin::parse(o).ok_or_else(|| {
+                        format!("allowed_origins: {o:?} must be an http(s) origin, scheme://host[:port] without a path")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => redirect_uris.iter().filter_map(Origin::of_redirect).collect(),
+        };
+        allowed_origins.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allowed_origins.dedup();
         Ok(Client {
             client_id: Arc::from(self.client_id.as_str()),
             secret,
@@ -479,6 +496,7 @@ impl ClientConfig {
             scope,
             auth_method,
             require_pkce: self.require_pkce,
+            allowed_origins,
         })
     }
 }
@@ -530,6 +548,12 @@ mod tests {
         assert_eq!(app.auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
         let spa = cfg.clients.iter().find(|c| &*c.client_id == "demo-spa").unwrap();
         assert_eq!(spa.auth_method, TokenEndpointAuthMethod::None);
+        let origins: Vec<_> = spa.allowed_origins.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            origins,
+            ["http://127.0.0.1:9000"],
+            "the SPA's pages may call the token plane"
+        );
     }
 
     #[test]
@@ -563,6 +587,38 @@ mod tests {
             Config::resolve(Settings::default(), f).unwrap().max_header_bytes,
             ByteSize(4096)
         );
+    }
+
+    #[test]
+    fn allowed_origins_default_to_the_redirect_uris_and_are_checked() {
+        let client = |extra: &str| {
+            let text = format!(
+                "[[clients]]\nclient_id = \"c\"\nredirect_uris = [\"http://127.0.0.1:9000/spa\", \
+                 \"http://127.0.0.1:9000/other\", \"com.example:/cb\"]\ngrant_types = [\"authorization_code\"]\n\
+                 scopes = [\"openid\"]\n{extra}"
+            );
+            Config::resolve(Settings::default(), file(&text)).map(|cfg| {
+                cfg.clients[0]
+                    .allowed_origins
+                    .iter()
+                    .map(|o| o.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(client("").unwrap(), ["http://127.0.0.1:9000"]);
+        assert_eq!(
+            client("allowed_origins = [\"https://spa.example\", \"http://localhost:3000\"]").unwrap(),
+            ["http://localhost:3000", "https://spa.example"]
+        );
+        assert!(client("allowed_origins = []").unwrap().is_empty());
+        let err = client("allowed_origins = [\"https://spa.example/app\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("client \"c\": allowed_origins: \"https://spa.example/app\""),
+            "{err}"
+        );
+        assert!(client("allowed_origins = [\"*\"]").is_err());
     }
 
     #[test]

@@ -230,6 +230,10 @@ pub struct Client {
     pub scope: Scope,
     pub auth_method: TokenEndpointAuthMethod,
     pub require_pkce: bool,
+    /// The web origins whose pages may call the token plane with `fetch` (CORS, CONTRACT
+    /// section 3): the config's `allowed_origins`, by default the origins of the http(s)
+    /// redirect URIs, where a browser app is served from.
+    pub allowed_origins: Vec<Origin>,
 }
 
 impl Client {
@@ -266,6 +270,39 @@ impl RegisteredUri {
             exact: uri.to_owned(),
             base: url.into(),
         })
+    }
+}
+
+/// A web origin, `scheme://host[:port]`, serialized as browsers send it in `Origin` (lowercase
+/// host, no default port), so that an allowed origin is found by comparing strings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin(String);
+
+impl Origin {
+    /// An http(s) origin as an operator writes it: scheme, host and port only. A path (even `/`),
+    /// a query, a fragment or user info is refused rather than cut off, so that a mistake such as
+    /// a redirect URI pasted as an origin is caught at start-up, not by a browser refusing later.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (_, authority) = s.split_once("://")?;
+        if authority.is_empty() || authority.contains(['/', '\\', '?', '#', '@']) {
+            return None;
+        }
+        Self::of_url(&url::Url::parse(s).ok()?)
+    }
+
+    /// The origin a page at this redirect URI runs in; `None` for schemes a browser page cannot
+    /// have (a native app's `com.example:/cb`).
+    pub fn of_redirect(uri: &RegisteredUri) -> Option<Self> {
+        Self::of_url(&url::Url::parse(&uri.base).ok()?)
+    }
+
+    fn of_url(url: &url::Url) -> Option<Self> {
+        let web = matches!(url.scheme(), "http" | "https") && url.host().is_some();
+        web.then(|| Self(url.origin().ascii_serialization()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -315,6 +352,38 @@ mod tests {
         assert!(CodeVerifier::parse(&"a".repeat(42)).is_none());
         assert!(CodeVerifier::parse(&"a~.-_".repeat(10)).is_some());
         assert!(CodeVerifier::parse(&"a".repeat(129)).is_none());
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        let o = |s: &str| Origin::parse(s).map(|o| o.0);
+        assert_eq!(o("http://127.0.0.1:9000").as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(o("https://App.Example.com").as_deref(), Some("https://app.example.com"));
+        assert_eq!(
+            o("https://app.example.com:443").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(o("http://[::1]:8080").as_deref(), Some("http://[::1]:8080"));
+        for bad in [
+            "http://127.0.0.1:9000/",
+            "http://127.0.0.1:9000/spa",
+            "http://a.test?x",
+            "http://a.test#x",
+            "http://user@a.test",
+            "ftp://a.test",
+            "*",
+            "null",
+            "a.test",
+            "http://",
+        ] {
+            assert_eq!(o(bad), None, "{bad}");
+        }
+        let from = |uri: &str| Origin::of_redirect(&RegisteredUri::parse(uri).unwrap()).map(|o| o.0);
+        assert_eq!(
+            from("http://127.0.0.1:9000/spa?x=1").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(from("com.example.app:/cb"), None);
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn redirect_uri(data: &[u8]) {
         scopes: vec!["openid".into()],
         token_endpoint_auth_method: None,
         require_pkce: false,
+        allowed_origins: None,
     };
     let file = FileConfig {
         settings: Settings::default(),
@@ -176,6 +177,7 @@ pub fn fuzz_config() -> anyhow::Result<Config> {
                 scopes: vec!["openid".into(), "profile".into()],
                 token_endpoint_auth_method: Some(TokenEndpointAuthMethod::ClientSecretBasic),
                 require_pkce: false,
+                allowed_origins: None,
             },
             ClientConfig {
                 client_id: "demo-spa".into(),
@@ -185,6 +187,7 @@ pub fn fuzz_config() -> anyhow::Result<Config> {
                 scopes: vec!["openid".into()],
                 token_endpoint_auth_method: Some(TokenEndpointAuthMethod::None),
                 require_pkce: false,
+                allowed_origins: None,
             },
         ],
     };

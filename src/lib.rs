@@ -11,7 +11,7 @@
 //! - [`crypto`]: random credentials, SHA-256 hashes, PKCE, argon2id, constant-time compare.
 //! - [`domain`]: newtypes that parse once (scope, PKCE values, timestamps, hashes).
 //! - [`clock`]: where `now` comes from (the system, or a test's manual clock).
-//! - [`http`]: routes, extractors, handlers; [`layers`]: latency metrics and admission control.
+//! - [`http`]: routes, extractors, handlers; [`layers`]: latency metrics, admission control and CORS.
 //! - [`service`]: sessions, authorization, tokens (one file per grant), clients, revocation.
 //! - [`cache`]: bounded moka caches with invalidation and metrics.
 //! - [`store`]: the store traits, and the in-memory implementation.

@@ -109,6 +109,7 @@ pub fn config() -> Config {
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             token_endpoint_auth_method: Some(TokenEndpointAuthMethod::ClientSecretBasic),
             require_pkce: false,
+            allowed_origins: None,
         }],
     };
     let settings = Settings {

@@ -14,6 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, log_error_cause};
 use crate::layers::admission::{Admission, admit};
+use crate::layers::cors::{Cors, CorsRoute, Origins, cors};
 use crate::layers::metrics::{HttpMetrics, track};
 use crate::state::AppState;
 
@@ -56,6 +57,38 @@ pub const HOT_ROUTES: [HotRoute; 3] = [
     },
 ];
 
+/// The token plane that browser apps may call from their own origin (CONTRACT section 3), and
+/// who may: the policy of [`crate::layers::cors`]. Login, authorize, introspection (a resource
+/// server's, with a confidential client's secret no page should hold) and the operators'
+/// endpoints are not in it, and send no CORS header.
+pub const CORS_ROUTES: [CorsRoute; 5] = [
+    CorsRoute {
+        path: "/auth/token",
+        methods: "POST",
+        origins: Origins::Clients,
+    },
+    CorsRoute {
+        path: "/auth/userinfo",
+        methods: "GET, POST",
+        origins: Origins::Clients,
+    },
+    CorsRoute {
+        path: "/auth/revoke",
+        methods: "POST",
+        origins: Origins::Clients,
+    },
+    CorsRoute {
+        path: "/.well-known/oauth-authorization-server",
+        methods: "GET",
+        origins: Origins::Any,
+    },
+    CorsRoute {
+        path: "/.well-known/openid-configuration",
+        methods: "GET",
+        origins: Origins::Any,
+    },
+];
+
 /// One [`Admission`] per entry of [`HOT_ROUTES`], in its order.
 #[derive(Clone)]
 pub struct Admissions(Vec<Admission>);
@@ -82,6 +115,8 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// The public router. With `management` false, `/metrics` and `/debug/health` are not on it:
 /// they are served by [`management_router`] on `--management-listen` instead.
 pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Router {
+    // A preflight names no client: the token plane allows the origins of them all.
+    let cors = Cors::new(&CORS_ROUTES, state.clients.all().flat_map(|c| &c.allowed_origins));
     let hot = HOT_ROUTES
         .iter()
         .zip(admissions.all())
@@ -105,7 +140,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
     let routes = routes
         .route_layer(from_fn_with_state(HttpMetrics::new(state.metrics.clone()), track))
         .with_state(state);
-    let router = outer_layers(routes);
+    let router = outer_layers(routes, cors);
     if https {
         router.layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
@@ -129,13 +164,15 @@ pub fn management_router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state);
-    outer_layers(routes)
+    outer_layers(routes, Cors::new(&CORS_ROUTES, std::iter::empty()))
 }
 
 /// The layers every route shares, outermost first: request id (set, then propagated as
-/// `X-Request-Id`), the request span, the logging of error causes (once, inside the span), the
-/// panic catcher, the security headers; and the OAuth-format 404 and 405 answers. The benchmark baseline goes through exactly these.
-pub fn outer_layers(router: Router) -> Router {
+/// `X-Request-Id`), the request span, the logging of error causes (once, inside the span), CORS
+/// (`cors`, whose preflight answers need the layers above and none below), the panic catcher,
+/// the security headers; and the OAuth-format 404 and 405 answers. The benchmark baseline goes
+/// through exactly these.
+pub fn outer_layers(router: Router, cors: Cors) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
         .fallback(|| async { ApiError::NotFound })
@@ -155,6 +192,8 @@ pub fn outer_layers(router: Router) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 // Inside the span, outside everything that can fail, panics included.
                 .layer(map_response(log_error_cause))
+                // Outside the panic catcher, so that a page can read even that 500.
+                .layer(from_fn_with_state(cors, self::cors))
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
                 }))
@@ -188,5 +227,5 @@ pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission)
                 .layer(from_fn_with_state(admission, admit)),
         )
         .route_layer(from_fn_with_state(HttpMetrics::new(metrics), track));
-    outer_layers(router)
+    outer_layers(router, Cors::new(&CORS_ROUTES, std::iter::empty()))
 }

@@ -4,10 +4,12 @@
 //! callback → token → userinfo. Only a browser checks what matters here: the headers its own form
 //! post carries (`Origin: null` and `Sec-Fetch-Site: same-origin` under `Referrer-Policy:
 //! no-referrer`), the SameSite=Lax cookie kept across the 303, and the page's CSP enforced on the
-//! whole redirect chain (a `form-action 'self'` would stop it at the client's callback).
+//! whole redirect chain (a `form-action 'self'` would stop it at the client's callback). And a
+//! browser app on another origin runs that flow itself, calling the token plane with `fetch`
+//! under the browser's CORS checks (CONTRACT section 3, "Browsers calling the token plane").
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; `scripts/ensure-chromium` installs them. Without
-//! them the test fails, it never skips.
+//! them the tests fail, they never skip.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -169,6 +171,162 @@ async fn a_browser_signs_in_on_the_login_page_and_the_client_gets_tokens() {
 
     browser.close().await.unwrap();
 }
+
+/// The SPA of CONTRACT section 3, "Browsers calling the token plane": a page served from its own
+/// origin (`localhost`, another site than authplane's `127.0.0.1`) runs the whole flow itself.
+/// It makes its PKCE pair and state, navigates to authorize (and so to the login page, where the
+/// person signs in), and on its return exchanges the code, reads userinfo, refreshes, revokes and
+/// sees the revoked token refused, all with `fetch`. Chromium enforces CORS on every call: the
+/// Bearer userinfo calls are preflighted, and no answer is readable without
+/// `Access-Control-Allow-Origin` (the refusal's `WWW-Authenticate` not without
+/// `Access-Control-Expose-Headers`). demo-spa's `allowed_origins` is the default: the origin of
+/// its redirect URI.
+#[tokio::test]
+async fn a_browser_app_on_another_origin_runs_the_whole_flow_with_fetch() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = format!("http://localhost:{}/spa", listener.local_addr().unwrap().port());
+    let app = spawn_with(config_with_spa_redirect(&page), None).await;
+    serve_spa_page(listener, &app.base);
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+
+    browser.goto(&page).await.unwrap();
+    // The page sent the browser to authorize, which sent it to the login page.
+    sign_in(&browser, "alice", "wonderland").await;
+    let Ok(_) = browser.wait().at_most(WAIT).for_element(Locator::Id("done")).await else {
+        panic!("the page did not finish its flow; {}", showing(&browser).await)
+    };
+    let result = browser.execute("return window.spaResult;", vec![]).await.unwrap();
+    let landed = browser.current_url().await.unwrap();
+    assert_eq!(
+        landed.origin().ascii_serialization(),
+        url::Url::parse(&page).unwrap().origin().ascii_serialization()
+    );
+    assert_eq!(result["stateMatches"], true, "{result}");
+    let step = |name: &str| {
+        let step = result["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} step in {result}"))
+            .clone();
+        assert!(
+            step.get("error").is_none(),
+            "the page could not read the {name} answer: {step}"
+        );
+        step
+    };
+    let token = step("token");
+    assert_eq!(token["status"], 200, "{token}");
+    assert_eq!(token["body"]["token_type"], "Bearer", "{token}");
+    assert!(token["body"]["refresh_token"].is_string(), "{token}");
+    let userinfo = step("userinfo");
+    assert_eq!(userinfo["status"], 200, "{userinfo}");
+    assert_eq!(userinfo["body"]["sub"], "u-alice", "{userinfo}");
+    assert_eq!(userinfo["body"]["name"], "Alice Liddell", "{userinfo}");
+    let refresh = step("refresh");
+    assert_eq!(refresh["status"], 200, "{refresh}");
+    assert_ne!(
+        refresh["body"]["access_token"], token["body"]["access_token"],
+        "{refresh}"
+    );
+    let refreshed = step("userinfo with the refreshed token");
+    assert_eq!(refreshed["status"], 200, "{refreshed}");
+    assert_eq!(refreshed["body"]["sub"], "u-alice", "{refreshed}");
+    let revoke = step("revoke");
+    assert_eq!(revoke["status"], 200, "{revoke}");
+    // Revoking the refresh token revoked its grant; the page reads why it is refused.
+    let revoked = step("userinfo after revoke");
+    assert_eq!(revoked["status"], 401, "{revoked}");
+    assert_eq!(revoked["body"]["error"], "invalid_token", "{revoked}");
+    let challenge = revoked["wwwAuthenticate"].as_str().unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains("invalid_token"),
+        "WWW-Authenticate is exposed to the page: {revoked}"
+    );
+
+    browser.close().await.unwrap();
+}
+
+/// Serves [`SPA_PAGE`], calling authplane at `auth`, at `/spa` on `listener` (its URL is
+/// `http://localhost:<port>/spa`, demo-spa's redirect URI in that test).
+fn serve_spa_page(listener: tokio::net::TcpListener, auth: &str) {
+    let html = SPA_PAGE.replace("{AUTH}", auth).replace("{CLIENT}", SPA);
+    let page = Router::new().route("/spa", get(move || async move { Html(html) }));
+    // Lives as long as the test's runtime.
+    tokio::spawn(async move { axum::serve(listener, page).await });
+}
+
+/// A public client's single page: no library, the flow as a browser app writes it.
+const SPA_PAGE: &str = r#"<!doctype html>
+<title>demo-spa</title>
+<script>
+const AUTH = "{AUTH}", CLIENT = "{CLIENT}", REDIRECT = location.origin + location.pathname;
+const b64url = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))
+  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const random = (n) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+
+async function signIn() {
+  const verifier = random(32), state = random(16);
+  sessionStorage.setItem("flow", JSON.stringify({ verifier, state }));
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const query = new URLSearchParams({
+    response_type: "code", client_id: CLIENT, redirect_uri: REDIRECT, scope: "openid profile",
+    state, code_challenge: challenge, code_challenge_method: "S256",
+  });
+  location.assign(AUTH + "/auth/authorize?" + query);
+}
+
+// One call: what the page can read of the answer, or why it could read nothing.
+async function call(name, path, init) {
+  try {
+    const res = await fetch(AUTH + path, init);
+    const text = await res.text();
+    let body = null;
+    try { body = JSON.parse(text); } catch (_) {}
+    return { name, status: res.status, body, wwwAuthenticate: res.headers.get("WWW-Authenticate") };
+  } catch (e) {
+    return { name, error: String(e) };
+  }
+}
+const post = (params) => ({ method: "POST", body: new URLSearchParams(params) });
+const bearer = (token) => ({ headers: { Authorization: "Bearer " + token } });
+
+async function signedIn(params) {
+  const flow = JSON.parse(sessionStorage.getItem("flow"));
+  const steps = [];
+  const step = async (...args) => { const r = await call(...args); steps.push(r); return r.body || {}; };
+  const tokens = await step("token", "/auth/token", post({
+    grant_type: "authorization_code", code: params.get("code"), redirect_uri: REDIRECT,
+    client_id: CLIENT, code_verifier: flow.verifier,
+  }));
+  await step("userinfo", "/auth/userinfo", bearer(tokens.access_token));
+  const refreshed = await step("refresh", "/auth/token", post({
+    grant_type: "refresh_token", refresh_token: tokens.refresh_token, client_id: CLIENT,
+  }));
+  await step("userinfo with the refreshed token", "/auth/userinfo", bearer(refreshed.access_token));
+  await step("revoke", "/auth/revoke", post({ token: refreshed.refresh_token, client_id: CLIENT }));
+  await step("userinfo after revoke", "/auth/userinfo", bearer(refreshed.access_token));
+  return { stateMatches: params.get("state") === flow.state, steps };
+}
+
+const params = new URLSearchParams(location.search);
+if (params.has("code") || params.has("error")) {
+  signedIn(params)
+    .catch((e) => ({ error: String(e) }))
+    .then((result) => {
+      window.spaResult = result;
+      const done = document.createElement("p");
+      done.id = "done";
+      done.textContent = JSON.stringify(result);
+      document.body.append(done);
+    });
+} else {
+  signIn();
+}
+</script>
+"#;
 
 /// The fixture, with demo-spa's only redirect_uri at `callback` (nothing listens on the fixture's
 /// port 9000, and a browser needs a page to land on).

@@ -77,6 +77,7 @@ pub fn test_file() -> FileConfig {
             scopes: scopes.clone(),
             token_endpoint_auth_method: Some(TokenEndpointAuthMethod::ClientSecretBasic),
             require_pkce: false,
+            allowed_origins: None,
         },
         ClientConfig {
             client_id: SPA.into(),
@@ -86,6 +87,7 @@ pub fn test_file() -> FileConfig {
             scopes: scopes.clone(),
             token_endpoint_auth_method: Some(TokenEndpointAuthMethod::None),
             require_pkce: false,
+            allowed_origins: None,
         },
         ClientConfig {
             client_id: OTHER.into(),
@@ -95,6 +97,7 @@ pub fn test_file() -> FileConfig {
             scopes: vec!["openid".into(), "profile".into()],
             token_endpoint_auth_method: None,
             require_pkce: false,
+            allowed_origins: None,
         },
     ];
     FileConfig {

@@ -14,6 +14,7 @@ mod caches;
 mod client_library;
 mod config;
 mod connections;
+mod cors;
 mod invariants;
 mod login;
 mod malformed;
