@@ -81,7 +81,7 @@ fn service_benches(c: &mut Criterion) {
     let challenge = authplane::crypto::pkce_challenge(VERIFIER);
     let session = rt.block_on(common::login(&app.router()));
     // The first token request pays the argon2 verification of the secret; every later one hits
-    // the verification cache (invariant 5).
+    // the verification cache (invariant 5 of docs/reference.md).
     let first = rt.block_on(async {
         let code = code(&state, &session, &challenge).await;
         token(&state, code_request(code)).await

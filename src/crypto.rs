@@ -39,7 +39,7 @@ pub fn hash_token(value: &str) -> TokenHash {
     TokenHash(Sha256::digest(value.as_bytes()).into())
 }
 
-/// The key of a verified client secret in the cache (invariant 5): a hash of the client id and
+/// The key of a verified client secret in the cache (invariant 5 of docs/reference.md): a hash of the client id and
 /// the presented secret, so a cache hit proves the same secret was verified before.
 pub fn client_secret_key(client_id: &str, secret: &str) -> TokenHash {
     let mut h = Sha256::new();
@@ -93,7 +93,7 @@ impl Argon2Params {
     /// The most work one verification may ask for: 256 MiB, 10 passes, 16 lanes. Every login
     /// (and the dummy verification of an unknown user) pays it, and the server makes its dummy
     /// hash with the first user's parameters at start-up: a hash beyond this would stall logins
-    /// or hang the start, so it is refused with the config (invariant 13).
+    /// or hang the start, so it is refused with the config (invariant 13 of docs/reference.md).
     pub const MAX: Self = Self {
         m_cost_kib: 256 * 1024,
         t_cost: 10,

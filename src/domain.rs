@@ -38,7 +38,7 @@ impl Timestamp {
 }
 
 /// A SHA-256 hash of a credential (session, code, token). Stores, caches and logs only ever hold
-/// this, never the credential itself (CONTRACT invariant 1).
+/// this, never the credential itself (invariant 1 of docs/reference.md).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenHash(pub [u8; 32]);
 
@@ -230,7 +230,7 @@ pub struct Client {
     pub scope: Scope,
     pub auth_method: TokenEndpointAuthMethod,
     pub require_pkce: bool,
-    /// The web origins whose pages may call the token plane with `fetch` (CORS, CONTRACT
+    /// The web origins whose pages may call the token plane with `fetch` (CORS, docs/reference.md
     /// section 3): the config's `allowed_origins`, by default the origins of the http(s)
     /// redirect URIs, where a browser app is served from.
     pub allowed_origins: Vec<Origin>,

@@ -57,7 +57,7 @@ pub const HOT_ROUTES: [HotRoute; 3] = [
     },
 ];
 
-/// The token plane that browser apps may call from their own origin (CONTRACT section 3), and
+/// The token plane that browser apps may call from their own origin (docs/reference.md section 3), and
 /// who may: the policy of [`crate::layers::cors`]. Login, authorize, introspection (a resource
 /// server's, with a confidential client's secret no page should hold) and the operators'
 /// endpoints are not in it, and send no CORS header.
@@ -106,7 +106,7 @@ impl Admissions {
 
 /// Content-Security-Policy for everything we serve: the login page needs only its inline style.
 /// No `form-action`: browsers apply it to the redirect chain after the login post, which ends at
-/// the client's redirect_uri (CONTRACT section 3).
+/// the client's redirect_uri (docs/reference.md section 3).
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `Strict-Transport-Security` when the issuer is https: a year, subdomains included.

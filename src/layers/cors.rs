@@ -1,4 +1,4 @@
-//! CORS for the token plane (CONTRACT section 3, "Browsers calling the token plane"): a browser
+//! CORS for the token plane (docs/reference.md section 3, "Browsers calling the token plane"): a browser
 //! app served from its own origin calls the endpoints of [`http::CORS_ROUTES`](crate::http::CORS_ROUTES)
 //! with `fetch`. The policy is that table, and the allowed origins are the union of every
 //! client's `allowed_origins` (a preflight carries no client id, so it cannot be narrower).

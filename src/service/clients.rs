@@ -1,6 +1,6 @@
 //! The client registry: the clients the config parsed, and client authentication (RFC 6749
 //! section 2.3). A successful secret verification is cached under a hash of the client id and the
-//! presented secret (invariant 5), so the token endpoint pays argon2 once per distinct secret, not
+//! presented secret (invariant 5 of docs/reference.md), so the token endpoint pays argon2 once per distinct secret, not
 //! once per request; concurrent first uses of one secret share a single verification.
 
 use std::collections::HashMap;

@@ -41,7 +41,7 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
 }
 
-/// An authorization code, bound to everything the token request must match (invariant 2).
+/// An authorization code, bound to everything the token request must match (invariant 2 of docs/reference.md).
 #[derive(Clone, Debug)]
 pub struct CodeRecord {
     pub hash: TokenHash,

@@ -1,4 +1,4 @@
-//! The login page in a real browser (CONTRACT.md section 3): headless Chromium, driven over
+//! The login page in a real browser (docs/reference.md section 3): headless Chromium, driven over
 //! WebDriver by chromedriver, runs a public client's authorization code flow against a listening
 //! server: authorize → login page → the form, typed into and submitted → code at the client's
 //! callback → token → userinfo. Only a browser checks what matters here: the headers its own form
@@ -6,7 +6,7 @@
 //! no-referrer`), the SameSite=Lax cookie kept across the 303, and the page's CSP enforced on the
 //! whole redirect chain (a `form-action 'self'` would stop it at the client's callback). And a
 //! browser app on another origin runs that flow itself, calling the token plane with `fetch`
-//! under the browser's CORS checks (CONTRACT section 3, "Browsers calling the token plane").
+//! under the browser's CORS checks (docs/reference.md section 3, "Browsers calling the token plane").
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; `scripts/ensure-chromium` installs them. Without
 //! them the tests fail, they never skip.
@@ -172,7 +172,7 @@ async fn a_browser_signs_in_on_the_login_page_and_the_client_gets_tokens() {
     browser.close().await.unwrap();
 }
 
-/// The SPA of CONTRACT section 3, "Browsers calling the token plane": a page served from its own
+/// The SPA of docs/reference.md section 3, "Browsers calling the token plane": a page served from its own
 /// origin (`localhost`, another site than authplane's `127.0.0.1`) runs the whole flow itself.
 /// It makes its PKCE pair and state, navigates to authorize (and so to the login page, where the
 /// person signs in), and on its return exchanges the code, reads userinfo, refreshes, revokes and

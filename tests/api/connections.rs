@@ -1,4 +1,4 @@
-//! What a client can make the server hold (invariant 12): header, body and idle deadlines, the
+//! What a client can make the server hold (invariant 12 of docs/reference.md): header, body and idle deadlines, the
 //! connection cap, header bytes; shutdown closing idle and stalled connections at once; one Host
 //! header; the management listener; HSTS. Real sockets against a real listening server.
 

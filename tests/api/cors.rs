@@ -1,4 +1,4 @@
-//! Browsers calling the token plane (CONTRACT section 3, CORS), over a listening server: the
+//! Browsers calling the token plane (docs/reference.md section 3, CORS), over a listening server: the
 //! preflights, the headers on answers (errors and 503s included), the allowed origins (by default
 //! the origins of the clients' redirect URIs, or their explicit `allowed_origins`), and the
 //! endpoints that send no CORS header. `browser.rs` runs the same flow in Chromium.

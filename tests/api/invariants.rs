@@ -1,4 +1,4 @@
-//! CONTRACT section 4 invariants that cut across endpoints: 1 (only hashes are kept or logged)
+//! docs/reference.md section 4 invariants that cut across endpoints: 1 (only hashes are kept or logged)
 //! and 7 (internal errors never reach clients with detail).
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! One integration-test binary: each module is an area of CONTRACT.md, driving a real server on
+//! One integration-test binary: each module is an area of docs/reference.md, driving a real server on
 //! 127.0.0.1:0 (see `helpers::spawn_app`). Set `TEST_LOG=1` to see the server's logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +25,7 @@ mod overload;
 mod pg;
 mod postgres;
 mod process;
+mod reference;
 mod refresh;
 mod revoke;
 mod signals;

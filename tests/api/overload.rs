@@ -1,4 +1,4 @@
-//! Invariant 8 (load shedding) and invariant 9 (graceful shutdown), driven deterministically by a
+//! Invariant 8 of docs/reference.md (load shedding) and invariant 9 of docs/reference.md (graceful shutdown), driven deterministically by a
 //! store that holds calls until released.
 
 use std::sync::Arc;

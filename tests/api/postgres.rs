@@ -1,5 +1,5 @@
 //! Several nodes on one PostgreSQL: the whole flow across nodes, exactly-once across nodes, and
-//! cross-node invalidation (invariant 6), including after the listener's connection is lost.
+//! cross-node invalidation (invariant 6 of docs/reference.md), including after the listener's connection is lost.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The real binary: `authplane serve` under load, stopped with SIGTERM (invariant 9).
+//! The real binary: `authplane serve` under load, stopped with SIGTERM (invariant 9 of docs/reference.md).
 
 use std::process::Stdio;
 use std::sync::Arc;

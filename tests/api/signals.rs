@@ -1,4 +1,4 @@
-//! Signals other than SIGTERM (invariant 13): SIGHUP and SIGUSR1 never kill the server, SIGQUIT
+//! Signals other than SIGTERM (invariant 13 of docs/reference.md): SIGHUP and SIGUSR1 never kill the server, SIGQUIT
 //! drains like SIGTERM. The real binary, with the demo config.
 
 use std::process::Stdio;

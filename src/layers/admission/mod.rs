@@ -1,5 +1,5 @@
 //! Admission control: which requests to a hot endpoint run now, which wait, and which are answered
-//! at once with 503 `temporarily_unavailable` and `Retry-After` (invariant 8), before the handler
+//! at once with 503 `temporarily_unavailable` and `Retry-After` (invariant 8 of docs/reference.md), before the handler
 //! (and so the store) is touched. One [`Admission`] per hot route (`http::HOT_ROUTES`), mounted
 //! with `from_fn_with_state(admission, admit)`.
 //!

@@ -28,7 +28,7 @@ impl TokenService {
         let record = match inner.store.consume_code(&hash).await? {
             ConsumeOutcome::Consumed(r) => r,
             ConsumeOutcome::AlreadyConsumed(r) => {
-                // Invariant 2: a replayed code revokes everything issued from its first use.
+                // Invariant 2 of docs/reference.md: a replayed code revokes everything issued from its first use.
                 tracing::warn!(target: "security", client_id = %client.client_id, grant = %r.grant_id.to_hex(),
                     "authorization code replayed; revoking its grant");
                 let tombstone = GrantRecord::of_code(&r, now, inner.ttls.refresh_token);

@@ -1,5 +1,5 @@
 //! `grant_type=refresh_token` (RFC 6749 section 6) with rotation on every use (RFC 9700 4.14.2):
-//! a rotated token presented again is a replay and revokes its grant (invariant 4).
+//! a rotated token presented again is a replay and revokes its grant (invariant 4 of docs/reference.md).
 
 use crate::crypto;
 use crate::domain::Timestamp;

@@ -1,5 +1,5 @@
 //! `invalidation-window`: on two nodes sharing one PostgreSQL store, how long node B keeps
-//! accepting a token after node A revoked it (CONTRACT invariant 6: bounded, never longer than
+//! accepting a token after node A revoked it (invariant 6 of docs/reference.md: bounded, never longer than
 //! `--cache-ttl`). Per trial: a client_credentials token from A; introspection on B until it is
 //! active (so B has it cached); revocation on A; then B's introspection polled back to back until
 //! it answers `active: false`. The window runs from A's revocation answer to B's first inactive
