@@ -130,12 +130,11 @@ impl Store for Instrumented {
     }
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         a: &AccessTokenRecord,
         r: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
-        self.observe("rotate_refresh_token", self.inner.rotate_refresh_token(old, now, a, r))
+        self.observe("rotate_refresh_token", self.inner.rotate_refresh_token(presented, a, r))
             .await
     }
     async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {

@@ -145,10 +145,10 @@ where
         self.records.insert(key, record);
     }
 
-    /// Removes up to `limit` records that expired before `now`, calling `removed` for each. The
-    /// removal re-checks the record under its shard's lock, so a concurrent write never loses a
-    /// live record.
-    fn sweep(&self, now: Timestamp, limit: usize, mut removed: impl FnMut(&K)) -> usize {
+    /// Removes up to `limit` records that expired before `now`, calling `removed` for each (after
+    /// its shard's guard is released). The removal re-checks the record under its shard's lock,
+    /// so a concurrent write never loses a live record.
+    fn sweep(&self, now: Timestamp, limit: usize, mut removed: impl FnMut(&K, &V)) -> usize {
         let mut count = 0;
         let mut examined = 0;
         while count < limit && examined < limit.saturating_mul(EXAMINE_PER_REMOVAL) {
@@ -158,8 +158,8 @@ where
             }
             examined += keys.len();
             for key in keys {
-                if self.records.remove_if(&key, |_, v| v.expires_at() < now).is_some() {
-                    removed(&key);
+                if let Some((key, record)) = self.records.remove_if(&key, |_, v| v.expires_at() < now) {
+                    removed(&key, &record);
                     count += 1;
                 }
             }
@@ -194,9 +194,12 @@ pub struct MemoryStore {
     sessions: Table<TokenHash, SessionRecord>,
     codes: Table<TokenHash, CodeRecord>,
     access: Table<TokenHash, AccessTokenRecord>,
+    /// By family: one record per grant, replaced in place at each rotation.
     refresh: Table<TokenHash, RefreshTokenRecord>,
     grants: Table<GrantId, GrantRecord>,
-    /// The tokens of each grant, so a revocation's cascade does not scan every token.
+    /// The live tokens of each grant (its access tokens' hashes and its refresh family), so a
+    /// revocation's cascade does not scan every token. An access token leaves its grant's list
+    /// when it is swept: the list holds what is live, not every token a grant ever had.
     grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
 }
 
@@ -207,6 +210,15 @@ impl MemoryStore {
 
     fn index(&self, grant: GrantId, hash: TokenHash) {
         self.grant_tokens.entry(grant).or_default().push(hash);
+    }
+
+    /// Drops a swept access token from its grant's list.
+    fn unindex(&self, grant: &GrantId, hash: &TokenHash) {
+        if let Some(mut hashes) = self.grant_tokens.get_mut(grant) {
+            if let Some(i) = hashes.iter().position(|h| h == hash) {
+                hashes.swap_remove(i);
+            }
+        }
     }
 
     /// Number of records of a kind (for tests and health).
@@ -274,8 +286,8 @@ impl Store for MemoryStore {
         self.index(grant.id, access.hash);
         self.access.insert(access.hash, access.clone());
         if let Some(r) = refresh {
-            self.index(grant.id, r.hash);
-            self.refresh.insert(r.hash, r.clone());
+            self.index(grant.id, r.family);
+            self.refresh.insert(r.family, r.clone());
         }
         Ok(())
     }
@@ -289,8 +301,8 @@ impl Store for MemoryStore {
         Ok(self.access.records.get(hash).map(|r| r.clone()))
     }
 
-    async fn get_refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        Ok(self.refresh.records.get(hash).map(|r| r.clone()))
+    async fn get_refresh_token(&self, family: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        Ok(self.refresh.records.get(family).map(|r| r.clone()))
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
@@ -299,25 +311,22 @@ impl Store for MemoryStore {
 
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         access: &AccessTokenRecord,
-        refresh: &RefreshTokenRecord,
+        next: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
         {
-            // The guard is dropped at the end of this block, before the inserts below, which may
-            // land on the same shard.
-            let Some(mut old) = self.refresh.records.get_mut(old) else {
+            // The guard is dropped at the end of this block, before the inserts below. The record
+            // keeps its expiry, so its expiry index entry stays right.
+            let Some(mut current) = self.refresh.records.get_mut(&next.family) else {
                 return Ok(RotateOutcome::NotFound);
             };
-            if old.rotated_at.is_some() {
+            if current.hash != *presented {
                 return Ok(RotateOutcome::AlreadyRotated);
             }
-            old.rotated_at = Some(now);
+            *current = next.clone();
         }
-        self.index(refresh.grant_id, refresh.hash);
-        self.index(refresh.grant_id, access.hash);
-        self.refresh.insert(refresh.hash, refresh.clone());
+        self.index(next.grant_id, access.hash);
         self.access.insert(access.hash, access.clone());
         Ok(RotateOutcome::Rotated)
     }
@@ -370,12 +379,16 @@ impl Store for MemoryStore {
 
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
         Ok(match kind {
-            RecordKind::Sessions => self.sessions.sweep(now, limit, |_| ()),
-            RecordKind::Codes => self.codes.sweep(now, limit, |_| ()),
-            RecordKind::AccessTokens => self.access.sweep(now, limit, |_| ()),
-            RecordKind::RefreshTokens => self.refresh.sweep(now, limit, |_| ()),
+            RecordKind::Sessions => self.sessions.sweep(now, limit, |_, _| ()),
+            RecordKind::Codes => self.codes.sweep(now, limit, |_, _| ()),
+            RecordKind::AccessTokens => self.access.sweep(now, limit, |hash, t| {
+                if let Some(grant) = &t.grant_id {
+                    self.unindex(grant, hash);
+                }
+            }),
+            RecordKind::RefreshTokens => self.refresh.sweep(now, limit, |_, _| ()),
             // Every token of an expired grant has expired too: its index entry goes with it.
-            RecordKind::Grants => self.grants.sweep(now, limit, |id| {
+            RecordKind::Grants => self.grants.sweep(now, limit, |id, _| {
                 self.grant_tokens.remove(id);
             }),
         })

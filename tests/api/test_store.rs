@@ -147,13 +147,12 @@ impl Store for TestStore {
     }
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         a: &AccessTokenRecord,
         r: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
         self.before().await?;
-        self.inner.rotate_refresh_token(old, now, a, r).await
+        self.inner.rotate_refresh_token(presented, a, r).await
     }
     async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {
         self.before().await?;
