@@ -52,6 +52,11 @@ pub enum ApiError {
     Overloaded,
     /// A dependency (the store) is unreachable or out of connections.
     Unavailable(#[source] anyhow::Error),
+    /// The memory store is at `--memory-store-capacity`: nothing new is issued until the sweeper
+    /// frees room. Counted (`authplane_store_capacity_refusals_total`), not logged per request.
+    StoreFull {
+        retry_after_secs: u64,
+    },
     Internal(#[source] anyhow::Error),
 }
 
@@ -84,7 +89,7 @@ impl ApiError {
             Self::Throttled { .. } => "too_many_requests",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::Overloaded | Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Overloaded | Self::Unavailable(_) | Self::StoreFull { .. } => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
         }
     }
@@ -112,6 +117,7 @@ impl ApiError {
             | Self::MethodNotAllowed
             | Self::Overloaded
             | Self::Unavailable(_)
+            | Self::StoreFull { .. }
             | Self::Internal(_) => None,
         }
     }
@@ -134,7 +140,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::Unavailable(_) | Self::StoreFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -166,6 +172,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Full { retry_after_secs } => Self::StoreFull { retry_after_secs },
             StoreError::Internal(e) => Self::Internal(e),
         }
     }
@@ -183,7 +190,7 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }
         match &self {
-            Self::Throttled { retry_after_secs } => {
+            Self::Throttled { retry_after_secs } | Self::StoreFull { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             Self::Overloaded | Self::Unavailable(_) => {

@@ -25,6 +25,11 @@ pub enum StoreError {
     /// The store cannot be reached or no connection was free in time: the caller answers 503.
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The memory store holds `--memory-store-capacity` records: new issuance is refused (503)
+    /// until the sweeper removes expired ones, about `retry_after_secs` from now. Nothing live is
+    /// ever evicted to make room.
+    #[error("store full")]
+    Full { retry_after_secs: u64 },
     /// Anything else: the caller answers 500.
     #[error("store error")]
     Internal(#[source] anyhow::Error),
@@ -264,6 +269,25 @@ impl StoreKind {
     }
 }
 
+/// What a store that holds its records itself (the memory store) holds, against its bound.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RecordCounts {
+    /// `--memory-store-capacity`.
+    pub capacity: usize,
+    /// Records held, all kinds together: what the capacity bounds.
+    pub held: usize,
+    /// Records by kind, in [`RecordKind::ALL`] order.
+    #[serde(skip)]
+    pub by_kind: [usize; 5],
+}
+
+impl RecordCounts {
+    pub fn of(&self, kind: RecordKind) -> usize {
+        let i = RecordKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.by_kind[i]
+    }
+}
+
 /// Connection pool occupancy; all zero for the memory store.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PoolStatus {
@@ -281,6 +305,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Releases connections at shutdown.
     fn close(&self) {}
+    /// The records held and the bound on them; `None` for a store bounded elsewhere (PostgreSQL,
+    /// by its disk).
+    fn records(&self) -> Option<RecordCounts> {
+        None
+    }
     /// The changes other nodes make, for a store that several nodes share: a task that hands
     /// each one to `sink` until `cancel` fires. It reports on `connected` whether it is following
     /// them, and empties `sink` each time it starts to (changes may have been missed before), then

@@ -94,6 +94,9 @@ impl Store for TestStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Memory
     }
+    fn records(&self) -> Option<RecordCounts> {
+        self.inner.records()
+    }
     async fn ping(&self) -> StoreResult<()> {
         match self.mode.load(Ordering::SeqCst) {
             NORMAL => Ok(()),
