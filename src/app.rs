@@ -70,7 +70,9 @@ impl Application {
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = match (opts.store, cfg.store) {
             (Some(s), _) => s,
-            (None, StoreKind::Memory) => Arc::new(MemoryStore::new()),
+            (None, StoreKind::Memory) => {
+                Arc::new(MemoryStore::bounded(cfg.memory_store_capacity, cfg.sweep_interval.0))
+            }
             (None, StoreKind::Postgres) => {
                 let url = cfg.database_url.as_deref().unwrap_or_default();
                 Arc::new(PostgresStore::connect(url, cfg.pool_size, cfg.pool_timeout.0, &metrics).await?)

@@ -249,6 +249,9 @@ impl Unshare for StoreError {
     fn unshare(e: Arc<StoreError>) -> StoreError {
         match &*e {
             StoreError::Unavailable(_) => StoreError::Unavailable(anyhow::Error::new(e)),
+            StoreError::Full { retry_after_secs } => StoreError::Full {
+                retry_after_secs: *retry_after_secs,
+            },
             StoreError::Internal(_) => StoreError::Internal(anyhow::Error::new(e)),
         }
     }

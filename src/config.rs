@@ -255,6 +255,9 @@ settings! {
     address_max_failures: u32 = 20, env "AUTHPLANE_ADDRESS_MAX_FAILURES";
     /// Failed client authentications per client in the window before throttling starts.
     client_max_failures: u32 = 10, env "AUTHPLANE_CLIENT_MAX_FAILURES";
+    /// Records the memory store holds; when full, new issuance is 503 `temporarily_unavailable`
+    /// with `Retry-After`, and no live credential is ever evicted. The PostgreSQL store ignores it.
+    memory_store_capacity: usize = 2_000_000, env "AUTHPLANE_MEMORY_STORE_CAPACITY";
     /// Concurrent argon2 verifications (password and client secret checks) across the process.
     hash_concurrency: usize = default_hash_concurrency(), env "AUTHPLANE_HASH_CONCURRENCY";
 }
@@ -394,6 +397,7 @@ impl Config {
             ("max_inflight", self.max_inflight),
             ("hash_concurrency", self.hash_concurrency),
             ("max_connections", self.max_connections),
+            ("memory_store_capacity", self.memory_store_capacity),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));

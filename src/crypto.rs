@@ -28,6 +28,94 @@ pub fn generate_token() -> NewToken {
     NewToken { value, hash }
 }
 
+/// A refresh token: `<family>.<generation>.<secret>`, where `family` and `secret` are each 256
+/// bits from the OS CSPRNG (base64url, 43 characters) and `generation` counts the grant's
+/// rotations in decimal. The family secret is drawn once per grant and carried by every
+/// generation; the secret is drawn anew at each rotation. The store keeps one record per family,
+/// keyed by the SHA-256 of the family secret, holding the SHA-256 of the current token's whole
+/// value: a token of a known family that is not the current one (an older generation, a replay)
+/// is recognised as such without keeping any record of the tokens it replaced. Knowing the family
+/// secret proves its holder was given a token of that grant, so only such a holder can make the
+/// grant be revoked. The generation is not a secret: it is there for the security log.
+///
+/// A token of 43 characters with no dot (the format before generations) reads as generation 0
+/// of the family whose secret is the token itself.
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshToken<'a> {
+    family_secret: &'a str,
+    /// SHA-256 of the family secret: the key of the grant's refresh record.
+    pub family: TokenHash,
+    pub generation: u32,
+    /// SHA-256 of the whole value: equal to the record's hash only for the current token.
+    pub hash: TokenHash,
+}
+
+/// A freshly minted refresh token: its value goes to the client, the hashes to the store.
+pub struct NewRefreshToken {
+    pub value: String,
+    pub family: TokenHash,
+    pub generation: u32,
+    pub hash: TokenHash,
+}
+
+/// Length of 256 bits in base64url without padding.
+const SECRET_LEN: usize = 43;
+
+fn is_secret(s: &str) -> bool {
+    s.len() == SECRET_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl<'a> RefreshToken<'a> {
+    /// Parses a presented value; `None` when it cannot be a refresh token of this server.
+    pub fn parse(value: &'a str) -> Option<Self> {
+        let (family_secret, generation) = match value.split_once('.') {
+            None => (value, 0),
+            Some((family, rest)) => {
+                let (generation, secret) = rest.split_once('.')?;
+                let digits =
+                    !generation.is_empty() && generation.len() <= 10 && generation.bytes().all(|b| b.is_ascii_digit());
+                if !digits || !is_secret(secret) {
+                    return None;
+                }
+                (family, generation.parse().ok()?)
+            }
+        };
+        if !is_secret(family_secret) {
+            return None;
+        }
+        Some(Self {
+            family_secret,
+            family: hash_token(family_secret),
+            generation,
+            hash: hash_token(value),
+        })
+    }
+
+    /// The next generation of this token's family; `None` once the counter is exhausted.
+    pub fn successor(&self) -> Option<NewRefreshToken> {
+        let generation = self.generation.checked_add(1)?;
+        Some(mint_refresh(self.family_secret, self.family, generation))
+    }
+}
+
+/// The first refresh token of a new grant: a new family, generation 1.
+pub fn generate_refresh_token() -> NewRefreshToken {
+    let family = generate_token();
+    mint_refresh(&family.value, family.hash, 1)
+}
+
+fn mint_refresh(family_secret: &str, family: TokenHash, generation: u32) -> NewRefreshToken {
+    let secret = generate_token().value;
+    let value = format!("{family_secret}.{generation}.{secret}");
+    let hash = hash_token(&value);
+    NewRefreshToken {
+        value,
+        family,
+        generation,
+        hash,
+    }
+}
+
 pub fn generate_grant_id() -> GrantId {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
@@ -209,6 +297,56 @@ mod tests {
         assert_ne!(generate_token().value, t.value);
         // The stored key is the SHA-256 of the value, not the value.
         assert_eq!(t.hash.0.as_slice(), Sha256::digest(t.value.as_bytes()).as_slice());
+    }
+
+    #[test]
+    fn refresh_tokens_name_their_family_and_generation() {
+        let first = generate_refresh_token();
+        let parsed = RefreshToken::parse(&first.value).unwrap();
+        assert_eq!(
+            (parsed.family, parsed.generation, parsed.hash),
+            (first.family, 1, first.hash)
+        );
+        let next = parsed.successor().unwrap();
+        assert_eq!((next.family, next.generation), (first.family, 2));
+        assert_ne!(next.hash, first.hash);
+        let (family, rest) = next.value.split_once('.').unwrap();
+        let (generation, secret) = rest.split_once('.').unwrap();
+        assert_eq!(family, first.value.split_once('.').unwrap().0);
+        assert_eq!(generation, "2");
+        // Both random parts are 256 bits.
+        for part in [family, secret] {
+            assert_eq!(URL_SAFE_NO_PAD.decode(part).unwrap().len(), 32);
+        }
+        assert_eq!(RefreshToken::parse(&next.value).unwrap().hash, hash_token(&next.value));
+        // A token of the format before generations is generation 0 of its own family.
+        let legacy = generate_token();
+        let old = RefreshToken::parse(&legacy.value).unwrap();
+        assert_eq!((old.family, old.generation, old.hash), (legacy.hash, 0, legacy.hash));
+        assert_eq!(
+            RefreshToken::parse(&old.successor().unwrap().value).unwrap().family,
+            legacy.hash
+        );
+        let f = &legacy.value;
+        for bad in [
+            String::new(),
+            "x".into(),
+            format!("{f}."),
+            format!("{f}.1"),
+            format!("{f}..{f}"),
+            format!("{f}.-1.{f}"),
+            format!("{f}.+1.{f}"),
+            format!("{f}.99999999999.{f}"),
+            format!("{f}.4294967296.{f}"),
+            format!("{f}.1.{f}x"),
+            format!("{f}.1.{f}.1"),
+            format!("{f}x.1.{f}"),
+            format!("{}=.1.{f}", &f[..42]),
+        ] {
+            assert!(RefreshToken::parse(&bad).is_none(), "{bad}");
+        }
+        let last = format!("{f}.4294967295.{f}");
+        assert!(RefreshToken::parse(&last).unwrap().successor().is_none());
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub enum ApiError {
     Overloaded,
     /// A dependency (the store) is unreachable or out of connections.
     Unavailable(#[source] anyhow::Error),
+    /// The memory store is at `--memory-store-capacity`: nothing new is issued until the sweeper
+    /// frees room. Counted (`authplane_store_capacity_refusals_total`), not logged per request.
+    StoreFull {
+        retry_after_secs: u64,
+    },
     Internal(#[source] anyhow::Error),
 }
 
@@ -88,7 +93,7 @@ impl ApiError {
             Self::Throttled { .. } => "too_many_requests",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::Overloaded | Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Overloaded | Self::Unavailable(_) | Self::StoreFull { .. } => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
         }
     }
@@ -117,6 +122,7 @@ impl ApiError {
             | Self::MethodNotAllowed
             | Self::Overloaded
             | Self::Unavailable(_)
+            | Self::StoreFull { .. }
             | Self::Internal(_) => None,
         }
     }
@@ -140,7 +146,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::Unavailable(_) | Self::StoreFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -172,6 +178,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Full { retry_after_secs } => Self::StoreFull { retry_after_secs },
             StoreError::Internal(e) => Self::Internal(e),
         }
     }
@@ -189,7 +196,7 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }
         match &self {
-            Self::Throttled { retry_after_secs } => {
+            Self::Throttled { retry_after_secs } | Self::StoreFull { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             Self::Overloaded | Self::Unavailable(_) => {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::CacheReport;
 use crate::layers::admission::{Admission, AdmissionReport};
 use crate::service::{Caches, ClientRegistry, RevocationQueue};
-use crate::store::{PoolStatus, Store, StoreKind};
+use crate::store::{PoolStatus, RecordCounts, RecordKind, Store, StoreKind};
 use crate::sweeper::{SweeperReport, SweeperStatus};
 use crate::telemetry::{self, Metrics};
 
@@ -39,6 +39,9 @@ struct Gauges {
     pool_idle: Gauge,
     pool_in_use: Gauge,
     pool_max: Gauge,
+    /// `authplane_store_records{kind}`, in [`RecordKind::ALL`] order.
+    records: Vec<Gauge>,
+    capacity: Gauge,
 }
 
 #[derive(Serialize)]
@@ -61,6 +64,8 @@ pub struct StoreReport {
     pub pool: PoolStatus,
     /// `null` on the memory store; else whether the LISTEN connection is up.
     pub invalidation_listener_connected: Option<bool>,
+    /// Records held against `--memory-store-capacity`; `null` on PostgreSQL.
+    pub records: Option<RecordCounts>,
 }
 
 pub struct HealthParts {
@@ -96,6 +101,11 @@ impl HealthService {
             pool_idle: metrics.gauge(telemetry::POOL_CONNECTIONS, &[("state", "idle")]),
             pool_in_use: metrics.gauge(telemetry::POOL_CONNECTIONS, &[("state", "in_use")]),
             pool_max: metrics.gauge(telemetry::POOL_MAX, &[]),
+            records: RecordKind::ALL
+                .iter()
+                .map(|k| metrics.gauge(telemetry::STORE_RECORDS, &[("kind", k.as_str())]))
+                .collect(),
+            capacity: metrics.gauge(telemetry::STORE_CAPACITY, &[]),
         };
         let svc = Self {
             inner: Arc::new(Inner {
@@ -143,6 +153,11 @@ impl HealthService {
             StoreKind::Postgres => i.pool_size,
         };
         i.gauges.pool_max.set(max as f64);
+        let records = i.store.records();
+        for (kind, gauge) in RecordKind::ALL.iter().zip(&i.gauges.records) {
+            gauge.set(records.map_or(0.0, |r| r.of(*kind) as f64));
+        }
+        i.gauges.capacity.set(records.map_or(0.0, |r| r.capacity as f64));
     }
 
     fn cache_report(&self, name: &str) -> Option<CacheReport> {
@@ -187,6 +202,7 @@ impl HealthService {
                 ok,
                 pool: i.store.pool_status(),
                 invalidation_listener_connected: i.invalidation.as_ref().map(|rx| *rx.borrow()),
+                records: i.store.records(),
             },
             caches: names.iter().filter_map(|n| Some((*n, self.cache_report(n)?))).collect(),
             sweeper: i.sweeper.report(),

@@ -1,5 +1,5 @@
 //! The accept loop, in place of `axum::serve`, for what a hostile client must not be able to make
-//! the server hold (invariant 1 of docs/reference.md2 of docs/reference.md):
+//! the server hold (invariant 12 of docs/reference.md):
 //!
 //! - **Connections** are capped at `--max-connections`: at the cap the loop stops accepting (new
 //!   connections wait in the kernel's backlog) and keeps serving the ones it has.

@@ -43,6 +43,9 @@ pub const TOKENS_ISSUED: &str = "authplane_tokens_issued_total";
 pub const REVOCATIONS_PENDING: &str = "authplane_revocations_pending";
 pub const THROTTLED: &str = "authplane_throttled_total";
 pub const AUTH_FAILURES: &str = "authplane_auth_failures_total";
+pub const STORE_RECORDS: &str = "authplane_store_records";
+pub const STORE_CAPACITY: &str = "authplane_store_capacity_records";
+pub const STORE_REFUSALS: &str = "authplane_store_capacity_refusals_total";
 
 /// The application's metrics registry: a cheap-clone handle over its own Prometheus recorder.
 #[derive(Clone)]
@@ -148,6 +151,24 @@ impl Metrics {
             0,
         );
         d(AUTH_FAILURES, None, "Failed logins and client authentications", 0);
+        d(
+            STORE_RECORDS,
+            None,
+            "Records the memory store holds, by kind (0 on PostgreSQL)",
+            1,
+        );
+        d(
+            STORE_CAPACITY,
+            None,
+            "--memory-store-capacity: records the memory store may hold (0 on PostgreSQL)",
+            1,
+        );
+        d(
+            STORE_REFUSALS,
+            None,
+            "Issuance refused with 503 because the memory store held --memory-store-capacity records",
+            0,
+        );
     }
 
     fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

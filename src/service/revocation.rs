@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use metrics::Gauge;
 use serde::Serialize;
 
-use crate::crypto;
+use crate::crypto::{self, RefreshToken};
 use crate::domain::{GrantId, Timestamp};
 use crate::error::ApiError;
 use crate::service::{Client, TokenService};
@@ -140,11 +140,15 @@ impl TokenService {
         let refresh_first = hint == Some("refresh_token");
         for refresh in [refresh_first, !refresh_first] {
             if refresh {
-                if let Some(t) = store.get_refresh_token(&hash).await? {
+                // Any token of a family, current or rotated, names the grant to revoke.
+                let Some(family) = RefreshToken::parse(token).map(|t| t.family) else {
+                    continue;
+                };
+                if let Some(t) = store.get_refresh_token(&family).await? {
                     if t.client_id == client.client_id {
                         let grant = GrantRecord::of_refresh(&t);
                         self.revoke_grant(&grant, now).await?;
-                        self.inner.caches.refresh_tokens.invalidate(&hash).await;
+                        self.inner.caches.refresh_tokens.invalidate(&family).await;
                     } else {
                         tracing::info!(target: "security", client_id = %client.client_id, "revoke of another client's token ignored");
                     }
@@ -182,18 +186,23 @@ impl TokenService {
                 token_type: Some("access_token"),
             });
         }
-        let hash = crypto::hash_token(token);
+        let Some(presented) = RefreshToken::parse(token) else {
+            return Ok(Introspection::default());
+        };
         let store = &self.inner.store;
         let Some(t) = self
             .inner
             .caches
             .refresh_tokens
-            .get_or_load(&hash, store.get_refresh_token(&hash))
+            .get_or_load(&presented.family, store.get_refresh_token(&presented.family))
             .await?
         else {
             return Ok(Introspection::default());
         };
-        let live = t.rotated_at.is_none() && t.expires_at > now && self.grant_active(&t.grant_id, now).await?;
+        // Only the family's current token is active; a rotated one is not.
+        let live = crypto::ct_eq(&t.hash.0, &presented.hash.0)
+            && t.expires_at > now
+            && self.grant_active(&t.grant_id, now).await?;
         if !live || !may_see(&t.client_id) {
             return Ok(Introspection::default());
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use metrics::Counter;
 use serde::Serialize;
 
-use crate::crypto;
+use crate::crypto::{self, NewRefreshToken};
 use crate::domain::{GrantId, GrantType, Scope, Timestamp};
 use crate::error::ApiError;
 use crate::service::{Caches, Client, RevocationQueue, Ttls, UserDirectory};
@@ -139,19 +139,26 @@ impl TokenService {
         (token.value, record)
     }
 
+    /// The first refresh token of a new grant: a new token family.
     pub(crate) fn new_refresh_token(&self, grant: &GrantRecord, now: Timestamp) -> (String, RefreshTokenRecord) {
-        let token = crypto::generate_token();
-        let record = RefreshTokenRecord {
+        let token = crypto::generate_refresh_token();
+        let record = Self::refresh_record(&token, grant, now);
+        (token.value, record)
+    }
+
+    /// The record of the refresh token `token` of `grant`, issued at `now`.
+    pub(crate) fn refresh_record(token: &NewRefreshToken, grant: &GrantRecord, now: Timestamp) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            family: token.family,
             hash: token.hash,
+            generation: token.generation,
             client_id: grant.client_id.clone(),
             sub: grant.sub.clone(),
             scope: grant.scope.clone(),
             grant_id: grant.id,
             issued_at: now,
             expires_at: grant.expires_at,
-            rotated_at: None,
-        };
-        (token.value, record)
+        }
     }
 
     pub(crate) fn response(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use metrics::Histogram;
+use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use tokio::sync::watch;
@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, InvalidationFeed, InvalidationSink, PoolStatus,
-    RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, Store, StoreKind, StoreResult,
+    RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, Store, StoreError, StoreKind,
+    StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -42,6 +43,8 @@ const OPS: &[&str] = &[
 pub struct Instrumented {
     inner: Arc<dyn Store>,
     durations: HashMap<&'static str, Histogram>,
+    /// Calls refused because the store is full (`authplane_store_capacity_refusals_total`).
+    refusals: Counter,
 }
 
 impl Instrumented {
@@ -50,7 +53,13 @@ impl Instrumented {
             .iter()
             .map(|op| (*op, metrics.histogram(telemetry::STORE_OP_DURATION, &[("op", op)])))
             .collect();
-        Self { inner, durations }
+        let refusals = metrics.counter(telemetry::STORE_REFUSALS, &[]);
+        refusals.absolute(0);
+        Self {
+            inner,
+            durations,
+            refusals,
+        }
     }
 
     /// The wrapped store (tests reach through to inspect it).
@@ -64,6 +73,9 @@ impl Instrumented {
         let res = fut.instrument(span).await;
         if let Some(h) = self.durations.get(op) {
             h.record(start.elapsed().as_secs_f64());
+        }
+        if let Err(StoreError::Full { .. }) = &res {
+            self.refusals.increment(1);
         }
         res
     }
@@ -79,6 +91,9 @@ impl Store for Instrumented {
     }
     fn close(&self) {
         self.inner.close();
+    }
+    fn records(&self) -> Option<RecordCounts> {
+        self.inner.records()
     }
     fn invalidations(
         &self,
@@ -130,12 +145,11 @@ impl Store for Instrumented {
     }
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         a: &AccessTokenRecord,
         r: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
-        self.observe("rotate_refresh_token", self.inner.rotate_refresh_token(old, now, a, r))
+        self.observe("rotate_refresh_token", self.inner.rotate_refresh_token(presented, a, r))
             .await
     }
     async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {

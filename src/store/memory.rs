@@ -2,6 +2,11 @@
 //! guard and release it before touching any other map, so no two guards are ever held at once
 //! (and never across an `.await`: nothing here awaits).
 //!
+//! The store is bounded: it holds at most `--memory-store-capacity` records, all kinds together
+//! ([`Capacity`]). At the bound, issuing anything new (a session, a code, tokens) fails with
+//! [`StoreError::Full`] (503) until the sweeper removes expired records; nothing live is ever
+//! evicted, and nothing that ends or revokes a credential is ever refused.
+//!
 //! Each kind also has an [`ExpiryIndex`]: its keys filed by the second their record expires in,
 //! so the sweeper's work is proportional to what expired. Scanning the maps instead cost time in
 //! proportion to everything live, on a runtime worker, once per batch: with a few hundred thousand
@@ -9,15 +14,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
-    SessionRecord, Store, StoreKind, StoreResult,
+    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordCounts, RecordKind, RefreshTokenRecord,
+    RotateOutcome, SessionRecord, Store, StoreError, StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -117,6 +123,62 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The bound on the records held, all kinds together. Issuing reserves room before it writes and
+/// gives back what it did not use; every removal gives room back. A reservation is one atomic
+/// add, so concurrent issuers never overshoot the bound.
+struct Capacity {
+    limit: usize,
+    held: AtomicUsize,
+    /// What a refused caller is told to wait: room comes back when the sweeper runs.
+    retry_after_secs: u64,
+    /// Set while full, so that reaching the bound is logged once, not once per refusal.
+    full: AtomicBool,
+}
+
+impl Capacity {
+    fn new(limit: usize, retry_after: Duration) -> Self {
+        Self {
+            limit,
+            held: AtomicUsize::new(0),
+            retry_after_secs: retry_after.as_secs().max(1),
+            full: AtomicBool::new(false),
+        }
+    }
+
+    /// Room for `n` more records, or [`StoreError::Full`].
+    fn reserve(&self, n: usize) -> StoreResult<()> {
+        let before = self.held.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) <= self.limit {
+            return Ok(());
+        }
+        self.held.fetch_sub(n, Ordering::AcqRel);
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                capacity = self.limit,
+                "memory store full; refusing new issuance until records expire"
+            );
+        }
+        Err(StoreError::Full {
+            retry_after_secs: self.retry_after_secs,
+        })
+    }
+
+    /// Counts `n` records that must be kept whatever the bound (a revocation's tombstone).
+    fn force(&self, n: usize) {
+        self.held.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let before = self.held.fetch_sub(n, Ordering::AcqRel);
+        if before.saturating_sub(n) < self.limit {
+            self.full.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One record kind: the records by key, and their keys by expiry.
 struct Table<K, V> {
     records: DashMap<K, V, UniformKeys>,
@@ -140,15 +202,16 @@ where
     K: Eq + std::hash::Hash + Clone,
     V: Expires,
 {
-    fn insert(&self, key: K, record: V) {
+    /// Returns how many records it added: 0 when it replaced one under the same key.
+    fn insert(&self, key: K, record: V) -> usize {
         self.expiry.add(key.clone(), record.expires_at());
-        self.records.insert(key, record);
+        usize::from(self.records.insert(key, record).is_none())
     }
 
-    /// Removes up to `limit` records that expired before `now`, calling `removed` for each. The
-    /// removal re-checks the record under its shard's lock, so a concurrent write never loses a
-    /// live record.
-    fn sweep(&self, now: Timestamp, limit: usize, mut removed: impl FnMut(&K)) -> usize {
+    /// Removes up to `limit` records that expired before `now`, calling `removed` for each (after
+    /// its shard's guard is released). The removal re-checks the record under its shard's lock,
+    /// so a concurrent write never loses a live record.
+    fn sweep(&self, now: Timestamp, limit: usize, mut removed: impl FnMut(&K, &V)) -> usize {
         let mut count = 0;
         let mut examined = 0;
         while count < limit && examined < limit.saturating_mul(EXAMINE_PER_REMOVAL) {
@@ -158,8 +221,8 @@ where
             }
             examined += keys.len();
             for key in keys {
-                if self.records.remove_if(&key, |_, v| v.expires_at() < now).is_some() {
-                    removed(&key);
+                if let Some((key, record)) = self.records.remove_if(&key, |_, v| v.expires_at() < now) {
+                    removed(&key, &record);
                     count += 1;
                 }
             }
@@ -189,24 +252,60 @@ expires!(
     GrantRecord
 );
 
-#[derive(Default)]
 pub struct MemoryStore {
     sessions: Table<TokenHash, SessionRecord>,
     codes: Table<TokenHash, CodeRecord>,
     access: Table<TokenHash, AccessTokenRecord>,
+    /// By family: one record per grant, replaced in place at each rotation.
     refresh: Table<TokenHash, RefreshTokenRecord>,
     grants: Table<GrantId, GrantRecord>,
-    /// The tokens of each grant, so a revocation's cascade does not scan every token.
+    /// The live tokens of each grant (its access tokens' hashes and its refresh family), so a
+    /// revocation's cascade does not scan every token. An access token leaves its grant's list
+    /// when it is swept: the list holds what is live, not every token a grant ever had.
     grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
+    capacity: Capacity,
+}
+
+/// `--memory-store-capacity`'s default.
+pub const DEFAULT_CAPACITY: usize = 2_000_000;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::bounded(DEFAULT_CAPACITY, Duration::from_secs(60))
+    }
 }
 
 impl MemoryStore {
+    /// A store of the default capacity.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A store holding at most `capacity` records; `retry_after` (the sweep interval) is what a
+    /// caller refused at the bound is told to wait.
+    pub fn bounded(capacity: usize, retry_after: Duration) -> Self {
+        Self {
+            sessions: Table::default(),
+            codes: Table::default(),
+            access: Table::default(),
+            refresh: Table::default(),
+            grants: Table::default(),
+            grant_tokens: DashMap::with_hasher(UniformKeys),
+            capacity: Capacity::new(capacity, retry_after),
+        }
+    }
+
     fn index(&self, grant: GrantId, hash: TokenHash) {
         self.grant_tokens.entry(grant).or_default().push(hash);
+    }
+
+    /// Drops a swept access token from its grant's list.
+    fn unindex(&self, grant: &GrantId, hash: &TokenHash) {
+        if let Some(mut hashes) = self.grant_tokens.get_mut(grant) {
+            if let Some(i) = hashes.iter().position(|h| h == hash) {
+                hashes.swap_remove(i);
+            }
+        }
     }
 
     /// Number of records of a kind (for tests and health).
@@ -227,12 +326,22 @@ impl Store for MemoryStore {
         StoreKind::Memory
     }
 
+    fn records(&self) -> Option<RecordCounts> {
+        Some(RecordCounts {
+            capacity: self.capacity.limit,
+            held: self.capacity.held.load(Ordering::Acquire),
+            by_kind: RecordKind::ALL.map(|k| self.len(k)),
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        self.sessions.insert(session.hash, session.clone());
+        self.capacity.reserve(1)?;
+        let added = self.sessions.insert(session.hash, session.clone());
+        self.capacity.release(1 - added);
         Ok(())
     }
 
@@ -241,11 +350,15 @@ impl Store for MemoryStore {
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> StoreResult<bool> {
-        Ok(self.sessions.records.remove(hash).is_some())
+        let removed = self.sessions.records.remove(hash).is_some();
+        self.capacity.release(usize::from(removed));
+        Ok(removed)
     }
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
-        self.codes.insert(code.hash, code.clone());
+        self.capacity.reserve(1)?;
+        let added = self.codes.insert(code.hash, code.clone());
+        self.capacity.release(1 - added);
         Ok(())
     }
 
@@ -267,21 +380,28 @@ impl Store for MemoryStore {
         access: &AccessTokenRecord,
         refresh: Option<&RefreshTokenRecord>,
     ) -> StoreResult<()> {
+        let wanted = 2 + usize::from(refresh.is_some());
+        self.capacity.reserve(wanted)?;
+        let mut added = 0;
         if let Entry::Vacant(e) = self.grants.records.entry(grant.id) {
             e.insert(grant.clone());
             self.grants.expiry.add(grant.id, grant.expires_at);
+            added += 1;
         }
         self.index(grant.id, access.hash);
-        self.access.insert(access.hash, access.clone());
+        added += self.access.insert(access.hash, access.clone());
         if let Some(r) = refresh {
-            self.index(grant.id, r.hash);
-            self.refresh.insert(r.hash, r.clone());
+            self.index(grant.id, r.family);
+            added += self.refresh.insert(r.family, r.clone());
         }
+        self.capacity.release(wanted - added);
         Ok(())
     }
 
     async fn insert_access_token(&self, access: &AccessTokenRecord) -> StoreResult<()> {
-        self.access.insert(access.hash, access.clone());
+        self.capacity.reserve(1)?;
+        let added = self.access.insert(access.hash, access.clone());
+        self.capacity.release(1 - added);
         Ok(())
     }
 
@@ -289,8 +409,8 @@ impl Store for MemoryStore {
         Ok(self.access.records.get(hash).map(|r| r.clone()))
     }
 
-    async fn get_refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        Ok(self.refresh.records.get(hash).map(|r| r.clone()))
+    async fn get_refresh_token(&self, family: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        Ok(self.refresh.records.get(family).map(|r| r.clone()))
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
@@ -299,26 +419,32 @@ impl Store for MemoryStore {
 
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         access: &AccessTokenRecord,
-        refresh: &RefreshTokenRecord,
+        next: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
+        // Room for the new access token first: a rotation refused at the bound leaves the
+        // presented token current, so the client can retry it.
+        self.capacity.reserve(1)?;
         {
-            // The guard is dropped at the end of this block, before the inserts below, which may
-            // land on the same shard.
-            let Some(mut old) = self.refresh.records.get_mut(old) else {
-                return Ok(RotateOutcome::NotFound);
+            // The guard is dropped at the end of this block, before the inserts below. The record
+            // keeps its expiry, so its expiry index entry stays right.
+            let outcome = match self.refresh.records.get_mut(&next.family) {
+                None => Some(RotateOutcome::NotFound),
+                Some(current) if current.hash != *presented => Some(RotateOutcome::AlreadyRotated),
+                Some(mut current) => {
+                    *current = next.clone();
+                    None
+                }
             };
-            if old.rotated_at.is_some() {
-                return Ok(RotateOutcome::AlreadyRotated);
+            if let Some(lost) = outcome {
+                self.capacity.release(1);
+                return Ok(lost);
             }
-            old.rotated_at = Some(now);
         }
-        self.index(refresh.grant_id, refresh.hash);
-        self.index(refresh.grant_id, access.hash);
-        self.refresh.insert(refresh.hash, refresh.clone());
-        self.access.insert(access.hash, access.clone());
+        self.index(next.grant_id, access.hash);
+        let added = self.access.insert(access.hash, access.clone());
+        self.capacity.release(1 - added);
         Ok(RotateOutcome::Rotated)
     }
 
@@ -342,6 +468,8 @@ impl Store for MemoryStore {
                 was_active
             }
             Entry::Vacant(e) => {
+                // A revocation is never refused: its tombstone is kept whatever the bound.
+                self.capacity.force(1);
                 e.insert(GrantRecord {
                     revoked_at: Some(now),
                     ..tombstone.clone()
@@ -361,24 +489,32 @@ impl Store for MemoryStore {
             None => return Ok(Vec::new()),
         };
         self.grant_tokens.remove_if(id, |_, v| v.is_empty());
+        let mut removed = 0;
         for h in &batch {
-            self.access.records.remove(h);
-            self.refresh.records.remove(h);
+            removed += usize::from(self.access.records.remove(h).is_some());
+            removed += usize::from(self.refresh.records.remove(h).is_some());
         }
+        self.capacity.release(removed);
         Ok(batch)
     }
 
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
-        Ok(match kind {
-            RecordKind::Sessions => self.sessions.sweep(now, limit, |_| ()),
-            RecordKind::Codes => self.codes.sweep(now, limit, |_| ()),
-            RecordKind::AccessTokens => self.access.sweep(now, limit, |_| ()),
-            RecordKind::RefreshTokens => self.refresh.sweep(now, limit, |_| ()),
+        let removed = match kind {
+            RecordKind::Sessions => self.sessions.sweep(now, limit, |_, _| ()),
+            RecordKind::Codes => self.codes.sweep(now, limit, |_, _| ()),
+            RecordKind::AccessTokens => self.access.sweep(now, limit, |hash, t| {
+                if let Some(grant) = &t.grant_id {
+                    self.unindex(grant, hash);
+                }
+            }),
+            RecordKind::RefreshTokens => self.refresh.sweep(now, limit, |_, _| ()),
             // Every token of an expired grant has expired too: its index entry goes with it.
-            RecordKind::Grants => self.grants.sweep(now, limit, |id| {
+            RecordKind::Grants => self.grants.sweep(now, limit, |id, _| {
                 self.grant_tokens.remove(id);
             }),
-        })
+        };
+        self.capacity.release(removed);
+        Ok(removed)
     }
 }
 
@@ -485,6 +621,107 @@ mod tests {
         assert_eq!(store.delete_expired(RecordKind::Sessions, now, 100).await.unwrap(), 5);
         assert_eq!(store.sessions.expiry.len(), 0);
         assert_eq!(store.len(RecordKind::Sessions), 0);
+    }
+
+    fn grant(expires_at: Timestamp) -> GrantRecord {
+        GrantRecord {
+            id: generate_grant_id(),
+            client_id: Arc::from("c"),
+            sub: Arc::from("u"),
+            scope: Scope::default(),
+            created_at: Timestamp::from_millis(0),
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    fn refresh(g: &GrantRecord, i: u32) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            family: hash_token("family"),
+            hash: hash_token(&format!("r{i}")),
+            generation: i,
+            client_id: g.client_id.clone(),
+            sub: g.sub.clone(),
+            scope: g.scope.clone(),
+            grant_id: g.id,
+            issued_at: Timestamp::from_millis(0),
+            expires_at: g.expires_at,
+        }
+    }
+
+    fn held(store: &MemoryStore) -> (usize, usize) {
+        let counts = store.records().unwrap();
+        (counts.held, counts.by_kind.iter().sum())
+    }
+
+    #[tokio::test]
+    async fn the_bound_counts_every_record_and_refuses_only_issuance() {
+        let store = MemoryStore::bounded(6, Duration::from_secs(60));
+        let g = grant(Timestamp::from_millis(3_600_000));
+        let first = AccessTokenRecord {
+            grant_id: Some(g.id),
+            ..access(0, Timestamp::from_millis(60_000))
+        };
+        store
+            .insert_grant_tokens(&g, &first, Some(&refresh(&g, 1)))
+            .await
+            .unwrap();
+        for i in 1..4 {
+            let a = AccessTokenRecord {
+                grant_id: Some(g.id),
+                ..access(i, Timestamp::from_millis(60_000))
+            };
+            let outcome = store
+                .rotate_refresh_token(
+                    &hash_token(&format!("r{i}")),
+                    &a,
+                    &refresh(&g, u32::try_from(i).unwrap() + 1),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(outcome, RotateOutcome::Rotated));
+        }
+        assert_eq!(held(&store), (6, 6));
+        // Full: issuance of every kind is refused, and a refused rotation changes nothing.
+        let full = |r: StoreResult<_>| matches!(r, Err(StoreError::Full { retry_after_secs: 60 }));
+        assert!(full(
+            store
+                .insert_access_token(&access(9, Timestamp::from_millis(60_000)))
+                .await
+        ));
+        let a = AccessTokenRecord {
+            grant_id: Some(g.id),
+            ..access(9, Timestamp::from_millis(60_000))
+        };
+        assert!(full(
+            store
+                .rotate_refresh_token(&hash_token("r4"), &a, &refresh(&g, 5))
+                .await
+                .map(|_| ())
+        ));
+        assert_eq!(store.refresh.records.get(&hash_token("family")).unwrap().generation, 4);
+        // A revocation is never refused; its tombstone may go past the bound.
+        store
+            .revoke_grant(&grant(Timestamp::from_millis(10)), Timestamp::from_millis(0))
+            .await
+            .unwrap();
+        assert_eq!(held(&store), (7, 7));
+        // Sweeping the access tokens and the tombstone frees their room, and the grant's token
+        // list keeps only what is live: its refresh family.
+        let now = Timestamp::from_millis(61_000);
+        assert_eq!(
+            store.delete_expired(RecordKind::AccessTokens, now, 100).await.unwrap(),
+            4
+        );
+        assert_eq!(store.delete_expired(RecordKind::Grants, now, 100).await.unwrap(), 1);
+        assert_eq!(held(&store), (2, 2));
+        assert_eq!(*store.grant_tokens.get(&g.id).unwrap(), vec![hash_token("family")]);
+        store
+            .insert_access_token(&access(10, now.plus(Duration::from_secs(60))))
+            .await
+            .unwrap();
+        assert_eq!(store.purge_grant_tokens(&g.id, 10).await.unwrap().len(), 1);
+        assert_eq!(held(&store), (2, 2), "the purge gave the family's room back");
     }
 
     #[tokio::test]

@@ -25,6 +25,11 @@ pub enum StoreError {
     /// The store cannot be reached or no connection was free in time: the caller answers 503.
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The memory store holds `--memory-store-capacity` records: new issuance is refused (503)
+    /// until the sweeper removes expired ones, about `retry_after_secs` from now. Nothing live is
+    /// ever evicted to make room.
+    #[error("store full")]
+    Full { retry_after_secs: u64 },
     /// Anything else: the caller answers 500.
     #[error("store error")]
     Internal(#[source] anyhow::Error),
@@ -116,18 +121,25 @@ pub struct AccessTokenRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A grant's refresh token: one record per grant (per token family), updated in place at each
+/// rotation. It holds the hash of the current token only, so rotation keeps no history; a token
+/// of the family that is not the current one is a replay (see [`crate::crypto::RefreshToken`]).
 #[derive(Clone, Debug)]
 pub struct RefreshTokenRecord {
+    /// SHA-256 of the family secret, the same in every generation: the record's key.
+    pub family: TokenHash,
+    /// SHA-256 of the current token's whole value.
     pub hash: TokenHash,
+    /// The current token's generation (1 for the grant's first token).
+    pub generation: u32,
     pub client_id: Arc<str>,
     pub sub: Arc<str>,
     /// The grant's scope; a refresh may ask for less, never more.
     pub scope: Scope,
     pub grant_id: GrantId,
+    /// When the current token was issued.
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
-    /// Set when the token was exchanged for a new one; presenting it again is a replay.
-    pub rotated_at: Option<Timestamp>,
 }
 
 pub enum ConsumeOutcome {
@@ -141,8 +153,9 @@ pub enum ConsumeOutcome {
 pub enum RotateOutcome {
     /// This call rotated the token and stored its successors.
     Rotated,
-    /// Someone rotated it first: a replay.
+    /// The family's current token is another one (someone rotated it first): a replay.
     AlreadyRotated,
+    /// No such family (swept, purged, never issued).
     NotFound,
 }
 
@@ -182,6 +195,7 @@ impl RecordKind {
 pub enum Invalidation {
     Session(TokenHash),
     AccessToken(TokenHash),
+    /// A refresh token family (the hash of its family secret) whose current token changed.
     RefreshToken(TokenHash),
     Grant(GrantId),
 }
@@ -255,6 +269,25 @@ impl StoreKind {
     }
 }
 
+/// What a store that holds its records itself (the memory store) holds, against its bound.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RecordCounts {
+    /// `--memory-store-capacity`.
+    pub capacity: usize,
+    /// Records held, all kinds together: what the capacity bounds.
+    pub held: usize,
+    /// Records by kind, in [`RecordKind::ALL`] order.
+    #[serde(skip)]
+    pub by_kind: [usize; 5],
+}
+
+impl RecordCounts {
+    pub fn of(&self, kind: RecordKind) -> usize {
+        let i = RecordKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.by_kind[i]
+    }
+}
+
 /// Connection pool occupancy; all zero for the memory store.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PoolStatus {
@@ -272,6 +305,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Releases connections at shutdown.
     fn close(&self) {}
+    /// The records held and the bound on them; `None` for a store bounded elsewhere (PostgreSQL,
+    /// by its disk).
+    fn records(&self) -> Option<RecordCounts> {
+        None
+    }
     /// The changes other nodes make, for a store that several nodes share: a task that hands
     /// each one to `sink` until `cancel` fires. It reports on `connected` whether it is following
     /// them, and empties `sink` each time it starts to (changes may have been missed before), then
@@ -307,16 +345,17 @@ pub trait Store: Send + Sync + 'static {
     /// A client_credentials token: no grant, no refresh token.
     async fn insert_access_token(&self, access: &AccessTokenRecord) -> StoreResult<()>;
     async fn get_access_token(&self, hash: &TokenHash) -> StoreResult<Option<AccessTokenRecord>>;
-    async fn get_refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// The refresh record of a token family, by the hash of its family secret.
+    async fn get_refresh_token(&self, family: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>>;
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>>;
-    /// Compare-and-swap: marks `old` rotated only if it is not rotated yet, then stores its
-    /// successors; of concurrent callers exactly one gets `Rotated`.
+    /// Compare-and-swap: replaces the record of `next.family` by `next` only if its current
+    /// token is still `presented`, and stores `access`; of concurrent callers exactly one gets
+    /// `Rotated`. Nothing of the replaced token is kept.
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         access: &AccessTokenRecord,
-        refresh: &RefreshTokenRecord,
+        next: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome>;
     async fn revoke_access_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool>;
     /// Marks the grant revoked, creating a revoked tombstone when it does not exist yet (a code
@@ -324,7 +363,8 @@ pub trait Store: Send + Sync + 'static {
     /// checked against it. Returns whether the grant was active before.
     async fn revoke_grant(&self, tombstone: &GrantRecord, now: Timestamp) -> StoreResult<bool>;
     /// The cascade after a revocation: deletes up to `limit` tokens of a revoked grant and returns
-    /// their hashes (so caches can drop them); fewer than `limit` means it is done.
+    /// their keys (access token hashes, the refresh family) so caches can drop them; fewer than
+    /// `limit` means it is done.
     async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>>;
 
     /// Deletes up to `limit` records of `kind` that expired before `now`; returns how many.

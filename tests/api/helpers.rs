@@ -141,7 +141,9 @@ pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
     let cfg_store = cfg.store;
     let store = match (store, cfg.store) {
         (Some(s), _) => Some(s),
-        (None, authplane::config::StoreKind::Memory) => Some(Arc::new(MemoryStore::new()) as Arc<dyn Store>),
+        (None, authplane::config::StoreKind::Memory) => {
+            Some(Arc::new(MemoryStore::bounded(cfg.memory_store_capacity, cfg.sweep_interval.0)) as Arc<dyn Store>)
+        }
         (None, authplane::config::StoreKind::Postgres) => None,
     };
     let clock = Clock::manual();

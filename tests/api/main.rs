@@ -11,6 +11,7 @@ mod architecture;
 mod authorize;
 mod browser;
 mod caches;
+mod capacity;
 mod client_library;
 mod config;
 mod connections;

@@ -185,3 +185,88 @@ async fn pool_metrics_and_health_on_postgres() {
         StatusCode::OK
     );
 }
+
+/// Migration 2 (one refresh record per grant): a database of schema version 1 keeps each grant's
+/// current refresh token working, as generation 0 of its family, with replay detection from
+/// there on; its rotated rows are dropped.
+#[tokio::test]
+async fn refresh_tokens_issued_before_migration_2_keep_working() {
+    let db = TestDb::new().await;
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(include_str!("../../migrations/0001_initial.sql"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE authplane_migrations (version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO authplane_migrations (version) VALUES (1);",
+        )
+        .await
+        .unwrap();
+    let (current, rotated) = (authplane::crypto::generate_token(), authplane::crypto::generate_token());
+    let grant = authplane::crypto::generate_grant_id();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let expires = now + 86_400_000;
+    client
+        .execute(
+            "INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at) VALUES ($1, $2, 'u-alice', 'openid', $3, $4)",
+            &[&grant.0.as_slice(), &APP, &now, &expires],
+        )
+        .await
+        .unwrap();
+    for (token, rotated_at) in [(&current, None), (&rotated, Some(now))] {
+        client
+            .execute(
+                "INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, rotated_at)
+                 VALUES ($1, $2, 'u-alice', 'openid', $3, $4, $5, $6)",
+                &[
+                    &token.hash.0.as_slice(),
+                    &APP,
+                    &grant.0.as_slice(),
+                    &now,
+                    &expires,
+                    &rotated_at,
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let app = db.spawn(|_| {}).await;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM refresh_tokens", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the rotated row is dropped");
+    assert_eq!(app.introspect(&current.value).await["active"], true);
+    // A rotated token of before the migration is unknown now: refused, and it revokes nothing.
+    assert_eq!(
+        json(app.refresh_app(&rotated.value).await).await["error"],
+        "invalid_grant"
+    );
+    let res = app.refresh_app(&current.value).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let next = s(&json(res).await, "refresh_token");
+    assert_eq!(
+        next.split('.').take(2).collect::<Vec<_>>(),
+        [current.value.as_str(), "1"],
+        "the old token is the family secret of its successors"
+    );
+    // The old token, replayed after its rotation, revokes the grant.
+    assert_eq!(
+        json(app.refresh_app(&current.value).await).await["error"],
+        "invalid_grant"
+    );
+    assert_eq!(app.introspect(&next).await["active"], false);
+    drop(client);
+    let _ = driver.await;
+}

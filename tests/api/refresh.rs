@@ -1,8 +1,14 @@
-//! grant_type=refresh_token: rotation, replay, scope narrowing, concurrency.
+//! grant_type=refresh_token: rotation, replay, scope narrowing, concurrency, and rotation keeping
+//! no history (invariant 12 of docs/reference.md) on both stores.
 
+use std::sync::Arc;
+
+use authplane::store::RecordKind;
+use authplane::store::memory::MemoryStore;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
+use crate::pg::TestDb;
 
 #[tokio::test]
 async fn refresh_rotates_and_a_rotated_token_replayed_revokes_the_grant() {
@@ -108,5 +114,118 @@ async fn fifty_concurrent_refreshes_give_exactly_one_success() {
         statuses
             .iter()
             .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST)
+    );
+}
+
+/// Invariant 12 of docs/reference.md through the API: the record counts of each kind after `n` rotations (once the
+/// access tokens they issued have expired and been swept) equal those after one, and replaying
+/// the first token still revokes the grant (invariant 4 of docs/reference.md). `counts` reads the store's records by
+/// kind, in [`RecordKind::ALL`] order.
+async fn rotation_leaves_no_record_behind<F, Fut>(app: &TestApp, counts: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<usize>>,
+{
+    let first = app.app_tokens("openid").await;
+    let r1 = s(&first, "refresh_token");
+    let mut latest = s(&json(app.refresh_app(&r1).await).await, "refresh_token");
+    let settle = || async {
+        // Past every access token's lifetime, well within the grant's.
+        app.advance(std::time::Duration::from_secs(16 * 60));
+        app.sweeper.sweep_once(app.clock.now()).await.unwrap();
+    };
+    settle().await;
+    let after_one = counts().await;
+    assert_eq!(after_one[kind_index(RecordKind::RefreshTokens)], 1, "{after_one:?}");
+    assert_eq!(after_one[kind_index(RecordKind::Grants)], 1, "{after_one:?}");
+    for _ in 0..25 {
+        let res = app.refresh_app(&latest).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        latest = s(&json(res).await, "refresh_token");
+    }
+    settle().await;
+    assert_eq!(counts().await, after_one, "kinds in RecordKind::ALL order");
+    assert_eq!(app.introspect(&latest).await["active"], true);
+    assert_eq!(app.introspect(&r1).await["active"], false);
+    // The first token's record is long gone, and its replay is still recognised.
+    let res = app.refresh_app(&r1).await;
+    assert_eq!(json(res).await["error"], "invalid_grant");
+    assert_eq!(app.introspect(&latest).await["active"], false);
+    assert_eq!(json(app.refresh_app(&latest).await).await["error"], "invalid_grant");
+}
+
+fn kind_index(kind: RecordKind) -> usize {
+    RecordKind::ALL.iter().position(|k| *k == kind).unwrap()
+}
+
+#[tokio::test]
+async fn rotation_leaves_no_record_behind_in_memory() {
+    let memory = Arc::new(MemoryStore::new());
+    let app = spawn_with(test_config(|_| {}), Some(memory.clone())).await;
+    rotation_leaves_no_record_behind(&app, || async { RecordKind::ALL.map(|k| memory.len(k)).to_vec() }).await;
+}
+
+#[tokio::test]
+async fn rotation_leaves_no_row_behind_in_postgres() {
+    let db = TestDb::new().await;
+    let app = db.spawn(|_| {}).await;
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    rotation_leaves_no_record_behind(&app, || async {
+        let mut out = Vec::new();
+        for kind in RecordKind::ALL {
+            let row = client
+                .query_one(&format!("SELECT count(*) FROM {}", kind.as_str()), &[])
+                .await
+                .unwrap();
+            out.push(usize::try_from(row.get::<_, i64>(0)).unwrap());
+        }
+        out
+    })
+    .await;
+    drop(client);
+    let _ = driver.await;
+}
+
+/// A token of a known family that was never issued (a holder of the family secret crafting a
+/// generation) is refused and revokes the grant; a value that names no family is just unknown.
+#[tokio::test]
+async fn a_crafted_generation_revokes_and_garbage_does_not() {
+    let app = spawn_app().await;
+    let t = app.app_tokens("openid").await;
+    let r = s(&t, "refresh_token");
+    let junk = format!("{}.1.{}", "A".repeat(43), "B".repeat(43));
+    assert_eq!(json(app.refresh_app(&junk).await).await["error"], "invalid_grant");
+    assert_eq!(
+        json(app.refresh_app("not-a-token").await).await["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        app.introspect(&r).await["active"],
+        true,
+        "unrelated values revoke nothing"
+    );
+    let family = r.split('.').next().unwrap();
+    let crafted = format!("{family}.7.{}", "C".repeat(43));
+    assert_eq!(json(app.refresh_app(&crafted).await).await["error"], "invalid_grant");
+    assert_eq!(app.introspect(&r).await["active"], false);
+    assert_eq!(
+        app.userinfo(&s(&t, "access_token")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// RFC 7009: revoking a rotated refresh token revokes its grant, as revoking the current one does.
+#[tokio::test]
+async fn revoking_a_rotated_refresh_token_revokes_the_grant() {
+    let app = spawn_app().await;
+    let t = app.app_tokens("openid").await;
+    let r1 = s(&t, "refresh_token");
+    let next = json(app.refresh_app(&r1).await).await;
+    assert_eq!(app.revoke((APP, APP_SECRET), &r1).await.status(), StatusCode::OK);
+    assert_eq!(app.introspect(&s(&next, "refresh_token")).await["active"], false);
+    assert_eq!(
+        app.userinfo(&s(&next, "access_token")).await.status(),
+        StatusCode::UNAUTHORIZED
     );
 }

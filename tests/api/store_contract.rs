@@ -61,16 +61,28 @@ fn access(g: &GrantRecord) -> AccessTokenRecord {
     }
 }
 
+/// The first token of a new family of grant `g`.
 fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        family: generate_token().hash,
         hash: generate_token().hash,
+        generation: 1,
         client_id: g.client_id.clone(),
         sub: g.sub.clone(),
         scope: g.scope.clone(),
         grant_id: g.id,
         issued_at: now(),
         expires_at: g.expires_at,
-        rotated_at: None,
+    }
+}
+
+/// The successor of `r` in its family.
+fn next(r: &RefreshTokenRecord) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        hash: generate_token().hash,
+        generation: r.generation + 1,
+        issued_at: r.issued_at.plus(Duration::from_secs(1)),
+        ..r.clone()
     }
 }
 
@@ -86,8 +98,12 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
         (Some("u"), Some(g.id), a.expires_at)
     );
     assert_eq!(got.scope, scope());
-    let got = s.get_refresh_token(&r.hash).await.unwrap().unwrap();
-    assert_eq!((got.grant_id, got.rotated_at), (g.id, None));
+    let got = s.get_refresh_token(&r.family).await.unwrap().unwrap();
+    assert_eq!(
+        (got.grant_id, got.hash, got.generation, got.expires_at),
+        (g.id, r.hash, 1, g.expires_at)
+    );
+    assert!(s.get_refresh_token(&r.hash).await.unwrap().is_none(), "keyed by family");
     let got = s.get_grant(&g.id).await.unwrap().unwrap();
     assert_eq!((&*got.client_id, got.revoked_at), ("c", None));
     let sess = SessionRecord {
@@ -136,38 +152,72 @@ async fn a_refresh_token_rotates_exactly_once(s: Arc<dyn Store>) {
     let g = grant();
     let r = refresh(&g);
     s.insert_grant_tokens(&g, &access(&g), Some(&r)).await.unwrap();
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
+    let candidates: Vec<RefreshTokenRecord> = (0..50).map(|_| next(&r)).collect();
+    let tasks: Vec<_> = candidates
+        .iter()
+        .cloned()
+        .map(|n| {
             let (s, g) = (Arc::clone(&s), g.clone());
-            tokio::spawn(async move {
-                s.rotate_refresh_token(&r.hash, now(), &access(&g), &refresh(&g))
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { s.rotate_refresh_token(&r.hash, &access(&g), &n).await.unwrap() })
         })
         .collect();
-    let mut won = 0;
-    for t in tasks {
+    let mut won = Vec::new();
+    for (t, n) in tasks.into_iter().zip(&candidates) {
         match t.await.unwrap() {
-            RotateOutcome::Rotated => won += 1,
+            RotateOutcome::Rotated => won.push(n.hash),
             RotateOutcome::AlreadyRotated => {}
             RotateOutcome::NotFound => panic!("the token exists"),
         }
     }
-    assert_eq!(won, 1);
-    assert!(
-        s.get_refresh_token(&r.hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .rotated_at
-            .is_some()
-    );
+    assert_eq!(won.len(), 1);
+    let got = s.get_refresh_token(&r.family).await.unwrap().unwrap();
+    assert_eq!((got.hash, got.generation), (won[0], 2), "the winner's token is current");
+    // The rotated token can no longer rotate: its family has another current token.
+    assert!(matches!(
+        s.rotate_refresh_token(&r.hash, &access(&g), &next(&got)).await.unwrap(),
+        RotateOutcome::AlreadyRotated
+    ));
     let unknown = s
-        .rotate_refresh_token(&generate_token().hash, now(), &access(&g), &refresh(&g))
+        .rotate_refresh_token(&generate_token().hash, &access(&g), &refresh(&g))
         .await
         .unwrap();
     assert!(matches!(unknown, RotateOutcome::NotFound));
+}
+
+/// Invariant 12 of docs/reference.md: a rotation replaces the family's record and adds only the new access token; the
+/// replaced token leaves nothing behind.
+async fn rotation_keeps_no_history(s: Arc<dyn Store>) {
+    let g = grant();
+    let mut r = refresh(&g);
+    s.insert_grant_tokens(&g, &access(&g), Some(&r)).await.unwrap();
+    let first = r.clone();
+    for _ in 0..20 {
+        let n = next(&r);
+        assert!(matches!(
+            s.rotate_refresh_token(&r.hash, &access(&g), &n).await.unwrap(),
+            RotateOutcome::Rotated
+        ));
+        r = n;
+    }
+    let got = s.get_refresh_token(&first.family).await.unwrap().unwrap();
+    assert_eq!((got.hash, got.generation, got.issued_at), (r.hash, 21, r.issued_at));
+    assert_eq!(got.expires_at, g.expires_at, "rotation never extends the grant");
+    // Every access token expires before the grant: once they are swept, the grant holds what it
+    // held after its first token. One refresh record, whatever the number of rotations.
+    let later = now().plus(Duration::from_secs(1800));
+    assert_eq!(
+        s.delete_expired(RecordKind::AccessTokens, later, 100).await.unwrap(),
+        21
+    );
+    assert_eq!(
+        s.delete_expired(RecordKind::RefreshTokens, later, 100).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        s.purge_grant_tokens(&g.id, 100).await.unwrap(),
+        vec![first.family],
+        "the grant's only token left is its refresh family"
+    );
 }
 
 async fn revoking_a_grant_and_tombstones(s: Arc<dyn Store>) {
@@ -200,14 +250,14 @@ async fn purging_a_grant_deletes_its_tokens_in_batches(s: Arc<dyn Store>) {
     let g = grant();
     let first = refresh(&g);
     s.insert_grant_tokens(&g, &access(&g), Some(&first)).await.unwrap();
-    let mut old = first.hash;
+    let mut current = first.clone();
     for _ in 0..4 {
-        let next = refresh(&g);
+        let n = next(&current);
         assert!(matches!(
-            s.rotate_refresh_token(&old, now(), &access(&g), &next).await.unwrap(),
+            s.rotate_refresh_token(&current.hash, &access(&g), &n).await.unwrap(),
             RotateOutcome::Rotated
         ));
-        old = next.hash;
+        current = n;
     }
     let other = grant();
     let keep = access(&other);
@@ -221,8 +271,8 @@ async fn purging_a_grant_deletes_its_tokens_in_batches(s: Arc<dyn Store>) {
             break;
         }
     }
-    assert_eq!(purged, 10, "5 access and 5 refresh tokens");
-    assert!(s.get_refresh_token(&old).await.unwrap().is_none());
+    assert_eq!(purged, 6, "5 access tokens and the one refresh family");
+    assert!(s.get_refresh_token(&first.family).await.unwrap().is_none());
     assert!(
         s.get_access_token(&keep.hash).await.unwrap().is_some(),
         "other grants are untouched"
@@ -289,6 +339,7 @@ both_stores!(
     records_roundtrip,
     a_code_is_consumed_exactly_once,
     a_refresh_token_rotates_exactly_once,
+    rotation_keeps_no_history,
     revoking_a_grant_and_tombstones,
     purging_a_grant_deletes_its_tokens_in_batches,
     expired_records_are_deleted_in_batches,

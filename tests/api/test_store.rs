@@ -94,6 +94,9 @@ impl Store for TestStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Memory
     }
+    fn records(&self) -> Option<RecordCounts> {
+        self.inner.records()
+    }
     async fn ping(&self) -> StoreResult<()> {
         match self.mode.load(Ordering::SeqCst) {
             NORMAL => Ok(()),
@@ -147,13 +150,12 @@ impl Store for TestStore {
     }
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         a: &AccessTokenRecord,
         r: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
         self.before().await?;
-        self.inner.rotate_refresh_token(old, now, a, r).await
+        self.inner.rotate_refresh_token(presented, a, r).await
     }
     async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {
         self.before().await?;

@@ -20,7 +20,13 @@ async fn code_flow_for_the_confidential_client() {
     assert_eq!(body["expires_in"], 900);
     assert_eq!(body["scope"], "email openid profile");
     assert_eq!(s(&body, "access_token").len(), 43);
-    assert_eq!(s(&body, "refresh_token").len(), 43);
+    // A refresh token is `<family>.<generation>.<secret>`, each random part 256 bits.
+    let refresh = s(&body, "refresh_token");
+    let parts: Vec<&str> = refresh.split('.').collect();
+    assert_eq!(
+        (parts.len(), parts[0].len(), parts[1], parts[2].len()),
+        (3, 43, "1", 43)
+    );
 }
 
 #[tokio::test]
@@ -302,10 +308,12 @@ async fn fifty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
     let results = futures::future::join_all((0..50).map(|_| app.redeem_app(&code))).await;
     let ok: Vec<_> = results.iter().filter(|r| r.status() == StatusCode::OK).collect();
     assert_eq!(ok.len(), 1);
+    let statuses: Vec<_> = results.iter().map(|r| r.status()).collect();
     assert!(
-        results
+        statuses
             .iter()
-            .all(|r| r.status() == StatusCode::OK || r.status() == StatusCode::BAD_REQUEST)
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
     );
 }
 

@@ -1,7 +1,12 @@
 //! `grant_type=refresh_token` (RFC 6749 section 6) with rotation on every use (RFC 9700 4.14.2):
-//! a rotated token presented again is a replay and revokes its grant (invariant 4 of docs/reference.md).
+//! a rotated token presented again is a replay and revokes its grant (invariant 4 of
+//! docs/reference.md).
+//!
+//! Rotation keeps no history (invariant 12 of docs/reference.md): the grant's one refresh record is replaced in place,
+//! and a replay is recognised because the token names its family and generation
+//! ([`crypto::RefreshToken`]): a token of a known family that is not the current one is a replay.
 
-use crate::crypto;
+use crate::crypto::{self, RefreshToken};
 use crate::domain::Timestamp;
 use crate::error::ApiError;
 use crate::service::tokens::{TokenRequest, TokenResponse};
@@ -20,66 +25,77 @@ impl TokenService {
             .refresh_token
             .as_deref()
             .ok_or(ApiError::InvalidRequest("refresh_token is required"))?;
-        let hash = crypto::hash_token(value);
         let store = &inner.store;
         let reject = |why: &'static str| {
             tracing::info!(target: "security", client_id = %client.client_id, reason = why, "refresh refused");
             Err(ApiError::InvalidGrant)
         };
+        let Some(token) = RefreshToken::parse(value) else {
+            return reject("malformed refresh token");
+        };
         // Straight from the store, not through the cache: a refresh token is presented once (it
         // is rotated on use), so a cache could only ever answer its replay, and each entry would
         // cost an insert and an invalidation on the grant's hottest path. The rotation below is
         // atomic in the store whatever a cache holds.
-        let Some(old) = store.get_refresh_token(&hash).await? else {
+        let Some(current) = store.get_refresh_token(&token.family).await? else {
             return reject("unknown refresh token");
         };
-        if old.client_id != client.client_id {
+        if current.client_id != client.client_id {
             return reject("refresh token was issued to another client");
         }
-        let grant = GrantRecord::of_refresh(&old);
-        if old.rotated_at.is_some() {
-            tracing::warn!(target: "security", client_id = %client.client_id, grant = %old.grant_id.to_hex(),
-                "rotated refresh token replayed; revoking its grant");
+        let grant = GrantRecord::of_refresh(&current);
+        if !crypto::ct_eq(&current.hash.0, &token.hash.0) {
+            // Only a holder of one of the family's tokens knows its family secret.
+            let why = if token.generation < current.generation {
+                "rotated refresh token replayed; revoking its grant"
+            } else {
+                "refresh token of a known family but not its current one; revoking its grant"
+            };
+            tracing::warn!(target: "security", client_id = %client.client_id, grant = %current.grant_id.to_hex(),
+                presented_generation = token.generation, current_generation = current.generation, "{why}");
             self.revoke_grant(&grant, now).await?;
             return Err(ApiError::InvalidGrant);
         }
-        if old.expires_at <= now {
+        if current.expires_at <= now {
             return reject("refresh token expired");
         }
-        if !self.grant_active(&old.grant_id, now).await? {
+        if !self.grant_active(&current.grant_id, now).await? {
             return reject("grant revoked or expired");
         }
-        let scope = Self::requested_scope(req.scope.as_deref(), &old.scope)?;
+        let scope = Self::requested_scope(req.scope.as_deref(), &current.scope)?;
+        let Some(next) = token.successor() else {
+            return reject("refresh token generations exhausted");
+        };
         let (access, access_record) = self.new_access_token(
             &client.client_id,
-            Some(&old.sub),
+            Some(&current.sub),
             scope,
-            Some((old.grant_id, old.expires_at)),
+            Some((current.grant_id, current.expires_at)),
             now,
         );
-        let (refresh, refresh_record) = self.new_refresh_token(&grant, now);
+        let next_record = Self::refresh_record(&next, &grant, now);
         match store
-            .rotate_refresh_token(&hash, now, &access_record, &refresh_record)
+            .rotate_refresh_token(&token.hash, &access_record, &next_record)
             .await?
         {
             RotateOutcome::Rotated => {}
             RotateOutcome::AlreadyRotated => {
                 // Lost the race to a concurrent use of the same token: that is a replay too.
-                tracing::warn!(target: "security", client_id = %client.client_id, grant = %old.grant_id.to_hex(),
+                tracing::warn!(target: "security", client_id = %client.client_id, grant = %current.grant_id.to_hex(),
                     "refresh token used concurrently; revoking its grant");
-                inner.caches.refresh_tokens.invalidate(&hash).await;
+                inner.caches.refresh_tokens.invalidate(&token.family).await;
                 self.revoke_grant(&grant, now).await?;
                 return Err(ApiError::InvalidGrant);
             }
             RotateOutcome::NotFound => {
-                inner.caches.refresh_tokens.invalidate(&hash).await;
+                inner.caches.refresh_tokens.invalidate(&token.family).await;
                 return reject("refresh token vanished (swept or purged)");
             }
         }
-        // The old token is rotated in the store; no cache here may still hold it as live (an
-        // introspection may have cached it).
-        inner.caches.refresh_tokens.invalidate(&hash).await;
-        let response = self.response(access, &access_record, Some(refresh), now);
+        // The family's current token changed in the store; no cache here may still hold the old
+        // one as current (an introspection may have cached it).
+        inner.caches.refresh_tokens.invalidate(&token.family).await;
+        let response = self.response(access, &access_record, Some(next.value), now);
         inner
             .caches
             .access_tokens

@@ -10,7 +10,10 @@ use super::sql;
 use crate::store::StoreError;
 
 /// Embedded migrations, applied in order; a version is never edited once released.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/0001_initial.sql")),
+    (2, include_str!("../../../migrations/0002_refresh_families.sql")),
+];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").
 const MIGRATION_LOCK: i64 = 0x6175_7468_706c_616e;

@@ -102,15 +102,18 @@ pub fn access_row(row: &Row) -> StoreResult<AccessTokenRecord> {
 }
 
 pub fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
+    let generation: i64 = row.try_get("generation").map_err(db_err)?;
     Ok(RefreshTokenRecord {
+        family: hash(row, "family")?,
         hash: hash(row, "hash")?,
+        generation: u32::try_from(generation)
+            .map_err(|_| StoreError::Internal(anyhow::anyhow!("refresh generation out of range")))?,
         client_id: shared_text(row, "client_id")?,
         sub: shared_text(row, "sub")?,
         scope: scope(row)?,
         grant_id: grant_id(row.try_get("grant_id").map_err(db_err)?)?,
         issued_at: ts(row, "issued_at")?,
         expires_at: ts(row, "expires_at")?,
-        rotated_at: opt_ts(row, "rotated_at")?,
     })
 }
 

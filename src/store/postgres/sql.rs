@@ -56,7 +56,7 @@ pub const INSERT_ACCESS: &str =
 
 /// A code grant's records in one statement (one round trip, atomic as any statement is): the grant
 /// (an existing one, a tombstone from a racing code replay, is kept as it is), its access token
-/// and, when `$15` is not null, its refresh token.
+/// and, when `$15` is not null, its refresh token family.
 pub const INSERT_GRANT_TOKENS: &str = "WITH g AS (
         INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING
@@ -64,33 +64,33 @@ pub const INSERT_GRANT_TOKENS: &str = "WITH g AS (
         INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
         VALUES ($8, $9, $10, $11, $12, $13, $14)
     )
-    INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
-    SELECT $15::bytea, $16::text, $17::text, $18::text, $19::bytea, $20::bigint, $21::bigint
+    INSERT INTO refresh_tokens (family, hash, generation, client_id, sub, scope, grant_id, issued_at, expires_at)
+    SELECT $15::bytea, $16::bytea, $17::bigint, $18::text, $19::text, $20::text, $21::bytea, $22::bigint,
+           $23::bigint
     WHERE $15::bytea IS NOT NULL";
 
 pub const GET_ACCESS: &str = "SELECT * FROM access_tokens WHERE hash = $1";
-pub const GET_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE hash = $1";
+pub const GET_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE family = $1";
 pub const GET_GRANT: &str = "SELECT * FROM grants WHERE id = $1";
 
-/// A refresh token's rotation in one statement (one round trip instead of a six-step transaction):
-/// the old token is marked rotated only if it was not already (the row lock makes a concurrent
-/// rotation wait, then find it rotated), and only then are its successors inserted and the other
-/// nodes told (NOTIFY is delivered at commit). No row back: the rotation lost.
+/// A refresh token's rotation in one statement (one round trip): the family's row is replaced
+/// only if its current token is still the presented one (`$2`). A concurrent rotation waits for
+/// the row lock, then re-reads the row and finds another token current, so of N callers on any
+/// nodes exactly one wins. Only then is the access token inserted and the other nodes told
+/// (NOTIFY is delivered at commit). No row back: the rotation lost.
 pub const ROTATE_REFRESH: &str = concat!(
     "WITH won AS (
-        UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL RETURNING 1
-    ), r AS (
-        INSERT INTO refresh_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
-        SELECT $3::bytea, $4::text, $5::text, $6::text, $7::bytea, $8::bigint, $9::bigint FROM won
+        UPDATE refresh_tokens SET hash = $3, generation = $4, issued_at = $5
+        WHERE family = $1 AND hash = $2 RETURNING 1
     ), a AS (
         INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
-        SELECT $10::bytea, $11::text, $12::text, $13::text, $14::bytea, $15::bigint, $16::bigint FROM won
+        SELECT $6::bytea, $7::text, $8::text, $9::text, $10::bytea, $11::bigint, $12::bigint FROM won
     )
     SELECT pg_notify('",
     channel!(),
-    "', $17) FROM won"
+    "', $13) FROM won"
 );
-pub const REFRESH_EXISTS: &str = "SELECT 1 FROM refresh_tokens WHERE hash = $1";
+pub const REFRESH_EXISTS: &str = "SELECT 1 FROM refresh_tokens WHERE family = $1";
 
 pub const REVOKE_ACCESS: &str = concat!(
     "WITH u AS (UPDATE access_tokens SET revoked_at = $2 WHERE hash = $1 AND revoked_at IS NULL RETURNING 1)
@@ -112,12 +112,12 @@ pub const REVOKE_GRANT: &str = concat!(
     "', $8) FROM up"
 );
 
-/// Up to `$2` tokens of grant `$1` from `table`, deleted, their hashes returned.
-pub fn purge_grant_tokens(table: &str) -> String {
+/// Up to `$2` tokens of grant `$1` from `table`, deleted, their keys returned.
+pub fn purge_grant_tokens(table: &str, key: &str) -> String {
     format!(
-        "DELETE FROM {table} WHERE hash IN
-                     (SELECT hash FROM {table} WHERE grant_id = $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING hash"
+        "DELETE FROM {table} WHERE {key} IN
+                     (SELECT {key} FROM {table} WHERE grant_id = $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING {key}"
     )
 }
 

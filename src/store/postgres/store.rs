@@ -123,8 +123,12 @@ impl Store for PostgresStore {
         let stmt = conn.prepare_cached(sql::INSERT_GRANT_TOKENS).await.map_err(db_err)?;
         let access = AccessColumns::of(a);
         let grant = GrantColumns::of(g);
-        let (r_hash, r_client, r_sub, r_scope, r_grant, r_issued, r_expires) = (
+        let (r_family, r_hash, r_generation) = (
+            r.map(|r| r.family.0.as_slice()),
             r.map(|r| r.hash.0.as_slice()),
+            r.map(|r| i64::from(r.generation)),
+        );
+        let (r_client, r_sub, r_scope, r_grant, r_issued, r_expires) = (
             r.map(|r| &*r.client_id),
             r.map(|r| &*r.sub),
             r.map(|r| r.scope.as_str()),
@@ -132,7 +136,17 @@ impl Store for PostgresStore {
             r.map(|r| r.issued_at.millis()),
             r.map(|r| r.expires_at.millis()),
         );
-        let refresh: [Param<'_>; 7] = [&r_hash, &r_client, &r_sub, &r_scope, &r_grant, &r_issued, &r_expires];
+        let refresh: [Param<'_>; 9] = [
+            &r_family,
+            &r_hash,
+            &r_generation,
+            &r_client,
+            &r_sub,
+            &r_scope,
+            &r_grant,
+            &r_issued,
+            &r_expires,
+        ];
         let params: Vec<Param<'_>> = grant
             .params()
             .into_iter()
@@ -156,8 +170,8 @@ impl Store for PostgresStore {
         self.get_one(sql::GET_ACCESS, &h.0, access_row).await
     }
 
-    async fn get_refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        self.get_one(sql::GET_REFRESH, &h.0, refresh_row).await
+    async fn get_refresh_token(&self, family: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.get_one(sql::GET_REFRESH, &family.0, refresh_row).await
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
@@ -166,25 +180,20 @@ impl Store for PostgresStore {
 
     async fn rotate_refresh_token(
         &self,
-        old: &TokenHash,
-        now: Timestamp,
+        presented: &TokenHash,
         a: &AccessTokenRecord,
-        r: &RefreshTokenRecord,
+        next: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome> {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(sql::ROTATE_REFRESH).await.map_err(db_err)?;
         let access = AccessColumns::of(a);
-        let payload = Invalidation::RefreshToken(*old).encode();
-        let head: [Param<'_>; 9] = [
-            &old.0.as_slice(),
-            &now.millis(),
-            &r.hash.0.as_slice(),
-            &&*r.client_id,
-            &&*r.sub,
-            &r.scope.as_str(),
-            &r.grant_id.0.as_slice(),
-            &r.issued_at.millis(),
-            &r.expires_at.millis(),
+        let payload = Invalidation::RefreshToken(next.family).encode();
+        let head: [Param<'_>; 5] = [
+            &next.family.0.as_slice(),
+            &presented.0.as_slice(),
+            &next.hash.0.as_slice(),
+            &i64::from(next.generation),
+            &next.issued_at.millis(),
         ];
         let params: Vec<Param<'_>> = head
             .into_iter()
@@ -195,9 +204,10 @@ impl Store for PostgresStore {
         if !won.is_empty() {
             return Ok(RotateOutcome::Rotated);
         }
-        // Lost: already rotated (a replay or a race), or gone (swept, purged).
+        // Lost: another token of the family is current (a replay or a race), or the family is
+        // gone (swept, purged).
         let exists = conn
-            .query_opt(sql::REFRESH_EXISTS, &[&old.0.as_slice()])
+            .query_opt(sql::REFRESH_EXISTS, &[&next.family.0.as_slice()])
             .await
             .map_err(db_err)?;
         Ok(if exists.is_some() {
@@ -229,17 +239,17 @@ impl Store for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.conn().await?;
         let mut out = Vec::new();
-        for table in ["access_tokens", "refresh_tokens"] {
+        for (table, key) in [("access_tokens", "hash"), ("refresh_tokens", "family")] {
             let left = limit - i64::try_from(out.len()).unwrap_or(0);
             if left <= 0 {
                 break;
             }
             let stmt = conn
-                .prepare_cached(&sql::purge_grant_tokens(table))
+                .prepare_cached(&sql::purge_grant_tokens(table, key))
                 .await
                 .map_err(db_err)?;
             for row in conn.query(&stmt, &[&id.0.as_slice(), &left]).await.map_err(db_err)? {
-                out.push(hash(&row, "hash")?);
+                out.push(hash(&row, key)?);
             }
         }
         Ok(out)
@@ -250,7 +260,7 @@ impl Store for PostgresStore {
             RecordKind::Sessions => ("sessions", "hash"),
             RecordKind::Codes => ("codes", "hash"),
             RecordKind::AccessTokens => ("access_tokens", "hash"),
-            RecordKind::RefreshTokens => ("refresh_tokens", "hash"),
+            RecordKind::RefreshTokens => ("refresh_tokens", "family"),
             RecordKind::Grants => ("grants", "id"),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
