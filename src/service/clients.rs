@@ -48,6 +48,8 @@ impl ClientCredentials {
 #[derive(Debug)]
 enum VerifyFailure {
     Mismatch,
+    /// Over the failure limit (429): not verified at all.
+    Refused(ApiError),
     Internal(ApiError),
 }
 
@@ -55,7 +57,12 @@ impl Unshare for VerifyFailure {
     fn unshare(e: Arc<Self>) -> Self {
         match &*e {
             Self::Mismatch => Self::Mismatch,
-            Self::Internal(_) => Self::Internal(ApiError::Internal(anyhow::anyhow!("secret verification failed"))),
+            Self::Refused(ApiError::Throttled { retry_after_secs }) => Self::Refused(ApiError::Throttled {
+                retry_after_secs: *retry_after_secs,
+            }),
+            Self::Refused(_) | Self::Internal(_) => {
+                Self::Internal(ApiError::Internal(anyhow::anyhow!("secret verification failed")))
+            }
         }
     }
 }
@@ -140,33 +147,38 @@ impl ClientRegistry {
                     return Err(fail("public client sent a secret", &client_id));
                 };
                 let throttle_key = Key::Client(client_id.clone(), address);
-                self.inner.throttle.reserve(&throttle_key, now)?;
                 let key = crypto::client_secret_key(&client_id, &secret);
-                let hasher = &self.inner.hasher;
+                let (hasher, throttle) = (&self.inner.hasher, &self.inner.throttle);
+                // A secret verified before answers from the cache and is never throttled: guesses
+                // are what the limit is for, and they are never in the cache. Otherwise the attempt
+                // is counted before the verification, inside the load, which concurrent requests
+                // with the same secret share: a distinct secret counts once, a burst of the
+                // application's own first requests does not use up its limit.
                 let verified = self
                     .inner
                     .verified
                     .get_or_load(&key, async {
+                        throttle.reserve(&throttle_key, now).map_err(VerifyFailure::Refused)?;
                         match hasher.verify(Arc::clone(hash), secret).await {
-                            Ok(true) => Ok(Some(())),
-                            Ok(false) => Err(VerifyFailure::Mismatch),
-                            Err(e) => Err(VerifyFailure::Internal(e)),
+                            Ok(true) => {
+                                throttle.release(&throttle_key);
+                                Ok(Some(()))
+                            }
+                            Ok(false) => {
+                                throttle.failed(&throttle_key);
+                                Err(VerifyFailure::Mismatch)
+                            }
+                            Err(e) => {
+                                throttle.release(&throttle_key);
+                                Err(VerifyFailure::Internal(e))
+                            }
                         }
                     })
                     .await;
                 match verified {
-                    Ok(_) => {
-                        self.inner.throttle.release(&throttle_key);
-                        Ok(Arc::clone(client))
-                    }
-                    Err(VerifyFailure::Mismatch) => {
-                        self.inner.throttle.failed(&throttle_key);
-                        Err(fail("wrong secret", &client_id))
-                    }
-                    Err(VerifyFailure::Internal(e)) => {
-                        self.inner.throttle.release(&throttle_key);
-                        Err(e)
-                    }
+                    Ok(_) => Ok(Arc::clone(client)),
+                    Err(VerifyFailure::Mismatch) => Err(fail("wrong secret", &client_id)),
+                    Err(VerifyFailure::Refused(e) | VerifyFailure::Internal(e)) => Err(e),
                 }
             }
         }

@@ -198,13 +198,26 @@ async fn concurrent_wrong_passwords_get_no_more_tries_than_sequential_ones() {
 #[tokio::test]
 async fn concurrent_wrong_client_secrets_get_no_more_tries_than_sequential_ones() {
     let app = spawn_with(test_config(|s| s.client_max_failures = Some(3)), None).await;
-    let basic = format!("authorization: Basic {}\r\n", base64_basic(APP, "wrong"));
-    let statuses = post_together(app.addr, "/auth/token", 40, |_| {
-        (basic.clone(), "grant_type=client_credentials".to_owned())
+    // Forty different guesses at once: three are verified, the rest refused before any work.
+    let statuses = post_together(app.addr, "/auth/token", 40, |i| {
+        let basic = format!("authorization: Basic {}\r\n", base64_basic(APP, &format!("wrong{i}")));
+        (basic, "grant_type=client_credentials".to_owned())
     })
     .await;
     assert_eq!(count(&statuses, 401), 3, "{statuses:?}");
     assert_eq!(count(&statuses, 429), 37, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_burst_of_the_applications_own_first_requests_is_not_throttled() {
+    let app = spawn_with(test_config(|s| s.client_max_failures = Some(3)), None).await;
+    // Forty requests with the right secret at the same moment share one verification.
+    let basic = format!("authorization: Basic {}\r\n", base64_basic(APP, APP_SECRET));
+    let statuses = post_together(app.addr, "/auth/token", 40, |_| {
+        (basic.clone(), "grant_type=client_credentials".to_owned())
+    })
+    .await;
+    assert_eq!(count(&statuses, 200), 40, "{statuses:?}");
 }
 
 #[tokio::test]
