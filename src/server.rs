@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
@@ -110,10 +110,10 @@ async fn serve_connection(
 ) {
     let io = Deadlines::new(stream, limits.header_timeout, limits.idle_timeout);
     let phase = Arc::clone(&io.phase);
-    let body_cancel = cancel.clone();
+    let body_cancel = Arc::new(cancel.clone());
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        let req = req.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout, body_cancel.clone())));
+        let req = req.map(|body| Body::new(BodyDeadline::new(body, limits.body_timeout, Arc::clone(&body_cancel))));
         let router = router.clone();
         async move {
             if !one_host(&req) {
@@ -171,38 +171,62 @@ const IN_REQUEST: u8 = 2;
 /// requests or inside a request's headers. It follows the bytes: the first byte read starts the
 /// header deadline, the end of the headers (`\r\n\r\n`) clears it, and a write (the answer)
 /// starts the idle deadline.
+///
+/// One timer per connection, re-armed lazily: a deadline later than the timer leaves it alone
+/// (when it fires early, it is set again), so a busy keep-alive connection touches the timer
+/// about once per header timeout, not twice per request.
 pub struct Deadlines<IO> {
     io: IO,
     phase: Arc<AtomicU8>,
     header_timeout: Duration,
     idle_timeout: Duration,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// When the current phase's deadline passes; `None` while a request is served.
+    due: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+    /// What `timer` is set to.
+    timer_at: Instant,
+    /// Whether `timer` was polled since it was last set, so that it will wake this task (a
+    /// timer that fired holds no waker any more).
+    timer_armed: bool,
     /// The last bytes of the headers read so far, to find `\r\n\r\n` across reads.
     tail: u32,
-    /// The task waiting to read, when it waits without a deadline: a deadline set by a write
-    /// (the idle one) must wake it, or nothing would poll the new timer.
-    reader: Option<Waker>,
 }
 
 impl<IO> Deadlines<IO> {
     pub fn new(io: IO, header_timeout: Duration, idle_timeout: Duration) -> Self {
+        let due = Instant::now() + header_timeout;
         Self {
             io,
             phase: Arc::new(AtomicU8::new(WAITING)),
             header_timeout,
             idle_timeout,
-            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            due: Some(due),
+            timer: Box::pin(tokio::time::sleep_until(due)),
+            timer_at: due,
+            timer_armed: false,
             tail: 0,
-            reader: None,
         }
     }
 
-    fn set_deadline(&mut self, after: Duration) {
-        let at = Instant::now() + after;
-        match &mut self.deadline {
-            Some(sleep) => sleep.as_mut().reset(at),
-            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+    /// Sets the deadline; moves the timer only when it would fire too late (or has fired).
+    fn set_due(&mut self, due: Instant) {
+        self.due = Some(due);
+        if self.timer_at > due || self.timer.is_elapsed() {
+            self.reset_timer(due);
         }
+    }
+
+    fn reset_timer(&mut self, at: Instant) {
+        self.timer.as_mut().reset(at);
+        self.timer_at = at;
+        self.timer_armed = false;
+    }
+
+    /// Polls the timer (registering this task's waker); `true` when it has fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let fired = self.timer.as_mut().poll(cx).is_ready();
+        self.timer_armed = !fired;
+        fired
     }
 
     /// Follows the request bytes just read.
@@ -211,32 +235,34 @@ impl<IO> Deadlines<IO> {
             return;
         }
         let mut phase = self.phase.load(Ordering::Relaxed);
-        let mut rest = bytes;
         if phase == WAITING {
             phase = IN_HEADERS;
             self.tail = 0;
-            self.set_deadline(self.header_timeout);
+            self.set_due(Instant::now() + self.header_timeout);
         }
         if phase == IN_HEADERS {
-            for (i, b) in rest.iter().enumerate() {
+            // Body bytes after the headers (or a pipelined request) need no bookkeeping here.
+            for b in bytes {
                 self.tail = (self.tail << 8) | u32::from(*b);
                 if self.tail == u32::from_be_bytes(*b"\r\n\r\n") {
                     phase = IN_REQUEST;
-                    self.deadline = None;
-                    rest = &rest[i + 1..];
+                    self.due = None;
                     break;
                 }
             }
         }
-        let _ = rest; // Body bytes (or a pipelined request) need no bookkeeping here.
         self.phase.store(phase, Ordering::Release);
     }
 
-    fn answered(&mut self) {
-        if self.phase.swap(WAITING, Ordering::AcqRel) != WAITING || self.deadline.is_none() {
-            self.set_deadline(self.idle_timeout);
-            if let Some(reader) = self.reader.take() {
-                reader.wake();
+    /// A write: the answer. Starts the idle deadline; the timer is registered with this task
+    /// here, as the task may wait on the socket without polling it again.
+    fn answered(&mut self, cx: &mut Context<'_>) {
+        let was_waiting = self.phase.swap(WAITING, Ordering::AcqRel) == WAITING;
+        if !was_waiting || self.due.is_none() {
+            self.set_due(Instant::now() + self.idle_timeout);
+            if !self.timer_armed {
+                // If it has fired already, the next read sees the deadline.
+                let _ = self.poll_timer(cx);
             }
         }
     }
@@ -245,30 +271,31 @@ impl<IO> Deadlines<IO> {
 impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
+        let this = &mut *self;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let this = &mut *self;
                 this.saw(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let this = &mut *self;
-                let Some(deadline) = &mut this.deadline else {
-                    if !this.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        this.reader = Some(cx.waker().clone());
-                    }
+            Poll::Pending => loop {
+                let Some(due) = this.due else {
                     return Poll::Pending;
                 };
-                {
-                    ready!(deadline.as_mut().poll(cx));
-                    let what = match this.phase.load(Ordering::Relaxed) {
-                        IN_HEADERS => "headers not received within --header-timeout",
-                        _ => "connection idle past its deadline",
-                    };
-                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+                if !this.poll_timer(cx) {
+                    return Poll::Pending;
                 }
-            }
+                if Instant::now() < due {
+                    // Fired for an earlier deadline: set it for this one, and wait again.
+                    this.reset_timer(due);
+                    continue;
+                }
+                let what = match this.phase.load(Ordering::Relaxed) {
+                    IN_HEADERS => "headers not received within --header-timeout",
+                    _ => "connection idle past its deadline",
+                };
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+            },
         }
     }
 }
@@ -276,7 +303,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
-        self.answered();
+        self.answered(cx);
         Poll::Ready(Ok(n))
     }
 
@@ -286,7 +313,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
-        self.answered();
+        self.answered(cx);
         Poll::Ready(Ok(n))
     }
 
@@ -314,22 +341,22 @@ pub struct BodyTimedOut;
 type Waiting = (Pin<Box<Sleep>>, Pin<Box<WaitForCancellationFutureOwned>>);
 
 /// A request body that fails with [`BodyTimedOut`] when it has not fully arrived within its
-/// deadline (counted from the end of the headers), or when shutdown begins while it is awaited.
+/// deadline, or when shutdown begins while it is awaited. The deadline counts from the first
+/// poll that has to wait: a body already in the buffer (nearly every request) costs no timer and
+/// no clock read.
 pub struct BodyDeadline {
     inner: Incoming,
-    /// Armed on the first poll that has to wait, so bodies that are already there cost nothing.
     timeout: Duration,
-    started: Instant,
     waiting: Option<Waiting>,
-    cancel: CancellationToken,
+    /// The connection's shutdown signal, shared (cloning a token takes its lock).
+    cancel: Arc<CancellationToken>,
 }
 
 impl BodyDeadline {
-    pub fn new(inner: Incoming, timeout: Duration, cancel: CancellationToken) -> Self {
+    pub fn new(inner: Incoming, timeout: Duration, cancel: Arc<CancellationToken>) -> Self {
         Self {
             inner,
             timeout,
-            started: Instant::now(),
             waiting: None,
             cancel,
         }
@@ -350,8 +377,8 @@ impl hyper::body::Body for BodyDeadline {
         }
         let (sleep, cancelled) = this.waiting.get_or_insert_with(|| {
             (
-                Box::pin(tokio::time::sleep_until(this.started + this.timeout)),
-                Box::pin(this.cancel.clone().cancelled_owned()),
+                Box::pin(tokio::time::sleep(this.timeout)),
+                Box::pin(CancellationToken::clone(&this.cancel).cancelled_owned()),
             )
         });
         if sleep.as_mut().poll(cx).is_ready() || cancelled.as_mut().poll(cx).is_ready() {
@@ -385,15 +412,15 @@ mod tests {
         assert_eq!(d.phase.load(Ordering::Relaxed), WAITING);
         d.saw(b"POST /auth/token HTTP/1.1\r\nhost: x\r");
         assert_eq!(d.phase.load(Ordering::Relaxed), IN_HEADERS);
-        assert!(d.deadline.is_some());
+        assert!(d.due.is_some());
         // The end of the headers may arrive split across reads.
         d.saw(b"\n\r");
         assert_eq!(d.phase.load(Ordering::Relaxed), IN_HEADERS);
         d.saw(b"\ngrant_type=client_credentials");
         assert_eq!(d.phase.load(Ordering::Relaxed), IN_REQUEST);
-        assert!(d.deadline.is_none(), "no connection deadline while a request is served");
-        d.answered();
+        assert!(d.due.is_none(), "no connection deadline while a request is served");
+        d.answered(&mut Context::from_waker(std::task::Waker::noop()));
         assert_eq!(d.phase.load(Ordering::Relaxed), WAITING);
-        assert!(d.deadline.is_some(), "the idle deadline runs after the answer");
+        assert!(d.due.is_some(), "the idle deadline runs after the answer");
     }
 }
