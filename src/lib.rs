@@ -25,8 +25,6 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
-#[doc(hidden)]
-pub mod fuzz_harness;
 pub mod health;
 pub mod http;
 pub mod layers;
