@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use authplane::layers::overload::Admission;
+use authplane::Admission;
 use authplane::telemetry::Metrics;
 use authplane_testkit::{APP, APP_BASIC, APP_REDIRECT, VERIFIER};
 use axum::Router;
@@ -96,7 +96,7 @@ fn stack_benches(c: &mut Criterion) {
 
     let metrics = Metrics::new();
     let admission = Admission::new("/baseline", 512, 1024, Duration::from_secs(10), &metrics);
-    let baseline = authplane::http::baseline_router(metrics, admission);
+    let baseline = authplane::baseline_router(metrics, admission);
     let bare = Router::new().route(
         "/baseline",
         get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use authplane::AppState;
 use authplane::service::tokens::TokenRequest;
 use authplane::service::{AuthorizeOutcome, AuthorizeRequest, ClientCredentials};
-use authplane::state::AppState;
 use authplane_testkit::{APP, APP_REDIRECT, APP_SECRET, VERIFIER};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 

@@ -3,39 +3,63 @@
 //! # Layout
 //! Data flows one way: listener → tower layers → thin handler → service → cache → store.
 //!
-//! - [`config`]: the flags, environment and TOML file, resolved once into [`config::Config`].
-//! - [`app`]: `Application::build` binds and wires everything; `run` serves and drains.
-//! - [`shutdown`]: signals into the root cancellation token.
-//! - [`error`]: the one client-facing error type and its exhaustive status mapping.
-//! - [`telemetry`]: tracing subscriber and the application's own Prometheus registry.
+//! Public, for `main.rs`, the test kit (`testkit/`), the tests, the benches and the load tool:
+//! - [`config`]: the flags, environment and TOML file, resolved once into [`Config`].
 //! - [`crypto`]: random credentials, SHA-256 hashes, PKCE, argon2id, constant-time compare.
 //! - [`domain`]: newtypes that parse once (scope, PKCE values, timestamps, hashes).
-//! - [`clock`]: where `now` comes from (the system, or a test's manual clock).
-//! - [`http`]: routes, extractors, handlers; [`layers`]: latency metrics and admission control.
 //! - [`service`]: sessions, authorization, tokens (one file per grant), clients, revocation.
 //! - [`cache`]: bounded moka caches with invalidation and metrics.
-//! - [`store`]: the store traits, and the in-memory implementation.
-//! - [`sweeper`]: the background removal of expired records and pending revocation work.
-//! - [`health`]: readiness and the `/debug/health` document.
+//! - [`store`]: the store traits and records, the in-memory and PostgreSQL implementations.
+//! - [`telemetry`]: tracing subscriber, the OTLP export and the application's own Prometheus
+//!   registry.
+//!
+//! Private, each reached only through the single types re-exported below:
+//! - `app`: [`Application::build`] binds and wires everything; `run` serves and drains.
+//! - `shutdown`: signals ([`Signals`]) into the root cancellation token.
+//! - `state`: [`AppState`], the cheap-clone service handles the handlers take.
+//! - `clock`: where `now` comes from ([`Clock`]: the system, or a test's manual clock).
+//! - `error`: the one client-facing error type and its exhaustive status mapping.
+//! - `http`: routes, extractors, handlers, and the benchmark's [`baseline_router`]; its parsers
+//!   of client input are re-exported in `parse` for the fuzz targets only.
+//! - `layers`: latency metrics and admission control ([`Admission`]); `queue_delay`: the time a
+//!   request waited for admission.
+//! - `sweeper`: the background removal of expired records ([`Sweeper`], [`SweepStats`]).
+//! - `health`: readiness and the `/debug/health` document; `otlp`: the optional trace export.
+//!
+//! Not here: fixtures, `TestApp`, the test and load-tool OAuth client and the fuzz entry points
+//! live in the `authplane-testkit` crate, a dev-dependency only.
 
-pub mod app;
+mod app;
 pub mod cache;
-pub mod clock;
+mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
-pub mod error;
-pub mod health;
-pub mod http;
-pub mod layers;
-pub mod otlp;
-pub mod queue_delay;
+mod error;
+mod health;
+mod http;
+mod layers;
+mod otlp;
+mod queue_delay;
 pub mod service;
-pub mod shutdown;
-pub mod state;
+mod shutdown;
+mod state;
 pub mod store;
-pub mod sweeper;
+mod sweeper;
 pub mod telemetry;
 
 pub use app::{Application, Options};
+pub use clock::Clock;
 pub use config::Config;
+pub use http::baseline_router;
+pub use layers::overload::Admission;
+pub use shutdown::Signals;
+pub use state::AppState;
+pub use sweeper::{SweepStats, Sweeper};
+
+/// The parsers of client input (form bodies and query strings, client credentials, bearer
+/// tokens, cookies), public for the fuzz targets of the test kit and nothing else.
+#[doc(hidden)]
+pub mod parse {
+    pub use crate::http::extract::{Params, bearer_token, client_credentials, cookie};
+}

@@ -7,13 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use authplane::clock::Clock;
 use authplane::config::{Settings, StoreKind};
-use authplane::state::AppState;
 use authplane::store::Store;
 use authplane::store::memory::MemoryStore;
-use authplane::sweeper::Sweeper;
-use authplane::{Application, Config, Options};
+use authplane::{AppState, Application, Clock, Config, Options, Sweeper};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

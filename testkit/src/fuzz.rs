@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use authplane::Config;
 use authplane::config::{Settings, parse_file};
 use authplane::domain::{CodeChallenge, CodeVerifier, GrantType, Scope};
-use authplane::http::extract::{Params, bearer_token, client_credentials, cookie};
+use authplane::parse::{Params, bearer_token, client_credentials, cookie};
 
 /// Splits `data` at the first NUL: (before, after).
 fn split(data: &[u8]) -> (&[u8], &[u8]) {
