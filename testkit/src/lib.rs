@@ -21,4 +21,4 @@ pub use fixture::{
     ALICE, ALICE_PASSWORD, ALICE_SUB, APP, APP_BASIC, APP_REDIRECT, APP_SECRET, BOB, BOB_PASSWORD, OTHER,
     OTHER_REDIRECT, OTHER_SECRET, SPA, SPA_REDIRECT,
 };
-pub use oauth::{Pkce, SESSION_COOKIE, VERIFIER, session_cookie};
+pub use oauth::{Pkce, SESSION_COOKIE, VERIFIER, session_cookie, session_header};

@@ -112,7 +112,7 @@ async fn without_a_session_the_browser_goes_to_login_and_comes_back() {
     let res = app
         .client
         .get(app.url(&next))
-        .header("cookie", format!("authplane_session={cookie}"))
+        .header("cookie", session_header(&cookie))
         .send()
         .await
         .unwrap();

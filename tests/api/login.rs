@@ -198,7 +198,7 @@ async fn logout_revokes_the_session_at_once() {
     let res = app
         .client
         .post(app.url("/auth/logout"))
-        .header("cookie", format!("authplane_session={session}"))
+        .header("cookie", session_header(&session))
         .send()
         .await
         .unwrap();
