@@ -21,7 +21,7 @@ const ENTRIES: u64 = 100_000;
 fn record(hash: TokenHash, now: Timestamp) -> AccessTokenRecord {
     AccessTokenRecord {
         hash,
-        client_id: common::APP.into(),
+        client_id: authplane_testkit::APP.into(),
         sub: Some("u-alice".into()),
         scope: Scope::parse("openid profile email").unwrap(),
         grant_id: Some(GrantId([7; 16])),

@@ -3,11 +3,10 @@
 
 use authplane::crypto;
 use authplane::domain::{CodeChallenge, CodeVerifier};
+use authplane_testkit::{APP, APP_SECRET, VERIFIER};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 
 mod common;
-
-use common::{APP, APP_SECRET, VERIFIER};
 
 fn crypto_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("crypto");

@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-use authplane::layers::admission::Admission;
+use authplane::Admission;
 use authplane::telemetry::Metrics;
+use authplane_testkit::{APP, APP_BASIC, APP_REDIRECT, VERIFIER};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
@@ -22,7 +23,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 mod common;
 
-use common::{APP, APP_BASIC, APP_REDIRECT, bench_async, request};
+use common::{bench_async, request};
 
 /// Sends `make()` through `router` and reads the whole answer, `iters` times.
 fn run(
@@ -53,7 +54,7 @@ fn token_request(form: impl Into<Body>) -> Request<Body> {
 /// An authorization request from the demo client, in alice's session.
 fn authorize_request(uri: &str, session: &str) -> Request<Body> {
     request(
-        Request::get(uri).header(header::COOKIE, format!("authplane_session={session}")),
+        Request::get(uri).header(header::COOKIE, authplane_testkit::oauth::session_header(session)),
         Body::empty(),
     )
 }
@@ -63,7 +64,7 @@ fn stack_benches(c: &mut Criterion) {
     let app = common::app(&rt);
     let router = app.router();
     let session = rt.block_on(common::login(&router));
-    let challenge = authplane::crypto::pkce_challenge(common::VERIFIER);
+    let challenge = authplane::crypto::pkce_challenge(VERIFIER);
     let redirect: String = url::form_urlencoded::byte_serialize(APP_REDIRECT.as_bytes()).collect();
     let authorize_uri = format!(
         "/auth/authorize?response_type=code&client_id={APP}&redirect_uri={redirect}&scope=openid%20profile%20email&state=s&code_challenge={challenge}&code_challenge_method=S256"
@@ -85,7 +86,7 @@ fn stack_benches(c: &mut Criterion) {
         let code = common::code_of(res.headers()[header::LOCATION].to_str().unwrap());
         let body = format!(
             "grant_type=authorization_code&code={code}&redirect_uri={redirect}&code_verifier={}",
-            common::VERIFIER
+            VERIFIER
         );
         let res = router.clone().oneshot(token_request(body)).await.unwrap();
         let v: serde_json::Value =
@@ -95,7 +96,7 @@ fn stack_benches(c: &mut Criterion) {
 
     let metrics = Metrics::new();
     let admission = Admission::new("/baseline", 512, 1024, Duration::from_secs(10), &metrics);
-    let baseline = authplane::http::baseline_router(metrics, admission);
+    let baseline = authplane::baseline_router(metrics, admission);
     let bare = Router::new().route(
         "/baseline",
         get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),

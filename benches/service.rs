@@ -5,14 +5,15 @@
 
 use std::time::{Duration, Instant};
 
+use authplane::AppState;
 use authplane::service::tokens::TokenRequest;
 use authplane::service::{AuthorizeOutcome, AuthorizeRequest, ClientCredentials};
-use authplane::state::AppState;
+use authplane_testkit::{APP, APP_REDIRECT, APP_SECRET, VERIFIER};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 
 mod common;
 
-use common::{APP, APP_REDIRECT, APP_SECRET, VERIFIER, bench_async};
+use common::bench_async;
 
 fn authorize_request(challenge: &str) -> AuthorizeRequest {
     AuthorizeRequest {

@@ -3,47 +3,68 @@
 //! # Layout
 //! Data flows one way: listener → tower layers → thin handler → service → cache → store.
 //!
-//! - [`config`]: the flags, environment and TOML file, resolved once into [`config::Config`].
-//! - [`app`]: `Application::build` binds and wires everything; `run` serves and drains.
-//! - [`server`]: the accept loop: connection cap, header/body/idle deadlines, graceful close.
-//! - [`shutdown`]: signals into the root cancellation token.
-//! - [`error`]: the one client-facing error type and its exhaustive status mapping.
-//! - [`telemetry`]: tracing subscriber and the application's own Prometheus registry.
+//! Public, for `main.rs`, the test kit (`testkit/`), the tests, the benches and the load tool:
+//! - [`config`]: the flags, environment and TOML file, resolved once into [`Config`].
 //! - [`crypto`]: random credentials, SHA-256 hashes, PKCE, argon2id, constant-time compare.
 //! - [`domain`]: newtypes that parse once (scope, PKCE values, timestamps, hashes), and the
 //!   parsed clients and users the registries serve.
-//! - [`clock`]: where `now` comes from (the system, or a test's manual clock).
-//! - [`http`]: routes, extractors, handlers; [`layers`]: latency metrics, admission control and CORS.
 //! - [`service`]: sessions, authorization, tokens (one file per grant), clients, revocation.
 //! - [`cache`]: bounded moka caches with invalidation and metrics.
 //! - [`store`]: the `Store` trait and its records; `memory` (dashmap with an expiry index) and
 //!   `postgres/` (pool and migrations, SQL, rows, the `Store` impl, the LISTEN feed).
-//! - [`sweeper`]: the background removal of expired records and pending revocation work.
-//! - [`health`]: readiness and the `/debug/health` document.
+//! - [`telemetry`]: tracing subscriber, the OTLP export and the application's own Prometheus
+//!   registry.
+//!
+//! Private, each reached only through the single types re-exported below:
+//! - `app`: [`Application::build`] binds and wires everything; `run` serves and drains.
+//! - `server`: the accept loop: connection cap, header/body/idle deadlines, graceful close.
+//! - `shutdown`: signals ([`Signals`]) into the root cancellation token.
+//! - `state`: [`AppState`], the cheap-clone service handles the handlers take.
+//! - `clock`: where `now` comes from ([`Clock`]: the system, or a test's manual clock).
+//! - `error`: the one client-facing error type and its exhaustive status mapping.
+//! - `http`: routes, extractors, handlers, and the benchmark's [`baseline_router`]; its parsers
+//!   of client input are re-exported in `parse` for the fuzz targets only.
+//! - `layers`: latency metrics, admission control ([`Admission`]) and CORS.
+//! - `sweeper`: the background removal of expired records ([`Sweeper`], [`SweepStats`]).
+//! - `health`: readiness and the `/debug/health` document; `otlp`: the optional trace export.
+//!
+//! Not here: fixtures, `TestApp`, the test and load-tool OAuth client and the fuzz entry points
+//! live in the `authplane-testkit` crate, a dev-dependency only.
 //!
 //! The external names (settings, endpoints, metrics) and the invariants that code comments cite
 //! are in `docs/reference.md`, checked against the code by `tests/api/reference.rs`.
 
-pub mod app;
+mod app;
 pub mod cache;
-pub mod clock;
+mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
-pub mod error;
-#[doc(hidden)]
-pub mod fuzz_harness;
-pub mod health;
-pub mod http;
-pub mod layers;
-pub mod otlp;
-pub mod server;
+mod error;
+mod health;
+mod http;
+mod layers;
+mod otlp;
+mod server;
 pub mod service;
-pub mod shutdown;
-pub mod state;
+mod shutdown;
+mod state;
 pub mod store;
-pub mod sweeper;
+mod sweeper;
 pub mod telemetry;
 
 pub use app::{Application, Options};
+pub use clock::Clock;
 pub use config::Config;
+pub use http::baseline_router;
+pub use layers::admission::Admission;
+pub use shutdown::Signals;
+pub use state::AppState;
+pub use sweeper::{SweepStats, Sweeper};
+
+/// The parsers of client input (form bodies and query strings, client credentials, bearer
+/// tokens, cookies), public for the fuzz targets of the test kit and nothing else.
+#[doc(hidden)]
+pub mod parse {
+    pub use crate::http::extract::{Params, bearer_token, client_credentials, cookie};
+}

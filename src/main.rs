@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use authplane::config::{Cli, Command, Config};
 use authplane::crypto::{self, Argon2Params};
-use authplane::{Application, shutdown};
+use authplane::{Application, Signals};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let mut signals = shutdown::Signals::install()?;
+    let mut signals = Signals::install()?;
     let app = Application::build(cfg).await?;
     let cancel = app.shutdown_token();
     let run = app.run();

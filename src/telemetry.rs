@@ -12,6 +12,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
+/// The OTLP trace export, behind `--otlp-endpoint`; public for the test that runs a collector.
+pub use crate::otlp::{OtlpGuard, layer as otlp_layer};
 
 static METADATA: Metadata<'static> = Metadata::new("authplane", metrics::Level::INFO, Some(module_path!()));
 

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authplane::fuzz_harness::config_file(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authplane_testkit::fuzz::config_file(data));

@@ -9,9 +9,9 @@ static APP: OnceLock<(tokio::runtime::Runtime, authplane::Application)> = OnceLo
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let (rt, app) = APP.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let cfg = authplane::fuzz_harness::fuzz_config().unwrap();
+        let cfg = authplane_testkit::test_config(|_| {});
         let app = rt.block_on(authplane::Application::build(cfg)).unwrap();
         (rt, app)
     });
-    rt.block_on(authplane::fuzz_harness::http(app.router(), data));
+    rt.block_on(authplane_testkit::fuzz::http(app.router(), data));
 });

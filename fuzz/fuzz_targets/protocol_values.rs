@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authplane::fuzz_harness::protocol_values(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authplane_testkit::fuzz::protocol_values(data));

@@ -107,12 +107,12 @@ async fn without_a_session_the_browser_goes_to_login_and_comes_back() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let cookie = session_cookie(&res).unwrap();
+    let cookie = session_cookie(res.headers()).unwrap();
     let next = res.headers()["location"].to_str().unwrap().to_owned();
     let res = app
         .client
         .get(app.url(&next))
-        .header("cookie", format!("authplane_session={cookie}"))
+        .header("cookie", session_header(&cookie))
         .send()
         .await
         .unwrap();

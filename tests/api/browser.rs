@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use authplane::config::{Config, Settings};
+use authplane::Config;
 use authplane::crypto::pkce_challenge;
 use axum::Router;
 use axum::extract::RawQuery;
@@ -331,14 +331,8 @@ if (params.has("code") || params.has("error")) {
 /// The fixture, with demo-spa's only redirect_uri at `callback` (nothing listens on the fixture's
 /// port 9000, and a browser needs a page to land on).
 fn config_with_spa_redirect(callback: &str) -> Config {
-    let mut file = test_file();
-    let spa = file.clients.iter_mut().find(|c| c.client_id == SPA).unwrap();
-    spa.redirect_uris = vec![callback.to_owned()];
-    let settings = Settings {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Settings::default()
-    };
-    Config::resolve(settings, file).unwrap()
+    let text = authplane_testkit::fixture::TOML.replace(SPA_REDIRECT, callback);
+    authplane_testkit::fixture::config_from(&text, |_| {}).unwrap()
 }
 
 /// The client's callback: a server on 127.0.0.1:0 that hands each query it receives to the test

@@ -24,7 +24,7 @@ async fn browse(app: &TestApp, auth_url: &url::Url, csrf: &CsrfToken) -> String 
     let res = app
         .client
         .get(auth_url.as_str())
-        .header("cookie", format!("authplane_session={session}"))
+        .header("cookie", session_header(&session))
         .send()
         .await
         .unwrap();

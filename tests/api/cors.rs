@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use authplane::config::{Config, Settings};
+use authplane::Config;
 use reqwest::{Method, Response, StatusCode};
 
 use crate::helpers::*;
@@ -54,14 +54,11 @@ async fn preflight(app: &TestApp, path: &str, origin: &str, method: &str) -> Res
 
 /// The fixture with other-app's `allowed_origins` set explicitly.
 fn config_with_other_origins(origins: &[&str]) -> Config {
-    let mut file = test_file();
-    let other = file.clients.iter_mut().find(|c| c.client_id == OTHER).unwrap();
-    other.allowed_origins = Some(origins.iter().map(|o| o.to_string()).collect());
-    let settings = Settings {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Settings::default()
-    };
-    Config::resolve(settings, file).unwrap()
+    let list: Vec<String> = origins.iter().map(|o| format!("{o:?}")).collect();
+    let marker = "client_id = \"other-app\"\n";
+    assert!(fixture::TOML.contains(marker));
+    let text = fixture::TOML.replace(marker, &format!("{marker}allowed_origins = [{}]\n", list.join(", ")));
+    fixture::config_from(&text, |s| s.listen = Some("127.0.0.1:0".parse().unwrap())).unwrap()
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use authplane::fuzz_harness as h;
+use authplane_testkit::fuzz as h;
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -40,7 +40,9 @@ fn parsers_hold_on_every_saved_input() {
 
 #[tokio::test]
 async fn the_router_holds_on_every_saved_input() {
-    let app = authplane::Application::build(h::fuzz_config().unwrap()).await.unwrap();
+    let app = authplane::Application::build(authplane_testkit::test_config(|_| {}))
+        .await
+        .unwrap();
     let inputs = inputs("http");
     assert!(!inputs.is_empty());
     for input in inputs {

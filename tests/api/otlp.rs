@@ -64,10 +64,11 @@ async fn request_cache_and_store_spans_reach_the_collector() {
     let spans: Spans = Arc::default();
     let endpoint = receiver(spans.clone());
     // Built off the runtime: the exporter's blocking client may not be created inside one.
-    let (layer, guard) =
-        std::thread::spawn(move || authplane::otlp::layer::<tracing_subscriber::Registry>(Some(&endpoint)).unwrap())
-            .join()
-            .unwrap();
+    let (layer, guard) = std::thread::spawn(move || {
+        authplane::telemetry::otlp_layer::<tracing_subscriber::Registry>(Some(&endpoint)).unwrap()
+    })
+    .join()
+    .unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
     let _default = tracing::subscriber::set_default(subscriber);
 

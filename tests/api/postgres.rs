@@ -119,7 +119,7 @@ async fn revocation_rotation_and_logout_on_one_node_are_enforced_on_the_other() 
     assert!(param(&location_params(&b.authorize(Some(&session), &q).await), "code").is_some());
     a.client
         .post(a.url("/auth/logout"))
-        .header("cookie", format!("authplane_session={session}"))
+        .header("cookie", session_header(&session))
         .send()
         .await
         .unwrap();

@@ -5,39 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use authplane::crypto::{self, Argon2Params};
 use reqwest::StatusCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::*;
 
-/// A config file like the demo one, with cheap hashes (test fixture only).
-fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let pw = crypto::hash_password("wonderland", Argon2Params::cheap()).unwrap();
-    let secret = crypto::hash_password(APP_SECRET, Argon2Params::cheap()).unwrap();
-    let text = format!(
-        r#"[[users]]
-username = "alice"
-password_hash = "{pw}"
-sub = "u-alice"
-
-[[clients]]
-client_id = "{APP}"
-secret_hash = "{secret}"
-redirect_uris = ["{APP_REDIRECT}"]
-grant_types = ["authorization_code", "refresh_token", "client_credentials"]
-scopes = ["openid", "profile", "email"]
-"#
-    );
-    let path = dir.join("authplane.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn sigterm_under_load_answers_admitted_requests_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = authplane_testkit::fixture::write(dir.path()).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authplane"))
         .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "5s", "--config"])
         .arg(&config)
@@ -136,7 +112,7 @@ async fn sigterm_under_load_answers_admitted_requests_and_exits_zero() {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = authplane_testkit::fixture::write(dir.path()).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authplane"))
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
         .arg(&config)

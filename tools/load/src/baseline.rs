@@ -1,4 +1,4 @@
-//! `serve-baseline`: the server stack's own ceiling. It serves `authplane::http::baseline_router`
+//! `serve-baseline`: the server stack's own ceiling. It serves `authplane::baseline_router`
 //! (a constant small JSON behind the latency metrics, the admission control and the outer layers
 //! of the real server), with the same tracing subscriber and the same `axum::serve` as
 //! `authplane serve`, so that the difference between the two is the auth logic alone.
@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use authplane::Admission;
 use authplane::config::LogFormat;
-use authplane::layers::admission::Admission;
 use authplane::telemetry::Metrics;
 use tokio::net::TcpListener;
 
@@ -23,7 +23,7 @@ pub async fn serve(listen: SocketAddr, max_inflight: usize, queue_capacity: usiz
     let _guard = authplane::telemetry::init_tracing(LogFormat::Text, None)?;
     let metrics = Metrics::new();
     let admission = Admission::new("/baseline", max_inflight, queue_capacity, REQUEST_TIMEOUT, &metrics);
-    let router = authplane::http::baseline_router(metrics, admission);
+    let router = authplane::baseline_router(metrics, admission);
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     // The same line as the server's, so the same scripts find the address.

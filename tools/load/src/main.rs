@@ -110,11 +110,11 @@ struct RunArgs {
     /// Userinfo calls per flow.
     #[arg(long, default_value_t = 3)]
     userinfo_per_flow: usize,
-    #[arg(long, default_value = "demo-app")]
+    #[arg(long, default_value = authplane_testkit::APP)]
     client_id: String,
-    #[arg(long, default_value = "demo-secret")]
+    #[arg(long, default_value = authplane_testkit::APP_SECRET)]
     client_secret: String,
-    #[arg(long, default_value = "http://127.0.0.1:9000/callback")]
+    #[arg(long, default_value = authplane_testkit::APP_REDIRECT)]
     redirect_uri: String,
     #[arg(long, default_value = "openid profile email")]
     scope: String,
@@ -169,9 +169,9 @@ struct InvalidationArgs {
     node_b: String,
     #[arg(long, default_value_t = 100)]
     trials: usize,
-    #[arg(long, default_value = "demo-app")]
+    #[arg(long, default_value = authplane_testkit::APP)]
     client_id: String,
-    #[arg(long, default_value = "demo-secret")]
+    #[arg(long, default_value = authplane_testkit::APP_SECRET)]
     client_secret: String,
     /// Give up on one trial after this long (the contract bounds the window by `--cache-ttl`).
     #[arg(long, default_value = "60s", value_parser = humantime_duration)]

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authplane::clock::Clock;
 use authplane::config::{Config, Settings};
 use authplane::domain::{Scope, Timestamp};
 use authplane::store::memory::MemoryStore;
 use authplane::store::{AccessTokenRecord, Store};
-use authplane::{Application, Options, crypto};
+use authplane::{Application, Clock, Options, crypto};
 
 /// Live tokens expire this long after start: long after any run, so none of them is swept.
 const LIVE_FOR: Duration = Duration::from_secs(24 * 3600);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use authplane_testkit::oauth::{self, Pkce};
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -110,7 +111,7 @@ impl Client {
             token_url: format!("{base}/auth/token"),
             userinfo_url: format!("{base}/auth/userinfo"),
             base,
-            basic: basic_auth(client_id, client_secret)?,
+            basic: oauth::basic_auth(client_id, client_secret)?,
             client_id: client_id.to_owned(),
             redirect_uri: "http://127.0.0.1:9000/callback".to_owned(),
             scope: "openid profile email".to_owned(),
@@ -174,7 +175,7 @@ impl Client {
             .form(&[("username", user), ("password", password)]);
         let start = Instant::now();
         Self::settle(stats, LOGIN, true, self.send(req, start).await, 200, |r| {
-            session_cookie(&r.headers)
+            oauth::session_cookie(&r.headers)
         })
     }
 
@@ -199,9 +200,9 @@ impl Client {
                 ("code_challenge", challenge),
                 ("code_challenge_method", "S256"),
             ])
-            .header(header::COOKIE, format!("authplane_session={session}"));
+            .header(header::COOKIE, oauth::session_header(session));
         Self::settle(stats, AUTHORIZE, record, self.send(req, start).await, 302, |r| {
-            code_from_location(&r.headers)
+            oauth::code_from_location(&r.headers)
         })
     }
 
@@ -278,20 +279,11 @@ impl Client {
 
     /// authorize → token (code): a fresh pair of tokens for a session.
     async fn code_flow(&self, stats: &Stats, session: &str, start: Instant, record: bool) -> Option<Tokens> {
-        let verifier = authplane::crypto::generate_token().value;
-        let challenge = authplane::crypto::pkce_challenge(&verifier);
-        let code = self.authorize(stats, session, &challenge, start, record).await?;
-        self.token_code(stats, &code, &verifier, Instant::now(), record).await
+        let pkce = Pkce::generate();
+        let code = self.authorize(stats, session, &pkce.challenge, start, record).await?;
+        self.token_code(stats, &code, &pkce.verifier, Instant::now(), record)
+            .await
     }
-}
-
-pub fn basic_auth(client_id: &str, secret: &str) -> anyhow::Result<HeaderValue> {
-    use base64::Engine;
-    // RFC 6749 section 2.3.1: id and secret are form-urlencoded before Base64.
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let raw = format!("{}:{}", enc(client_id), enc(secret));
-    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-    Ok(HeaderValue::from_str(&format!("Basic {encoded}"))?)
 }
 
 fn parse_tokens(r: &Reply) -> Option<Tokens> {
@@ -300,22 +292,6 @@ fn parse_tokens(r: &Reply) -> Option<Tokens> {
         access: body.access_token,
         refresh: body.refresh_token,
     })
-}
-
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::SET_COOKIE).iter().find_map(|v| {
-        let rest = v.to_str().ok()?.strip_prefix("authplane_session=")?;
-        let value = rest.split(';').next()?;
-        (!value.is_empty()).then(|| value.to_owned())
-    })
-}
-
-fn code_from_location(headers: &HeaderMap) -> Option<String> {
-    let loc = headers.get(header::LOCATION)?.to_str().ok()?;
-    let url = url::Url::parse(loc).ok()?;
-    url.query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
 }
 
 // === the modes ===
@@ -352,7 +328,7 @@ impl Job for Workload {
             }
             Mode::Authorize => {
                 let session = &self.sessions[self.session_picker.pick()];
-                let challenge = authplane::crypto::pkce_challenge(&authplane::crypto::generate_token().value);
+                let challenge = Pkce::generate().challenge;
                 c.authorize(stats, session, &challenge, start, record).await;
             }
             Mode::Refresh => {
@@ -540,34 +516,4 @@ fn describe(stats: &Stats) -> String {
         .flat_map(|(ep, e)| e.by_status.iter().map(move |(k, v)| format!("{ep} {k}×{v}")))
         .collect();
     parts.join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_header_matches_rfc_7617() {
-        assert_eq!(
-            basic_auth("Aladdin", "open sesame").unwrap(),
-            // The secret is form-urlencoded first (RFC 6749 2.3.1): the space becomes '+'.
-            HeaderValue::from_static("Basic QWxhZGRpbjpvcGVuK3Nlc2FtZQ==")
-        );
-    }
-
-    #[test]
-    fn reads_code_and_cookie() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::LOCATION,
-            HeaderValue::from_static("http://127.0.0.1:9000/callback?code=abc&state=load&iss=x"),
-        );
-        h.append(header::SET_COOKIE, HeaderValue::from_static("other=1"));
-        h.append(
-            header::SET_COOKIE,
-            HeaderValue::from_static("authplane_session=s3cr; HttpOnly; Path=/"),
-        );
-        assert_eq!(code_from_location(&h).as_deref(), Some("abc"));
-        assert_eq!(session_cookie(&h).as_deref(), Some("s3cr"));
-    }
 }

@@ -1,16 +1,18 @@
-//! Entry points for the fuzz targets (`fuzz/`) and their regression tests: each feeds arbitrary
-//! bytes to a parser that touches client input and panics only if an invariant breaks (a parser
-//! itself must never panic; the HTTP entry point must never answer 5xx or a non-OAuth error
-//! body). Not part of the server; public so that `fuzz/` and `tests/` share one definition.
+//! Entry points for the fuzz targets (`fuzz/`) and their regression tests
+//! (`tests/api/fuzz_regressions.rs`): each feeds arbitrary bytes to a parser that touches client
+//! input and panics only if an invariant breaks (a parser itself must never panic; the HTTP entry
+//! point must never answer 5xx or a non-OAuth error body). The router is fuzzed with the
+//! [fixture](crate::fixture)'s users and clients.
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, header};
 use tower::ServiceExt;
 
-use crate::config::{ClientConfig, Config, FileConfig, Settings, parse_file};
-use crate::domain::{CodeChallenge, CodeVerifier, GrantType, Scope};
-use crate::http::extract::{Params, bearer_token, client_credentials, cookie};
+use authplane::Config;
+use authplane::config::{Settings, parse_file};
+use authplane::domain::{CodeChallenge, CodeVerifier, GrantType, Scope};
+use authplane::parse::{Params, bearer_token, client_credentials, cookie};
 
 /// Splits `data` at the first NUL: (before, after).
 fn split(data: &[u8]) -> (&[u8], &[u8]) {
@@ -63,25 +65,16 @@ pub fn protocol_values(data: &[u8]) {
     let _ = GrantType::parse(&s);
 }
 
-/// A redirect URI as an operator would register it.
+/// A redirect URI as an operator would register it: in a client of the config file.
 pub fn redirect_uri(data: &[u8]) {
     let uri = String::from_utf8_lossy(data).into_owned();
-    let client = ClientConfig {
-        client_id: "c".into(),
-        secret_hash: None,
-        redirect_uris: vec![uri],
-        grant_types: vec![GrantType::AuthorizationCode],
-        scopes: vec!["openid".into()],
-        token_endpoint_auth_method: None,
-        require_pkce: false,
-        allowed_origins: None,
-    };
-    let file = FileConfig {
-        settings: Settings::default(),
-        users: vec![],
-        clients: vec![client],
-    };
-    let _ = Config::resolve(Settings::default(), file);
+    // A TOML basic string holds any text; its escaping is the toml crate's.
+    let quoted = toml::Value::String(uri).to_string();
+    let text = format!(
+        "[[clients]]\nclient_id = \"c\"\nredirect_uris = [{quoted}]\n\
+         grant_types = [\"authorization_code\"]\nscopes = [\"openid\"]\n"
+    );
+    config_file(text.as_bytes());
 }
 
 /// The config file.
@@ -148,52 +141,22 @@ pub async fn http(router: Router, data: &[u8]) {
     }
 }
 
-/// A small configuration for fuzzing the router: alice and the two demo clients, with cheap
-/// argon2 parameters (fixtures only).
-pub fn fuzz_config() -> anyhow::Result<Config> {
-    use crate::config::{TokenEndpointAuthMethod, UserConfig};
-    use crate::crypto::{Argon2Params, hash_password};
-    let hash = |s: &str| hash_password(s, Argon2Params::cheap()).map_err(|e| anyhow::anyhow!("{e}"));
-    let file = FileConfig {
-        settings: Settings::default(),
-        users: vec![UserConfig {
-            username: "alice".into(),
-            password_hash: hash("wonderland")?,
-            sub: "u-alice".into(),
-            name: None,
-            email: None,
-            email_verified: false,
-        }],
-        clients: vec![
-            ClientConfig {
-                client_id: "demo-app".into(),
-                secret_hash: Some(hash("demo-secret")?),
-                redirect_uris: vec!["http://127.0.0.1:9000/callback".into()],
-                grant_types: vec![
-                    GrantType::AuthorizationCode,
-                    GrantType::RefreshToken,
-                    GrantType::ClientCredentials,
-                ],
-                scopes: vec!["openid".into(), "profile".into()],
-                token_endpoint_auth_method: Some(TokenEndpointAuthMethod::ClientSecretBasic),
-                require_pkce: false,
-                allowed_origins: None,
-            },
-            ClientConfig {
-                client_id: "demo-spa".into(),
-                secret_hash: None,
-                redirect_uris: vec!["http://127.0.0.1:9000/spa".into()],
-                grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-                scopes: vec!["openid".into()],
-                token_endpoint_auth_method: Some(TokenEndpointAuthMethod::None),
-                require_pkce: false,
-                allowed_origins: None,
-            },
-        ],
-    };
-    let settings = Settings {
-        listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..Settings::default()
-    };
-    Ok(Config::resolve(settings, file)?)
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The redirect URI target reaches the validation with the bytes it was given, whatever they
+    /// hold: the TOML quoting round-trips.
+    #[test]
+    fn odd_redirect_uris_survive_the_toml_quoting() {
+        for uri in ["http://a/\"b\"", "x\ny\\z", "\u{0}\u{1f}\u{7f}'''", "http://a/#f", ""] {
+            let quoted = toml::Value::String(uri.to_owned()).to_string();
+            let text =
+                format!("[[clients]]\nclient_id = \"c\"\nredirect_uris = [{quoted}]\nscopes = []\ngrant_types = []\n");
+            let file = parse_file(std::path::Path::new("t.toml"), &text).unwrap();
+            assert_eq!(file.clients[0].redirect_uris, [uri]);
+            redirect_uri(uri.as_bytes());
+        }
+    }
 }
