@@ -135,15 +135,19 @@ impl TestApp {
     }
 
     /// Logs in (JSON API) and returns the session cookie value.
-    pub async fn login_as(&self, username: &str, password: &str) -> String {
-        let res = self
-            .client
+    /// A JSON login post (as an API client sends it), whatever its answer.
+    pub async fn login_response(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
             .post(self.url("/auth/login"))
             .header("accept", "application/json")
             .form(&[("username", username), ("password", password)])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn login_as(&self, username: &str, password: &str) -> String {
+        let res = self.login_response(username, password).await;
         assert_eq!(res.status(), StatusCode::OK);
         oauth::session_cookie(res.headers()).expect("a session cookie")
     }

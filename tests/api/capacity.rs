@@ -50,14 +50,7 @@ async fn a_client_credentials_flood_stops_at_the_bound_and_evicts_nothing() {
     assert_eq!(issued.len(), CAPACITY, "exactly the capacity is issued");
     assert_eq!(refused, 30);
     // Every other kind of issuance is refused too; reading and revoking are not.
-    let res = app
-        .client
-        .post(app.url("/auth/login"))
-        .header("accept", "application/json")
-        .form(&[("username", "alice"), ("password", "wonderland")])
-        .send()
-        .await
-        .unwrap();
+    let res = app.login_response("alice", "wonderland").await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key("retry-after"));
     // Nothing issued before was evicted.

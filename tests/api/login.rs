@@ -7,14 +7,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn json_login_sets_a_hardened_session_cookie() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .post(app.url("/auth/login"))
-        .header("accept", "application/json")
-        .form(&[("username", "alice"), ("password", "wonderland")])
-        .send()
-        .await
-        .unwrap();
+    let res = app.login_response("alice", "wonderland").await;
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("authplane_session="), "{cookie}");

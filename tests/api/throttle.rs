@@ -8,13 +8,7 @@ use reqwest::StatusCode;
 use crate::helpers::*;
 
 async fn login(app: &TestApp, user: &str, password: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/auth/login"))
-        .header("accept", "application/json")
-        .form(&[("username", user), ("password", password)])
-        .send()
-        .await
-        .unwrap()
+    app.login_response(user, password).await
 }
 
 #[tokio::test]
