@@ -10,7 +10,7 @@ use authplane::crypto;
 use authplane::domain::{GrantId, Scope, Timestamp, TokenHash};
 use authplane::store::{AccessTokenRecord, StoreError};
 use authplane::telemetry::Metrics;
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, black_box};
 
 mod common;
 
@@ -97,9 +97,4 @@ fn cache_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion(30);
-    targets = cache_benches
-}
-criterion_main!(benches);
+common::bench_main!(30, cache_benches);

@@ -4,7 +4,7 @@
 use authplane::crypto;
 use authplane::domain::{CodeChallenge, CodeVerifier};
 use authplane_testkit::{APP, APP_SECRET, VERIFIER};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, black_box};
 
 mod common;
 
@@ -32,9 +32,4 @@ fn crypto_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion(30);
-    targets = crypto_benches
-}
-criterion_main!(benches);
+common::bench_main!(30, crypto_benches);

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
 use axum::routing::get;
-use criterion::{BenchmarkGroup, Criterion, black_box, criterion_group, criterion_main, measurement::WallTime};
+use criterion::{BenchmarkGroup, Criterion, black_box, measurement::WallTime};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tracing_subscriber::Layer;
@@ -139,9 +139,4 @@ fn stack_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion(20);
-    targets = stack_benches
-}
-criterion_main!(benches);
+common::bench_main!(20, stack_benches);

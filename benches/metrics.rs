@@ -3,7 +3,7 @@
 //! registered once. `cargo bench --bench metrics`
 
 use authplane::telemetry::{self, Metrics};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, black_box};
 
 mod common;
 
@@ -51,9 +51,4 @@ fn metrics_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion(30);
-    targets = metrics_benches
-}
-criterion_main!(benches);
+common::bench_main!(30, metrics_benches);

@@ -9,7 +9,7 @@ use authplane::AppState;
 use authplane::service::tokens::TokenRequest;
 use authplane::service::{AuthorizeOutcome, AuthorizeRequest, ClientCredentials};
 use authplane_testkit::{APP, APP_REDIRECT, APP_SECRET, VERIFIER};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, black_box};
 
 mod common;
 
@@ -145,9 +145,4 @@ fn service_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::criterion(20);
-    targets = service_benches
-}
-criterion_main!(benches);
+common::bench_main!(20, service_benches);

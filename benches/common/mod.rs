@@ -113,3 +113,17 @@ pub async fn login(router: &Router) -> String {
 pub fn code_of(location: &str) -> String {
     oauth::query_param(location, "code").expect("a code")
 }
+
+/// `criterion_group!` and `criterion_main!` with the project's criterion settings: every bench
+/// file ends with `common::bench_main!(sample_size, targets...)`.
+macro_rules! bench_main {
+    ($sample_size:expr, $($target:path),+ $(,)?) => {
+        criterion::criterion_group! {
+            name = benches;
+            config = $crate::common::criterion($sample_size);
+            targets = $($target),+
+        }
+        criterion::criterion_main!(benches);
+    };
+}
+pub(crate) use bench_main;

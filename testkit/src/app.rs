@@ -146,6 +146,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The login form posted by a browser (`Accept: text/html`), with the page's `return_to`.
+    pub async fn browser_login(&self, username: &str, password: &str, return_to: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/auth/login"))
+            .header("accept", "text/html")
+            .form(&[("username", username), ("password", password), ("return_to", return_to)])
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn login_as(&self, username: &str, password: &str) -> String {
         let res = self.login_response(username, password).await;
         assert_eq!(res.status(), StatusCode::OK);

@@ -94,18 +94,7 @@ async fn without_a_session_the_browser_goes_to_login_and_comes_back() {
     let return_to = param(&location_params(&res), "return_to").unwrap();
     assert!(return_to.starts_with("/auth/authorize?"));
     // The login form posts back, and the browser follows to authorize with its new cookie.
-    let res = app
-        .client
-        .post(app.url("/auth/login"))
-        .header("accept", "text/html")
-        .form(&[
-            ("username", "alice"),
-            ("password", "wonderland"),
-            ("return_to", return_to.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = app.browser_login("alice", "wonderland", &return_to).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookie = session_cookie(res.headers()).unwrap();
     let next = res.headers()["location"].to_str().unwrap().to_owned();

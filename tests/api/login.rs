@@ -4,6 +4,14 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
+/// An authorize request that answers at once: a code with a session, `login_required` without.
+const SILENT_AUTHORIZE: [(&str, &str); 4] = [
+    ("response_type", "code"),
+    ("client_id", APP),
+    ("redirect_uri", APP_REDIRECT),
+    ("prompt", "none"),
+];
+
 #[tokio::test]
 async fn json_login_sets_a_hardened_session_cookie() {
     let app = spawn_app().await;
@@ -68,17 +76,8 @@ async fn failed_login_is_the_same_for_unknown_users_and_wrong_passwords() {
 async fn browsers_get_the_form_again_on_failure() {
     let app = spawn_app().await;
     let res = app
-        .client
-        .post(app.url("/auth/login"))
-        .header("accept", "text/html")
-        .form(&[
-            ("username", "alice"),
-            ("password", "nope"),
-            ("return_to", "/auth/authorize?client_id=demo-app"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .browser_login("alice", "nope", "/auth/authorize?client_id=demo-app")
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = res.text().await.unwrap();
@@ -180,12 +179,7 @@ async fn logout_revokes_the_session_at_once() {
     let app = spawn_app().await;
     let session = app.login().await;
     // Warm the session cache.
-    let q = [
-        ("response_type", "code"),
-        ("client_id", APP),
-        ("redirect_uri", APP_REDIRECT),
-        ("prompt", "none"),
-    ];
+    let q = SILENT_AUTHORIZE;
     let res = app.authorize(Some(&session), &q).await;
     assert!(param(&location_params(&res), "code").is_some());
     let res = app
@@ -208,12 +202,7 @@ async fn logout_revokes_the_session_at_once() {
 async fn sessions_expire() {
     let app = spawn_with(test_config(|s| s.session_ttl = Some("10m".parse().unwrap())), None).await;
     let session = app.login().await;
-    let q = [
-        ("response_type", "code"),
-        ("client_id", APP),
-        ("redirect_uri", APP_REDIRECT),
-        ("prompt", "none"),
-    ];
+    let q = SILENT_AUTHORIZE;
     assert!(param(&location_params(&app.authorize(Some(&session), &q).await), "code").is_some());
     app.advance(std::time::Duration::from_secs(601));
     let res = app.authorize(Some(&session), &q).await;
