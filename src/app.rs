@@ -15,12 +15,15 @@ use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::health::{HealthParts, HealthService};
 use crate::http::{self, Admissions, HOT_ROUTES};
+use crate::jose::KeyEncryptionKey;
 use crate::layers::admission::Admission;
 use crate::server::{self, ConnLimits};
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
+use crate::service::tokens::TokenServiceParts;
 use crate::service::{
-    AuthorizeService, Caches, ClientRegistry, RevocationQueue, SessionService, TokenService, Ttls, UserDirectory,
+    AuthorizeService, Caches, ClientRegistry, KeyPolicy, KeyService, RevocationQueue, SessionService, TokenService,
+    Ttls, UserDirectory,
 };
 use crate::state::{AppState, WebConfig};
 use crate::store::instrumented::Instrumented;
@@ -33,14 +36,19 @@ use crate::telemetry::{self, Metrics};
 /// Grants whose purge may wait for the sweeper; beyond this the revoker purges inline.
 const REVOCATION_QUEUE_CAPACITY: usize = 10_000;
 
-/// What tests (and embedders) may swap: the store and the clock.
+/// What tests (and embedders) may swap: the store, the clock, and the listener (bound by the
+/// caller, who then knows the address before the server is built: an OpenID Provider's issuer
+/// names it).
 #[derive(Default)]
 pub struct Options {
     pub store: Option<Arc<dyn Store>>,
     pub clock: Clock,
+    pub listener: Option<std::net::TcpListener>,
 }
 
 pub struct Application {
+    /// The signing keys; their refresh runs in the background until shutdown.
+    keys: KeyService,
     listener: TcpListener,
     /// `/metrics` and `/debug/health`, when `--management-listen` moves them off the public port.
     management: Option<(TcpListener, Router)>,
@@ -86,7 +94,9 @@ impl Application {
             code: cfg.code_ttl.0,
             access_token: cfg.access_token_ttl.0,
             refresh_token: cfg.refresh_token_ttl.0,
+            id_token: cfg.id_token_ttl.0,
         };
+        let keys = start_keys(&cfg, &store, &opts.clock, &metrics).await?;
         let hasher = Hasher::new(cfg.hash_concurrency);
         let throttle = Arc::new(Throttle::new(
             Limits {
@@ -125,11 +135,15 @@ impl Application {
             ttls,
         );
         let tokens = TokenService::new(
-            Arc::clone(&store),
-            Arc::clone(&caches),
-            Arc::clone(&users),
-            ttls,
-            Arc::clone(&revocations),
+            TokenServiceParts {
+                store: Arc::clone(&store),
+                caches: Arc::clone(&caches),
+                users: Arc::clone(&users),
+                ttls,
+                revocations: Arc::clone(&revocations),
+                keys: keys.clone(),
+                issuer: cfg.issuer.clone(),
+            },
             &metrics,
         );
         let sweeper = Sweeper::new(
@@ -180,19 +194,27 @@ impl Application {
             issuer_origin: origin_of(&cfg.issuer),
             secure_cookie: cfg.issuer_is_https(),
             metadata: serde_json::to_vec(&http::metadata::document(&cfg.issuer, &scopes))?.into(),
+            jwks_max_age: keys.policy().jwks_max_age().as_secs(),
         });
         let state = AppState {
             sessions,
             authorize,
             tokens,
             clients,
+            keys: keys.clone(),
             health,
             metrics,
             clock: opts.clock,
             web,
         };
         let router = http::router(state.clone(), &admissions, cfg.management_listen.is_none());
-        let listener = TcpListener::bind(cfg.listen).await?;
+        let listener = match opts.listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                TcpListener::from_std(l)?
+            }
+            None => TcpListener::bind(cfg.listen).await?,
+        };
         let management = match cfg.management_listen {
             Some(addr) => Some((TcpListener::bind(addr).await?, http::management_router(state.clone()))),
             None => None,
@@ -205,6 +227,7 @@ impl Application {
             max_header_bytes: cfg.max_header_bytes.0,
         };
         Ok(Self {
+            keys,
             listener,
             management,
             limits,
@@ -270,6 +293,7 @@ impl Application {
             store,
             invalidations,
             background,
+            keys,
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -282,6 +306,7 @@ impl Application {
         };
         // Background tasks stop after the server has drained, not with it.
         tracker.spawn(sweeper.run(background.clone()));
+        tracker.spawn(keys.run(background.clone()));
         if let Some(feed) = invalidations {
             tracker.spawn(feed);
         }
@@ -336,6 +361,28 @@ fn register_startup_series(metrics: &Metrics) {
     }
     let _ = metrics.histogram(telemetry::POOL_WAIT, &[]);
     let _ = metrics.histogram(telemetry::SWEEP_DURATION, &[]);
+}
+
+/// The deployment's signing keys. The memory store keeps its keys for the life of the process,
+/// so without `--key-encryption-key` it seals them with a key drawn now; PostgreSQL requires one
+/// (checked with the config), and a wrong one stops the start here, before anything is written.
+async fn start_keys(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Clock,
+    metrics: &Metrics,
+) -> anyhow::Result<KeyService> {
+    let kek = match &cfg.key_encryption_key {
+        Some(k) => KeyEncryptionKey::parse(k.expose())?,
+        None => KeyEncryptionKey::generate()?,
+    };
+    let policy = KeyPolicy {
+        rotation_interval: cfg.key_rotation_interval.0,
+        publish_ahead: cfg.key_publish_ahead.0,
+        // ID tokens now; JWT access tokens will be signed with these keys too.
+        token_lifetime: cfg.id_token_ttl.0.max(cfg.access_token_ttl.0),
+    };
+    Ok(KeyService::start(Arc::clone(store), kek, clock.clone(), policy, metrics).await?)
 }
 
 fn origin_of(issuer: &str) -> String {

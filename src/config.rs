@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::PasswordHashString;
 pub use crate::domain::TokenEndpointAuthMethod;
 use crate::domain::{Client, GrantType, Origin, RegisteredUri, Scope, User};
+pub use crate::jose::Alg;
 pub use crate::store::StoreKind;
 
 #[derive(Debug, Parser)]
@@ -260,6 +261,52 @@ settings! {
     memory_store_capacity: usize = 2_000_000, env "AUTHPLANE_MEMORY_STORE_CAPACITY";
     /// Concurrent argon2 verifications (password and client secret checks) across the process.
     hash_concurrency: usize = default_hash_concurrency(), env "AUTHPLANE_HASH_CONCURRENCY";
+    /// ID token lifetime.
+    id_token_ttl: HumanDuration = secs(3600), env "AUTHPLANE_ID_TOKEN_TTL";
+    /// Each algorithm's signing key is replaced after this long.
+    key_rotation_interval: HumanDuration = secs(30 * 86_400), env "AUTHPLANE_KEY_ROTATION_INTERVAL";
+    /// A new key is in the JWKS this long before it signs anything.
+    key_publish_ahead: HumanDuration = secs(3600), env "AUTHPLANE_KEY_PUBLISH_AHEAD";
+    /// Base64 of 32 random bytes; private signing keys are stored encrypted with it. Required
+    /// with `--store postgres`; the memory store draws one at start-up when it is not given.
+    #[config(serde(skip))]
+    key_encryption_key: Secret, env "AUTHPLANE_KEY_ENCRYPTION_KEY";
+}
+
+/// A setting that is a secret (`--key-encryption-key`): it never appears in `Debug`, logs or
+/// `check-config` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
 }
 
 /// A user as the config file writes it; [`UserConfig::parse`] checks it into a [`User`].
@@ -295,6 +342,21 @@ pub struct ClientConfig {
     /// origins of the redirect URIs; `[]` for none.
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    /// The name the consent page shows.
+    pub client_name: Option<String>,
+    /// `false` for a client that needs the user's consent; config-file clients are first-party
+    /// by default.
+    #[serde(default = "yes")]
+    pub first_party: bool,
+    /// Where RP-initiated logout may send the browser back to (exact match).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `RS256` (the default), `ES256` or `EdDSA`.
+    pub id_token_signed_response_alg: Option<Alg>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The config file: `[settings]`, `[[users]]`, `[[clients]]`.
@@ -390,6 +452,26 @@ impl Config {
         if self.store == StoreKind::Postgres && self.database_url.is_none() {
             return bad("--store postgres needs --database-url".into());
         }
+        match &self.key_encryption_key {
+            Some(kek) => {
+                if let Err(e) = crate::jose::KeyEncryptionKey::parse(kek.expose()) {
+                    return bad(format!(
+                        "key_encryption_key: {e} (for example: openssl rand -base64 32)"
+                    ));
+                }
+            }
+            // Nodes sharing a database must open each other's keys, and a restarted node its own.
+            None if self.store == StoreKind::Postgres => {
+                return bad(
+                    "--store postgres needs --key-encryption-key (base64 of 32 random bytes: openssl rand -base64 32), the same on every node"
+                        .into(),
+                );
+            }
+            None => {}
+        }
+        if self.key_publish_ahead.0 >= self.key_rotation_interval.0 {
+            return bad("key_publish_ahead must be shorter than key_rotation_interval".into());
+        }
         for (name, v) in [
             ("cache_capacity", self.cache_capacity as usize),
             ("sweep_batch", self.sweep_batch),
@@ -413,6 +495,9 @@ impl Config {
             ("header_timeout", self.header_timeout),
             ("body_timeout", self.body_timeout),
             ("idle_timeout", self.idle_timeout),
+            ("id_token_ttl", self.id_token_ttl),
+            ("key_rotation_interval", self.key_rotation_interval),
+            ("key_publish_ahead", self.key_publish_ahead),
         ] {
             if d.0.is_zero() {
                 return bad(format!("{name} must be longer than zero"));
@@ -492,6 +577,14 @@ impl ClientConfig {
         };
         allowed_origins.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         allowed_origins.dedup();
+        let post_logout_redirect_uris = self
+            .post_logout_redirect_uris
+            .iter()
+            .map(|uri| {
+                RegisteredUri::parse(uri)
+                    .ok_or_else(|| format!("post_logout_redirect_uri {uri:?} must be absolute, without fragment"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Client {
             client_id: Arc::from(self.client_id.as_str()),
             secret,
@@ -501,6 +594,10 @@ impl ClientConfig {
             auth_method,
             require_pkce: self.require_pkce,
             allowed_origins,
+            client_name: self.client_name.clone(),
+            first_party: self.first_party,
+            post_logout_redirect_uris,
+            id_token_alg: self.id_token_signed_response_alg.unwrap_or(Alg::RS256),
         })
     }
 }

@@ -116,6 +116,16 @@ fn mint_refresh(family_secret: &str, family: TokenHash, generation: u32) -> NewR
     }
 }
 
+/// The `sid` of a login session (OpenID Connect): derived one-way from the session's hash, so it
+/// names the session in ID tokens and logout without being (or revealing) the cookie's value,
+/// and needs no storage of its own.
+pub fn session_id(session: &TokenHash) -> String {
+    let mut h = Sha256::new();
+    h.update(b"authplane-sid:");
+    h.update(session.0);
+    URL_SAFE_NO_PAD.encode(&h.finalize()[..16])
+}
+
 pub fn generate_grant_id() -> GrantId {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);

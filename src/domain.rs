@@ -234,6 +234,14 @@ pub struct Client {
     /// section 3): the config's `allowed_origins`, by default the origins of the http(s)
     /// redirect URIs, where a browser app is served from.
     pub allowed_origins: Vec<Origin>,
+    /// The name the consent page shows (the client_id when there is none).
+    pub client_name: Option<String>,
+    /// Needs no consent (config-file clients unless they say otherwise).
+    pub first_party: bool,
+    /// RP-initiated logout's registered `post_logout_redirect_uri`s.
+    pub post_logout_redirect_uris: Vec<RegisteredUri>,
+    /// `id_token_signed_response_alg`.
+    pub id_token_alg: crate::jose::Alg,
 }
 
 impl Client {

@@ -6,9 +6,12 @@
 //! Public, for `main.rs`, the test kit (`testkit/`), the tests, the benches and the load tool:
 //! - [`config`]: the flags, environment and TOML file, resolved once into [`Config`].
 //! - [`crypto`]: random credentials, SHA-256 hashes, PKCE, argon2id, constant-time compare.
+//! - [`jose`]: JWS signing and verification, JWKs, key generation and the AEAD that seals
+//!   private keys, on one provider (aws-lc-rs).
 //! - [`domain`]: newtypes that parse once (scope, PKCE values, timestamps, hashes), and the
 //!   parsed clients and users the registries serve.
-//! - [`service`]: sessions, authorization, tokens (one file per grant), clients, revocation.
+//! - [`service`]: sessions, authorization, tokens (one file per grant), clients, revocation,
+//!   signing keys (`keys`) and ID tokens.
 //! - [`cache`]: bounded moka caches with invalidation and metrics.
 //! - [`store`]: the `Store` trait and its records; `memory` (dashmap with an expiry index) and
 //!   `postgres/` (pool and migrations, SQL, rows, the `Store` impl, the LISTEN feed).
@@ -43,6 +46,7 @@ pub mod domain;
 mod error;
 mod health;
 mod http;
+pub mod jose;
 mod layers;
 mod otlp;
 mod server;

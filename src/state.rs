@@ -7,7 +7,7 @@ use axum::extract::FromRef;
 
 use crate::clock::Clock;
 use crate::health::HealthService;
-use crate::service::{AuthorizeService, ClientRegistry, SessionService, TokenService};
+use crate::service::{AuthorizeService, ClientRegistry, KeyService, SessionService, TokenService};
 use crate::telemetry::Metrics;
 
 /// HTTP-level settings the handlers need.
@@ -20,6 +20,8 @@ pub struct WebConfig {
     pub secure_cookie: bool,
     /// The RFC 8414 document, rendered once at start-up.
     pub metadata: bytes::Bytes,
+    /// `Cache-Control: max-age` of the JWKS, in seconds.
+    pub jwks_max_age: u64,
 }
 
 #[derive(Clone, FromRef)]
@@ -28,6 +30,7 @@ pub struct AppState {
     pub authorize: AuthorizeService,
     pub tokens: TokenService,
     pub clients: ClientRegistry,
+    pub keys: KeyService,
     pub health: HealthService,
     pub metrics: Metrics,
     pub clock: Clock,

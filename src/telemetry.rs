@@ -48,6 +48,8 @@ pub const AUTH_FAILURES: &str = "authplane_auth_failures_total";
 pub const STORE_RECORDS: &str = "authplane_store_records";
 pub const STORE_CAPACITY: &str = "authplane_store_capacity_records";
 pub const STORE_REFUSALS: &str = "authplane_store_capacity_refusals_total";
+pub const SIGNING_DURATION: &str = "authplane_signing_duration_seconds";
+pub const SIGNING_KEYS: &str = "authplane_signing_keys";
 
 /// The application's metrics registry: a cheap-clone handle over its own Prometheus recorder.
 #[derive(Clone)]
@@ -170,6 +172,18 @@ impl Metrics {
             None,
             "Issuance refused with 503 because the memory store held --memory-store-capacity records",
             0,
+        );
+        d(
+            SIGNING_DURATION,
+            Some(Unit::Seconds),
+            "Time to sign one token, by algorithm",
+            2,
+        );
+        d(
+            SIGNING_KEYS,
+            None,
+            "Signing keys by algorithm and state (next: published, not signing yet; active; retired: published until its tokens expire)",
+            1,
         );
     }
 

@@ -9,6 +9,10 @@
 #   new_schema [PREFIX] a fresh schema in the test database; sets $schema, $db_url and $pg_base
 #   json_field FILE EXPR   a value out of a JSON report (scripts/lib/report.py field)
 
+# Servers on PostgreSQL need the deployment's key-encryption key; the scripts' servers share this
+# test value (override it from the environment).
+export AUTHPLANE_KEY_ENCRYPTION_KEY=${AUTHPLANE_KEY_ENCRYPTION_KEY:-dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=}
+
 work=$(mktemp -d)
 LOG_DIR=${LOG_DIR:-$work}
 target_dir=${CARGO_TARGET_DIR:-target}

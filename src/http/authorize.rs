@@ -20,6 +20,7 @@ const AUTHORIZE_PARAMS: &[&str] = &[
     "code_challenge",
     "code_challenge_method",
     "prompt",
+    "nonce",
 ];
 
 pub async fn authorize(
@@ -39,6 +40,7 @@ pub async fn authorize(
         code_challenge: q.take("code_challenge"),
         code_challenge_method: q.take("code_challenge_method"),
         prompt: q.take("prompt"),
+        nonce: q.take("nonce"),
     };
     let location = match service
         .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())

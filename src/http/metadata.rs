@@ -1,8 +1,32 @@
-//! The RFC 8414 authorization server metadata document, rendered once at start-up.
+//! Discovery: the RFC 8414 / OpenID Connect Discovery metadata document, rendered once at
+//! start-up, and the JWKS (`GET /auth/jwks`), rendered at each key refresh.
 
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::domain::Scope;
+use crate::jose::Alg;
+use crate::service::KeyService;
+use crate::state::WebConfig;
+
+/// `GET /auth/jwks`: the public keys, cacheable for less than `--key-publish-ahead` so that a
+/// relying party sees a successor key before it signs anything.
+pub async fn jwks(State(keys): State<KeyService>, State(web): State<Arc<WebConfig>>) -> Response {
+    let mut res = keys.jwks().into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", web.jwks_max_age)) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    res
+}
 
 /// `issuer` exactly as configured; endpoints below it without a doubled slash.
 pub fn document(issuer: &str, scopes: &Scope) -> Value {
@@ -24,8 +48,16 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "scopes_supported": scopes.iter().collect::<Vec<_>>(),
-        "claims_supported": ["sub", "name", "email", "email_verified"],
+        "claims_supported": [
+            "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
+            "name", "email", "email_verified",
+        ],
         "subject_types_supported": ["public"],
         "authorization_response_iss_parameter_supported": true,
+        "jwks_uri": at("/auth/jwks"),
+        "id_token_signing_alg_values_supported": Alg::ALL.map(Alg::as_str),
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": false,
     })
 }

@@ -133,6 +133,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         .route("/auth/introspect", post(token::introspect))
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
         .route("/.well-known/openid-configuration", get(health::metadata))
+        .route("/auth/jwks", get(metadata::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     let routes = if management { with_management(routes) } else { routes };

@@ -21,6 +21,7 @@ pub struct AuthorizeRequest {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub prompt: Option<String>,
+    pub nonce: Option<String>,
     /// Names of parameters that appeared more than once.
     pub duplicated: Vec<String>,
 }
@@ -141,6 +142,8 @@ impl AuthorizeService {
             auth_time: session.auth_time,
             expires_at: now.plus(inner.ttls.code),
             consumed: false,
+            nonce: checked.nonce,
+            sid: Some(Arc::from(crypto::session_id(&session.hash))),
         };
         inner.store.insert_code(&record).await?;
         let state = req.state.as_deref().map(|s| ("state", s));
@@ -202,7 +205,17 @@ impl AuthorizeService {
                 )));
             }
         };
-        Ok(Checked { scope, challenge })
+        let nonce = match &req.nonce {
+            Some(n) if n.len() > MAX_NONCE_LEN => {
+                return Err(redirect_error(ApiError::InvalidRequest("nonce is too long")));
+            }
+            n => n.clone(),
+        };
+        Ok(Checked {
+            scope,
+            challenge,
+            nonce,
+        })
     }
 
     fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {
@@ -221,7 +234,12 @@ impl AuthorizeService {
 struct Checked {
     scope: Scope,
     challenge: Option<CodeChallenge>,
+    nonce: Option<String>,
 }
+
+/// A nonce is the relying party's random value (or a hash of one): 512 characters is generous,
+/// and bounds what a request can make the code record (and the ID token) hold.
+const MAX_NONCE_LEN: usize = 512;
 
 /// `base` (a registered redirect URI as the URL parser writes it; validated at start-up: absolute,
 /// no fragment) with `pairs` appended to its query, form-encoded: what `Url::query_pairs_mut` does,

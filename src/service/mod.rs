@@ -15,6 +15,8 @@ pub mod authorize;
 pub mod clients;
 pub mod grants;
 pub mod hasher;
+pub mod id_token;
+pub mod keys;
 pub mod revocation;
 pub mod sessions;
 pub mod throttle;
@@ -23,6 +25,7 @@ pub mod users;
 
 pub use authorize::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
 pub use clients::{Client, ClientCredentials, ClientRegistry};
+pub use keys::{KeyPolicy, KeyService};
 pub use revocation::RevocationQueue;
 pub use sessions::SessionService;
 pub use tokens::TokenService;
@@ -35,6 +38,7 @@ pub struct Ttls {
     pub code: Duration,
     pub access_token: Duration,
     pub refresh_token: Duration,
+    pub id_token: Duration,
 }
 
 /// The record caches in front of the store, shared by the services and the invalidation paths.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::crypto::{self, NewRefreshToken};
 use crate::domain::{GrantId, GrantType, Scope, Timestamp};
 use crate::error::ApiError;
-use crate::service::{Caches, Client, RevocationQueue, Ttls, UserDirectory};
+use crate::service::{Caches, Client, KeyService, RevocationQueue, Ttls, UserDirectory};
 use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store};
 use crate::telemetry::{self, Metrics};
 
@@ -33,6 +33,8 @@ pub struct TokenResponse {
     pub scope: Scope,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// OpenID Connect Core section 5.3.2, limited by the token's scope.
@@ -58,18 +60,34 @@ pub(crate) struct Inner {
     pub(crate) users: Arc<UserDirectory>,
     pub(crate) ttls: Ttls,
     pub(crate) revocations: Arc<RevocationQueue>,
+    pub(crate) keys: KeyService,
+    pub(crate) issuer: String,
+    pub(crate) id_token_ttl: std::time::Duration,
     issued: [Counter; 3],
 }
 
+/// What the token service needs besides the store and caches.
+pub struct TokenServiceParts {
+    pub store: Arc<dyn Store>,
+    pub caches: Arc<Caches>,
+    pub users: Arc<UserDirectory>,
+    pub ttls: Ttls,
+    pub revocations: Arc<RevocationQueue>,
+    pub keys: KeyService,
+    pub issuer: String,
+}
+
 impl TokenService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        caches: Arc<Caches>,
-        users: Arc<UserDirectory>,
-        ttls: Ttls,
-        revocations: Arc<RevocationQueue>,
-        metrics: &Metrics,
-    ) -> Self {
+    pub fn new(parts: TokenServiceParts, metrics: &Metrics) -> Self {
+        let TokenServiceParts {
+            store,
+            caches,
+            users,
+            ttls,
+            revocations,
+            keys,
+            issuer,
+        } = parts;
         let issued = [
             GrantType::AuthorizationCode,
             GrantType::RefreshToken,
@@ -83,6 +101,9 @@ impl TokenService {
                 users,
                 ttls,
                 revocations,
+                keys,
+                issuer,
+                id_token_ttl: ttls.id_token,
                 issued,
             }),
         }
@@ -158,6 +179,8 @@ impl TokenService {
             grant_id: grant.id,
             issued_at: now,
             expires_at: grant.expires_at,
+            auth_time: grant.auth_time,
+            sid: grant.sid.clone(),
         }
     }
 
@@ -174,6 +197,7 @@ impl TokenService {
             expires_in: now.secs_until(record.expires_at),
             scope: record.scope.clone(),
             refresh_token: refresh,
+            id_token: None,
         }
     }
 

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, InvalidationFeed, InvalidationSink, PoolStatus,
-    RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, Store, StoreError, StoreKind,
-    StoreResult,
+    RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError,
+    StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -38,6 +38,10 @@ const OPS: &[&str] = &[
     "revoke_grant",
     "purge_grant_tokens",
     "delete_expired",
+    "signing_keys",
+    "insert_signing_key",
+    "update_signing_key",
+    "delete_signing_key",
 ];
 
 pub struct Instrumented {
@@ -165,6 +169,29 @@ impl Store for Instrumented {
     }
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
         self.observe("delete_expired", self.inner.delete_expired(kind, now, limit))
+            .await
+    }
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.observe("signing_keys", self.inner.signing_keys()).await
+    }
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        self.observe("insert_signing_key", self.inner.insert_signing_key(key))
+            .await
+    }
+    async fn update_signing_key(
+        &self,
+        kid: &str,
+        active_from: Option<Timestamp>,
+        withdrawn_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        self.observe(
+            "update_signing_key",
+            self.inner.update_signing_key(kid, active_from, withdrawn_at),
+        )
+        .await
+    }
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
+        self.observe("delete_signing_key", self.inner.delete_signing_key(kid))
             .await
     }
 }

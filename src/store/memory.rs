@@ -23,7 +23,7 @@ use dashmap::mapref::entry::Entry;
 
 use super::{
     AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordCounts, RecordKind, RefreshTokenRecord,
-    RotateOutcome, SessionRecord, Store, StoreError, StoreKind, StoreResult,
+    RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -263,6 +263,8 @@ pub struct MemoryStore {
     /// revocation's cascade does not scan every token. An access token leaves its grant's list
     /// when it is swept: the list holds what is live, not every token a grant ever had.
     grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
+    /// A handful of keys, read at start-up and on each key refresh: one lock is enough.
+    signing_keys: Mutex<Vec<SigningKeyRecord>>,
     capacity: Capacity,
 }
 
@@ -291,6 +293,7 @@ impl MemoryStore {
             refresh: Table::default(),
             grants: Table::default(),
             grant_tokens: DashMap::with_hasher(UniformKeys),
+            signing_keys: Mutex::new(Vec::new()),
             capacity: Capacity::new(capacity, retry_after),
         }
     }
@@ -516,6 +519,41 @@ impl Store for MemoryStore {
         self.capacity.release(removed);
         Ok(removed)
     }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        Ok(lock(&self.signing_keys).clone())
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        let mut keys = lock(&self.signing_keys);
+        if keys.iter().any(|k| k.alg == key.alg && k.generation == key.generation) {
+            return Ok(false);
+        }
+        keys.push(key.clone());
+        Ok(true)
+    }
+
+    async fn update_signing_key(
+        &self,
+        kid: &str,
+        active_from: Option<Timestamp>,
+        withdrawn_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        if let Some(key) = lock(&self.signing_keys).iter_mut().find(|k| k.kid == kid) {
+            if let Some(t) = active_from {
+                key.active_from = key.active_from.min(t);
+            }
+            if withdrawn_at.is_some() {
+                key.withdrawn_at = key.withdrawn_at.or(withdrawn_at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
+        lock(&self.signing_keys).retain(|k| k.kid != kid);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -632,6 +670,8 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             expires_at,
             revoked_at: None,
+            auth_time: None,
+            sid: None,
         }
     }
 
@@ -646,6 +686,8 @@ mod tests {
             grant_id: g.id,
             issued_at: Timestamp::from_millis(0),
             expires_at: g.expires_at,
+            auth_time: None,
+            sid: None,
         }
     }
 
@@ -735,6 +777,8 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             expires_at: Timestamp::from_millis(60_000),
             revoked_at: None,
+            auth_time: None,
+            sid: None,
         };
         let token = AccessTokenRecord {
             grant_id: Some(grant.id),

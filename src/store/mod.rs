@@ -63,6 +63,10 @@ pub struct CodeRecord {
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
     pub consumed: bool,
+    /// `nonce` of the authorize request, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// The login session's `sid` (see [`crate::crypto::session_id`]).
+    pub sid: Option<Arc<str>>,
 }
 
 /// One authorization: the root that a code's refresh and access tokens descend from.
@@ -76,6 +80,11 @@ pub struct GrantRecord {
     /// No token of the grant outlives this; the sweeper removes the grant after it.
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// When the user entered a password for the session this grant was made in (ID tokens of
+    /// its refreshes carry it); `None` for grants stored before OpenID Connect.
+    pub auth_time: Option<Timestamp>,
+    /// The login session the grant was made in (`sid`): logging out ends its grants.
+    pub sid: Option<Arc<str>>,
 }
 
 impl GrantRecord {
@@ -89,6 +98,8 @@ impl GrantRecord {
             created_at: now,
             expires_at: now.plus(lifetime),
             revoked_at: None,
+            auth_time: Some(code.auth_time),
+            sid: code.sid.clone(),
         }
     }
 
@@ -103,6 +114,8 @@ impl GrantRecord {
             created_at: token.issued_at,
             expires_at: token.expires_at,
             revoked_at: None,
+            auth_time: token.auth_time,
+            sid: token.sid.clone(),
         }
     }
 }
@@ -140,6 +153,42 @@ pub struct RefreshTokenRecord {
     /// When the current token was issued.
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The grant's `auth_time` and `sid`, for the ID tokens of its refreshes.
+    pub auth_time: Option<Timestamp>,
+    pub sid: Option<Arc<str>>,
+}
+
+/// A signing key as the store keeps it: the private half sealed with `--key-encryption-key`,
+/// the public half as its JWK. Its state follows from the times and its successor's (the key of
+/// the same algorithm with the next generation); see [`crate::service::keys`].
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: crate::jose::Alg,
+    /// 0 for an algorithm's first key, one more for each successor. Unique per algorithm, so two
+    /// nodes that rotate at once create one successor between them.
+    pub generation: i64,
+    pub created_at: Timestamp,
+    /// When it starts to sign; it is in the JWKS from its creation.
+    pub active_from: Timestamp,
+    /// Set when the key was withdrawn at once (a compromise): it leaves the JWKS then.
+    pub withdrawn_at: Option<Timestamp>,
+    /// The public JWK (JSON).
+    pub public_jwk: String,
+    /// `nonce || ciphertext || tag` of the PKCS#8 private key (AES-256-GCM).
+    pub sealed_private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("generation", &self.generation)
+            .field("active_from", &self.active_from)
+            .field("withdrawn_at", &self.withdrawn_at)
+            .finish_non_exhaustive()
+    }
 }
 
 pub enum ConsumeOutcome {
@@ -369,6 +418,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` records of `kind` that expired before `now`; returns how many.
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize>;
+
+    // === signing keys (one set for every node) ===
+
+    /// Every signing key, of every state.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Stores a key unless its algorithm has a key of that generation already (another node
+    /// rotated first); returns whether this call stored it.
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
+    /// Moves a key's `active_from` earlier (a rotation at once) and/or withdraws it.
+    async fn update_signing_key(
+        &self,
+        kid: &str,
+        active_from: Option<Timestamp>,
+        withdrawn_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    /// Removes a key that no token in circulation can name any more.
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()>;
 }
 
 #[cfg(test)]

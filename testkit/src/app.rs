@@ -52,7 +52,24 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(test_config(|_| {}), None).await
 }
 
+/// An app whose `--issuer` is its own address, as an OpenID Provider's must be for a relying
+/// party's discovery to accept it: the listener is bound first, then the config is made.
+pub async fn spawn_issuer(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let cfg = test_config(move |s| {
+        s.issuer = Some(issuer);
+        tweak(s);
+    });
+    spawn_on(cfg, None, Some(listener)).await
+}
+
 pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
+    spawn_on(cfg, store, None).await
+}
+
+/// [`spawn_with`] on a listener the caller bound.
+pub async fn spawn_on(cfg: Config, store: Option<Arc<dyn Store>>, listener: Option<std::net::TcpListener>) -> TestApp {
     init_test_log();
     // On the memory store the test keeps a handle; a postgres app builds its own store.
     let cfg_store = cfg.store;
@@ -69,6 +86,7 @@ pub async fn spawn_with(cfg: Config, store: Option<Arc<dyn Store>>) -> TestApp {
         Options {
             store: store.clone(),
             clock: clock.clone(),
+            listener,
         },
     )
     .await

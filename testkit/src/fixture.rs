@@ -12,6 +12,10 @@ use authplane::config::{Settings, parse_file};
 /// the passwords below, and `listen = "127.0.0.1:0"`.
 pub const TOML: &str = include_str!("../fixtures/authplane.toml");
 
+/// `--key-encryption-key` of every test app on PostgreSQL (nodes of one deployment share it).
+/// A test value: 32 bytes of base64, public in this repository.
+pub const KEY_ENCRYPTION_KEY: &str = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=";
+
 pub const ALICE: &str = "alice";
 pub const ALICE_PASSWORD: &str = "wonderland";
 pub const ALICE_SUB: &str = "u-alice";

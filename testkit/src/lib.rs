@@ -16,7 +16,7 @@ pub mod fixture;
 pub mod fuzz;
 pub mod oauth;
 
-pub use app::{TestApp, json, location_params, param, s, spawn_app, spawn_with, test_config};
+pub use app::{TestApp, json, location_params, param, s, spawn_app, spawn_issuer, spawn_with, test_config};
 pub use fixture::{
     ALICE, ALICE_PASSWORD, ALICE_SUB, APP, APP_BASIC, APP_REDIRECT, APP_SECRET, BOB, BOB_PASSWORD, OTHER,
     OTHER_REDIRECT, OTHER_SECRET, SPA, SPA_REDIRECT,

@@ -107,6 +107,7 @@ async fn postgres_down_means_503_and_recovery_is_automatic() {
     let cfg = test_config(move |s| {
         s.store = Some(authplane::config::StoreKind::Postgres);
         s.database_url = Some(url);
+        s.key_encryption_key = Some(authplane_testkit::fixture::KEY_ENCRYPTION_KEY.parse().unwrap());
         s.pool_timeout = Some("500ms".parse().unwrap());
     });
     let app = spawn_with(cfg, None).await;

@@ -20,6 +20,7 @@ mod invariants;
 mod login;
 mod malformed;
 mod metadata;
+mod oidc;
 mod openapi;
 mod otlp;
 mod overload;

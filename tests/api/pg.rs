@@ -49,6 +49,7 @@ impl TestDb {
         test_config(move |s| {
             s.store = Some(StoreKind::Postgres);
             s.database_url = Some(url);
+            s.key_encryption_key = Some(authplane_testkit::fixture::KEY_ENCRYPTION_KEY.parse().unwrap());
             tweak(s);
         })
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use authplane::crypto::{generate_grant_id, generate_token};
 use authplane::domain::{Scope, Timestamp};
+use authplane::jose::Alg;
 use authplane::store::memory::MemoryStore;
 use authplane::store::*;
 
@@ -33,6 +34,8 @@ fn code(grant: authplane::domain::GrantId) -> CodeRecord {
         auth_time: now(),
         expires_at: now().plus(Duration::from_secs(60)),
         consumed: false,
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        sid: Some("sid-1".into()),
     }
 }
 
@@ -45,6 +48,8 @@ fn grant() -> GrantRecord {
         created_at: now(),
         expires_at: now().plus(Duration::from_secs(3600)),
         revoked_at: None,
+        auth_time: Some(now()),
+        sid: Some("sid-1".into()),
     }
 }
 
@@ -73,6 +78,8 @@ fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
         grant_id: g.id,
         issued_at: now(),
         expires_at: g.expires_at,
+        auth_time: g.auth_time,
+        sid: g.sid.clone(),
     }
 }
 
@@ -103,9 +110,15 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
         (got.grant_id, got.hash, got.generation, got.expires_at),
         (g.id, r.hash, 1, g.expires_at)
     );
+    assert_eq!((got.auth_time, got.sid.as_deref()), (g.auth_time, Some("sid-1")));
     assert!(s.get_refresh_token(&r.hash).await.unwrap().is_none(), "keyed by family");
     let got = s.get_grant(&g.id).await.unwrap().unwrap();
     assert_eq!((&*got.client_id, got.revoked_at), ("c", None));
+    assert_eq!((got.auth_time, got.sid.as_deref()), (g.auth_time, Some("sid-1")));
+    let ConsumeOutcome::Consumed(got) = s.consume_code(&c.hash).await.unwrap() else {
+        panic!("the code was not consumed");
+    };
+    assert_eq!((got.nonce, got.sid.as_deref()), (c.nonce.clone(), Some("sid-1")));
     let sess = SessionRecord {
         hash: generate_token().hash,
         sub: "u".into(),
@@ -313,6 +326,66 @@ async fn expired_records_are_deleted_in_batches(s: Arc<dyn Store>) {
     }
 }
 
+fn signing_key(alg: Alg, generation: i64, kid: &str) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        alg,
+        generation,
+        created_at: now(),
+        active_from: now().plus(Duration::from_secs(60)),
+        withdrawn_at: None,
+        public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+        sealed_private_key: vec![1, 2, 3],
+    }
+}
+
+/// One successor per generation however many nodes rotate at once; times only move one way.
+async fn signing_keys_have_one_successor_per_generation(s: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                s.insert_signing_key(&signing_key(Alg::ES256, 0, &format!("k{i}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one insert of generation 0 wins");
+    assert!(
+        s.insert_signing_key(&signing_key(Alg::RS256, 0, "r0")).await.unwrap(),
+        "per algorithm"
+    );
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    let es = keys.iter().find(|k| k.alg == Alg::ES256).unwrap();
+    assert_eq!((es.generation, &es.sealed_private_key[..]), (0, &[1u8, 2, 3][..]));
+    let kid = es.kid.clone();
+    let earlier = now();
+    s.update_signing_key(&kid, Some(earlier), None).await.unwrap();
+    s.update_signing_key(&kid, Some(now().plus(Duration::from_secs(999))), Some(earlier))
+        .await
+        .unwrap();
+    s.update_signing_key(&kid, None, Some(earlier.plus(Duration::from_secs(5))))
+        .await
+        .unwrap();
+    let es = s
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.kid == kid)
+        .unwrap();
+    assert_eq!(es.active_from, earlier, "active_from only moves earlier");
+    assert_eq!(es.withdrawn_at, Some(earlier), "a withdrawal is never undone");
+    s.delete_signing_key(&kid).await.unwrap();
+    assert_eq!(s.signing_keys().await.unwrap().len(), 1);
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -343,4 +416,5 @@ both_stores!(
     revoking_a_grant_and_tombstones,
     purging_a_grant_deletes_its_tokens_in_batches,
     expired_records_are_deleted_in_batches,
+    signing_keys_have_one_successor_per_generation,
 );

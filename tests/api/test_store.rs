@@ -173,4 +173,23 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.delete_expired(kind, now, limit).await
     }
+    // Signing keys pass straight through: the key refresh runs on its own schedule and must
+    // not count as (or wait like) a request's store call.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.inner.signing_keys().await
+    }
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        self.inner.insert_signing_key(key).await
+    }
+    async fn update_signing_key(
+        &self,
+        kid: &str,
+        active_from: Option<Timestamp>,
+        withdrawn_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        self.inner.update_signing_key(kid, active_from, withdrawn_at).await
+    }
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
+        self.inner.delete_signing_key(kid).await
+    }
 }

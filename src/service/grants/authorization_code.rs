@@ -3,6 +3,7 @@
 use crate::crypto;
 use crate::domain::{CodeVerifier, GrantType, Timestamp};
 use crate::error::ApiError;
+use crate::service::id_token::Authentication;
 use crate::service::tokens::{TokenRequest, TokenResponse};
 use crate::service::{Client, TokenService};
 use crate::store::{ConsumeOutcome, GrantRecord};
@@ -84,7 +85,20 @@ impl TokenService {
             .store
             .insert_grant_tokens(&grant, &access_record, refresh.as_ref().map(|(_, r)| r))
             .await?;
-        let response = self.response(access, &access_record, refresh.map(|(v, _)| v), now);
+        let id_token = match record.scope.contains("openid") {
+            true => {
+                let auth = Authentication {
+                    sub: &record.sub,
+                    auth_time: Some(record.auth_time),
+                    nonce: record.nonce.as_deref(),
+                    sid: record.sid.as_deref(),
+                };
+                Some(self.id_token(client, auth, &access, now).await?)
+            }
+            false => None,
+        };
+        let mut response = self.response(access, &access_record, refresh.map(|(v, _)| v), now);
+        response.id_token = id_token;
         // The access token is cached as it is issued (the client uses it at once); the refresh
         // token is not: it is presented once, after the access token's lifetime, long after any
         // cache entry of it would have expired (see the refresh grant).

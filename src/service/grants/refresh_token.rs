@@ -9,6 +9,7 @@
 use crate::crypto::{self, RefreshToken};
 use crate::domain::Timestamp;
 use crate::error::ApiError;
+use crate::service::id_token::Authentication;
 use crate::service::tokens::{TokenRequest, TokenResponse};
 use crate::service::{Client, TokenService};
 use crate::store::{GrantRecord, RotateOutcome};
@@ -95,7 +96,22 @@ impl TokenService {
         // The family's current token changed in the store; no cache here may still hold the old
         // one as current (an introspection may have cached it).
         inner.caches.refresh_tokens.invalidate(&token.family).await;
-        let response = self.response(access, &access_record, Some(next.value), now);
+        // The refreshed ID token names the same authentication (OpenID Connect Core 12.2): same
+        // `sub` and `auth_time`, no `nonce`.
+        let id_token = match access_record.scope.contains("openid") {
+            true => {
+                let auth = Authentication {
+                    sub: &current.sub,
+                    auth_time: current.auth_time,
+                    nonce: None,
+                    sid: current.sid.as_deref(),
+                };
+                Some(self.id_token(client, auth, &access, now).await?)
+            }
+            false => None,
+        };
+        let mut response = self.response(access, &access_record, Some(next.value), now);
+        response.id_token = id_token;
         inner
             .caches
             .access_tokens

@@ -13,6 +13,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_initial.sql")),
     (2, include_str!("../../../migrations/0002_refresh_families.sql")),
+    (3, include_str!("../../../migrations/0003_openid_connect.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

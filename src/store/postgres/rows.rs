@@ -7,8 +7,10 @@ use tokio_postgres::Row;
 
 use super::pool::db_err;
 use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
+use crate::jose::Alg;
 use crate::store::{
-    AccessTokenRecord, CodeRecord, GrantRecord, RefreshTokenRecord, SessionRecord, StoreError, StoreResult,
+    AccessTokenRecord, CodeRecord, GrantRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreError,
+    StoreResult,
 };
 
 // === rows to records ===
@@ -49,6 +51,12 @@ fn shared_text(row: &Row, col: &str) -> StoreResult<Arc<str>> {
     row.try_get::<_, &str>(col).map(Arc::from).map_err(db_err)
 }
 
+fn opt_shared_text(row: &Row, col: &str) -> StoreResult<Option<Arc<str>>> {
+    row.try_get::<_, Option<&str>>(col)
+        .map(|v| v.map(Arc::from))
+        .map_err(db_err)
+}
+
 pub fn session_row(row: &Row) -> StoreResult<SessionRecord> {
     Ok(SessionRecord {
         hash: hash(row, "hash")?,
@@ -72,6 +80,8 @@ pub fn code_row(row: &Row) -> StoreResult<CodeRecord> {
         auth_time: ts(row, "auth_time")?,
         expires_at: ts(row, "expires_at")?,
         consumed: row.try_get("consumed").map_err(db_err)?,
+        nonce: row.try_get("nonce").map_err(db_err)?,
+        sid: opt_shared_text(row, "sid")?,
     })
 }
 
@@ -84,6 +94,8 @@ pub fn grant_row(row: &Row) -> StoreResult<GrantRecord> {
         created_at: ts(row, "created_at")?,
         expires_at: ts(row, "expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
+        auth_time: opt_ts(row, "auth_time")?,
+        sid: opt_shared_text(row, "sid")?,
     })
 }
 
@@ -114,6 +126,22 @@ pub fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
         grant_id: grant_id(row.try_get("grant_id").map_err(db_err)?)?,
         issued_at: ts(row, "issued_at")?,
         expires_at: ts(row, "expires_at")?,
+        auth_time: opt_ts(row, "auth_time")?,
+        sid: opt_shared_text(row, "sid")?,
+    })
+}
+
+pub fn signing_key_row(row: &Row) -> StoreResult<SigningKeyRecord> {
+    let alg = text(row, "alg")?;
+    Ok(SigningKeyRecord {
+        kid: text(row, "kid")?,
+        alg: Alg::parse(&alg).ok_or_else(|| StoreError::Internal(anyhow::anyhow!("unknown key algorithm {alg:?}")))?,
+        generation: row.try_get("generation").map_err(db_err)?,
+        created_at: ts(row, "created_at")?,
+        active_from: ts(row, "active_from")?,
+        withdrawn_at: opt_ts(row, "withdrawn_at")?,
+        public_jwk: text(row, "public_jwk")?,
+        sealed_private_key: row.try_get("sealed_private_key").map_err(db_err)?,
     })
 }
 
@@ -130,6 +158,8 @@ pub struct GrantColumns<'a> {
     created_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    auth_time: Option<i64>,
+    sid: Option<&'a str>,
 }
 
 impl<'a> GrantColumns<'a> {
@@ -142,6 +172,8 @@ impl<'a> GrantColumns<'a> {
             created_at: g.created_at.millis(),
             expires_at: g.expires_at.millis(),
             revoked_at: g.revoked_at.map(Timestamp::millis),
+            auth_time: g.auth_time.map(Timestamp::millis),
+            sid: g.sid.as_deref(),
         }
     }
 
@@ -153,7 +185,7 @@ impl<'a> GrantColumns<'a> {
         }
     }
 
-    pub fn params(&self) -> [Param<'_>; 7] {
+    pub fn params(&self) -> [Param<'_>; 9] {
         [
             &self.id,
             &self.client_id,
@@ -162,6 +194,8 @@ impl<'a> GrantColumns<'a> {
             &self.created_at,
             &self.expires_at,
             &self.revoked_at,
+            &self.auth_time,
+            &self.sid,
         ]
     }
 }

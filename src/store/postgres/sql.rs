@@ -42,8 +42,8 @@ pub const DELETE_SESSION: &str = concat!(
 
 pub const INSERT_CODE: &str =
     "INSERT INTO codes (hash, client_id, redirect_uri, redirect_uri_given, sub, scope, challenge, grant_id,
-                                auth_time, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+                                auth_time, expires_at, nonce, sid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 /// Of concurrent callers on any nodes exactly one gets the row back.
 pub const CONSUME_CODE: &str = "UPDATE codes SET consumed = true WHERE hash = $1 AND NOT consumed RETURNING *";
 pub const GET_CODE: &str = "SELECT * FROM codes WHERE hash = $1";
@@ -56,18 +56,19 @@ pub const INSERT_ACCESS: &str =
 
 /// A code grant's records in one statement (one round trip, atomic as any statement is): the grant
 /// (an existing one, a tombstone from a racing code replay, is kept as it is), its access token
-/// and, when `$15` is not null, its refresh token family.
+/// and, when `$17` is not null, its refresh token family.
 pub const INSERT_GRANT_TOKENS: &str = "WITH g AS (
-        INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING
+        INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at, auth_time, sid)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING
     ), a AS (
         INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at)
-        VALUES ($8, $9, $10, $11, $12, $13, $14)
+        VALUES ($10, $11, $12, $13, $14, $15, $16)
     )
-    INSERT INTO refresh_tokens (family, hash, generation, client_id, sub, scope, grant_id, issued_at, expires_at)
-    SELECT $15::bytea, $16::bytea, $17::bigint, $18::text, $19::text, $20::text, $21::bytea, $22::bigint,
-           $23::bigint
-    WHERE $15::bytea IS NOT NULL";
+    INSERT INTO refresh_tokens (family, hash, generation, client_id, sub, scope, grant_id, issued_at, expires_at,
+                                auth_time, sid)
+    SELECT $17::bytea, $18::bytea, $19::bigint, $20::text, $21::text, $22::text, $23::bytea, $24::bigint,
+           $25::bigint, $26::bigint, $27::text
+    WHERE $17::bytea IS NOT NULL";
 
 pub const GET_ACCESS: &str = "SELECT * FROM access_tokens WHERE hash = $1";
 pub const GET_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE family = $1";
@@ -103,14 +104,28 @@ pub const REVOKE_ACCESS: &str = concat!(
 /// redemption; either way the notification goes out with the commit.
 pub const REVOKE_GRANT: &str = concat!(
     "WITH up AS (
-                     INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at, auth_time, sid)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(grants.revoked_at, EXCLUDED.revoked_at)
                      RETURNING 1)
                  SELECT pg_notify('",
     channel!(),
-    "', $8) FROM up"
+    "', $10) FROM up"
 );
+
+// === signing keys ===
+
+pub const SIGNING_KEYS: &str = "SELECT * FROM signing_keys ORDER BY alg, generation";
+/// The first node to insert an algorithm's next generation wins; the others get no row.
+pub const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys
+        (kid, alg, generation, created_at, active_from, withdrawn_at, public_jwk, sealed_private_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (alg, generation) DO NOTHING";
+/// `active_from` only ever moves earlier, and a withdrawal is never undone.
+pub const UPDATE_SIGNING_KEY: &str = "UPDATE signing_keys
+    SET active_from = LEAST(active_from, COALESCE($2, active_from)),
+        withdrawn_at = COALESCE(withdrawn_at, $3)
+    WHERE kid = $1";
+pub const DELETE_SIGNING_KEY: &str = "DELETE FROM signing_keys WHERE kid = $1";
 
 /// Up to `$2` tokens of grant `$1` from `table`, deleted, their keys returned.
 pub fn purge_grant_tokens(table: &str, key: &str) -> String {

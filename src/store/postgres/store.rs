@@ -10,12 +10,14 @@ use tokio_util::sync::CancellationToken;
 use super::pool::db_err;
 use super::rows::{
     AccessColumns, GrantColumns, Param, access_row, code_row, grant_row, hash, refresh_row, session_row,
+    signing_key_row,
 };
 use super::{PostgresStore, listen, sql};
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
     AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, Invalidation, InvalidationFeed, InvalidationSink,
-    PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, Store, StoreKind, StoreResult,
+    PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreKind,
+    StoreResult,
 };
 
 #[async_trait]
@@ -94,6 +96,8 @@ impl Store for PostgresStore {
                 &c.grant_id.0.as_slice(),
                 &c.auth_time.millis(),
                 &c.expires_at.millis(),
+                &c.nonce,
+                &c.sid.as_deref(),
             ],
         )
         .await
@@ -136,7 +140,11 @@ impl Store for PostgresStore {
             r.map(|r| r.issued_at.millis()),
             r.map(|r| r.expires_at.millis()),
         );
-        let refresh: [Param<'_>; 9] = [
+        let (r_auth_time, r_sid) = (
+            r.and_then(|r| r.auth_time.map(Timestamp::millis)),
+            r.and_then(|r| r.sid.as_deref()),
+        );
+        let refresh: [Param<'_>; 11] = [
             &r_family,
             &r_hash,
             &r_generation,
@@ -146,6 +154,8 @@ impl Store for PostgresStore {
             &r_grant,
             &r_issued,
             &r_expires,
+            &r_auth_time,
+            &r_sid,
         ];
         let params: Vec<Param<'_>> = grant
             .params()
@@ -268,5 +278,53 @@ impl Store for PostgresStore {
             .execute(&sql::delete_expired(table, key), &[&now.millis(), &limit])
             .await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql::SIGNING_KEYS).await.map_err(db_err)?;
+        let rows = conn.query(&stmt, &[]).await.map_err(db_err)?;
+        rows.iter().map(signing_key_row).collect()
+    }
+
+    async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                sql::INSERT_SIGNING_KEY,
+                &[
+                    &k.kid,
+                    &k.alg.as_str(),
+                    &k.generation,
+                    &k.created_at.millis(),
+                    &k.active_from.millis(),
+                    &k.withdrawn_at.map(Timestamp::millis),
+                    &k.public_jwk,
+                    &k.sealed_private_key,
+                ],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn update_signing_key(
+        &self,
+        kid: &str,
+        active_from: Option<Timestamp>,
+        withdrawn_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        self.execute(
+            sql::UPDATE_SIGNING_KEY,
+            &[
+                &kid,
+                &active_from.map(Timestamp::millis),
+                &withdrawn_at.map(Timestamp::millis),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
+        self.execute(sql::DELETE_SIGNING_KEY, &[&kid]).await.map(|_| ())
     }
 }

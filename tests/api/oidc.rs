@@ -1,0 +1,336 @@
+//! OpenID Connect against outside JOSE: the `openidconnect` crate as a strict relying party
+//! (discovery, the code flow with PKCE and nonce, ID token validation against the JWKS, at_hash,
+//! refresh) for each signature algorithm, and `jsonwebtoken` (RustCrypto, not the server's
+//! aws-lc) verifying tokens against the JWKS across key rotations.
+
+use std::time::Duration;
+
+use authplane::jose::Alg;
+use authplane::service::keys::KeyState;
+use authplane_testkit::app::spawn_issuer;
+use authplane_testkit::{ALICE_SUB, APP, APP_REDIRECT, APP_SECRET, TestApp, json, location_params, param};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType};
+use openidconnect::{
+    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// The payload of a compact JWS, unverified (the tests verify with outside libraries).
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn header(jwt: &str) -> Value {
+    let h = jwt.split('.').next().unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+}
+
+/// Verifies `jwt` against the server's current JWKS with jsonwebtoken (signature, `alg` of the
+/// key; expiry is the server's manual clock's business, so not checked here).
+async fn verifies_against_jwks(app: &TestApp, jwt: &str) -> bool {
+    let jwks: jsonwebtoken::jwk::JwkSet = app
+        .client
+        .get(app.url("/auth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = jsonwebtoken::decode_header(jwt).unwrap();
+    let Some(jwk) = jwks.find(h.kid.as_deref().unwrap()) else {
+        return false;
+    };
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(h.alg);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    jsonwebtoken::decode::<Value>(jwt, &key, &v).is_ok()
+}
+
+/// A strict relying party runs discovery, the code flow with PKCE and a nonce, validates the ID
+/// token (signature against the JWKS, iss, aud, azp, exp, nonce, at_hash), then refreshes and
+/// validates the new ID token: for a client of each algorithm.
+#[tokio::test]
+async fn a_strict_relying_party_completes_the_code_flow_and_refresh_with_each_algorithm() {
+    let app = spawn_issuer(|_| {}).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let issuer = IssuerUrl::new(app.base.clone()).unwrap();
+    let provider = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
+    let session = app.login().await;
+    for (client_id, alg, jws_alg) in [
+        (APP, Alg::RS256, CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
+        ("oidc-es256", Alg::ES256, CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+        ("oidc-eddsa", Alg::EdDSA, CoreJwsSigningAlgorithm::EdDsa),
+    ] {
+        let client = CoreClient::from_provider_metadata(
+            provider.clone(),
+            ClientId::new(client_id.into()),
+            Some(ClientSecret::new(APP_SECRET.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(APP_REDIRECT.into()).unwrap());
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, csrf, nonce) = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("profile".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        // The browser: the session cookie goes with the authorize request.
+        let res = app
+            .client
+            .get(url.as_str())
+            .header("cookie", authplane_testkit::session_header(&session))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FOUND, "{client_id}");
+        let back = location_params(&res);
+        assert_eq!(param(&back, "state").as_deref(), Some(csrf.secret().as_str()));
+        let code = param(&back, "code").unwrap();
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .unwrap();
+        let id_verifier = client.id_token_verifier().set_allowed_algs([jws_alg.clone()]);
+        let id_token = tokens.id_token().expect("an ID token");
+        let id_claims = id_token.claims(&id_verifier, &nonce).unwrap();
+        assert_eq!(id_claims.subject().as_str(), ALICE_SUB);
+        let at_hash = AccessTokenHash::from_token(
+            tokens.access_token(),
+            id_token.signing_alg().unwrap(),
+            id_token.signing_key(&id_verifier).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(id_claims.access_token_hash(), Some(&at_hash), "{client_id}: at_hash");
+        let raw = id_token.to_string();
+        let (h, c) = (header(&raw), claims(&raw));
+        assert_eq!(
+            (h["alg"].as_str(), h["typ"].as_str()),
+            (Some(alg.as_str()), Some("JWT"))
+        );
+        assert_eq!(c["azp"], client_id);
+        assert!(c["sid"].as_str().is_some_and(|s| s.len() >= 16), "{c}");
+        assert!(c["auth_time"].as_i64().is_some());
+        assert_eq!(
+            c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+            3600,
+            "--id-token-ttl"
+        );
+        assert!(verifies_against_jwks(&app, &raw).await);
+
+        // Refresh: a new ID token for the same authentication, without the nonce.
+        let refreshed = client
+            .exchange_refresh_token(&RefreshToken::new(tokens.refresh_token().unwrap().secret().clone()))
+            .unwrap()
+            .request_async(&http)
+            .await
+            .unwrap();
+        let again = refreshed.id_token().expect("an ID token on refresh");
+        let again_claims = again.claims(&id_verifier, |_: Option<&Nonce>| Ok(())).unwrap();
+        assert_eq!(again_claims.subject(), id_claims.subject());
+        assert_eq!(again_claims.auth_time(), id_claims.auth_time());
+        assert!(again_claims.nonce().is_none());
+        assert_eq!(claims(&again.to_string())["sid"], c["sid"]);
+    }
+}
+
+/// The ID token carries the nonce exactly as sent; without `openid` there is no ID token, and
+/// client_credentials never has one.
+#[tokio::test]
+async fn the_nonce_is_echoed_and_only_openid_grants_get_id_tokens() {
+    let app = authplane_testkit::spawn_app().await;
+    let session = app.login().await;
+    let pkce = authplane_testkit::Pkce::fixed();
+    let nonce = "n-0S6_WzA2Mj é/+";
+    let res = app
+        .authorize(
+            Some(&session),
+            &[
+                ("response_type", "code"),
+                ("client_id", APP),
+                ("redirect_uri", APP_REDIRECT),
+                ("scope", "openid"),
+                ("nonce", nonce),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .await;
+    let code = param(&location_params(&res), "code").unwrap();
+    let tokens = json(app.redeem_app(&code).await).await;
+    let c = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(c["nonce"], nonce);
+    assert_eq!(
+        (c["iss"].as_str(), c["aud"].as_str()),
+        (Some("http://127.0.0.1:8080"), Some(APP))
+    );
+
+    let plain = app.app_tokens("profile").await;
+    assert!(plain.get("id_token").is_none(), "{plain}");
+    let refreshed = json(app.refresh_app(plain["refresh_token"].as_str().unwrap()).await).await;
+    assert!(refreshed.get("id_token").is_none());
+    let cc = json(
+        app.token(
+            Some((APP, APP_SECRET)),
+            &[("grant_type", "client_credentials"), ("scope", "openid")],
+        )
+        .await,
+    )
+    .await;
+    assert!(cc.get("id_token").is_none(), "{cc}");
+}
+
+/// The JWKS holds one key per algorithm, public parameters only, with a max-age shorter than
+/// the publish-ahead time.
+#[tokio::test]
+async fn the_jwks_publishes_public_keys_only() {
+    let app = authplane_testkit::spawn_app().await;
+    let res = app.client.get(app.url("/auth/jwks")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
+    let max_age: u64 = cache.rsplit("max-age=").next().unwrap().parse().unwrap();
+    assert!(max_age > 0 && max_age < 3600, "{cache}");
+    let jwks = json(res).await;
+    let keys = jwks["keys"].as_array().unwrap();
+    let mut algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
+    for k in keys {
+        assert_eq!(k["use"], "sig");
+        assert!(k["kid"].as_str().is_some_and(|kid| !kid.is_empty()));
+        let fields: Vec<&str> = k.as_object().unwrap().keys().map(String::as_str).collect();
+        for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+            assert!(!fields.contains(&private), "private parameter {private} in {k}");
+        }
+    }
+    let rsa = keys.iter().find(|k| k["kty"] == "RSA").unwrap();
+    let n = URL_SAFE_NO_PAD.decode(rsa["n"].as_str().unwrap()).unwrap();
+    assert!(n.len() * 8 >= 2048, "RSA 2048 or larger");
+    let discovery = json(
+        app.client
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(discovery["jwks_uri"], "http://127.0.0.1:8080/auth/jwks");
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256", "ES256", "EdDSA"])
+    );
+}
+
+fn kid_of(jwt: &str) -> String {
+    header(jwt)["kid"].as_str().unwrap().to_owned()
+}
+
+async fn id_token(app: &TestApp) -> String {
+    app.app_tokens("openid").await["id_token"].as_str().unwrap().to_owned()
+}
+
+fn state_of(app: &TestApp, kid: &str) -> Option<KeyState> {
+    app.state
+        .keys
+        .states()
+        .into_iter()
+        .find(|(k, _, _)| k == kid)
+        .map(|(_, _, s)| s)
+}
+
+/// Rotation on the manual clock: the successor is published `--key-publish-ahead` before it
+/// signs; a token signed before the rotation verifies after it; the retired key leaves the JWKS
+/// once its last token has expired.
+#[tokio::test]
+async fn keys_rotate_on_schedule_published_ahead_and_retired_after_their_tokens() {
+    let app = authplane_testkit::spawn_with(
+        authplane_testkit::test_config(|s| {
+            s.key_rotation_interval = Some("10m".parse().unwrap());
+            s.key_publish_ahead = Some("2m".parse().unwrap());
+            s.id_token_ttl = Some("5m".parse().unwrap());
+            s.access_token_ttl = Some("5m".parse().unwrap());
+        }),
+        None,
+    )
+    .await;
+    let keys = &app.state.keys;
+    let before = id_token(&app).await;
+    let first = kid_of(&before);
+    assert_eq!(state_of(&app, &first), Some(KeyState::Active));
+
+    // Just before the successor is due, nothing new.
+    app.clock.advance(Duration::from_secs(7 * 60));
+    keys.refresh().await.unwrap();
+    assert_eq!(keys.states().len(), 3);
+
+    // Publish-ahead time: the successor is in the JWKS, not signing yet.
+    app.clock.advance(Duration::from_secs(61));
+    keys.refresh().await.unwrap();
+    let next: Vec<String> = keys
+        .states()
+        .into_iter()
+        .filter(|(_, alg, s)| *alg == Alg::RS256 && *s == KeyState::Next)
+        .map(|(k, _, _)| k)
+        .collect();
+    assert_eq!(next.len(), 1, "{:?}", keys.states());
+    let jwks = json(app.client.get(app.url("/auth/jwks")).send().await.unwrap()).await;
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == next[0].as_str())
+    );
+    assert_eq!(kid_of(&id_token(&app).await), first, "the successor does not sign yet");
+
+    // Rotation time: the successor signs; the old key is retired, still published.
+    app.clock.advance(Duration::from_secs(2 * 60));
+    keys.refresh().await.unwrap();
+    let after = id_token(&app).await;
+    assert_eq!(kid_of(&after), next[0]);
+    assert_eq!(state_of(&app, &first), Some(KeyState::Retired));
+    assert!(
+        verifies_against_jwks(&app, &before).await,
+        "a token from before the rotation"
+    );
+    assert!(verifies_against_jwks(&app, &after).await);
+
+    // Its tokens have all expired (5 min, plus a refresh interval of slack): it leaves.
+    app.clock.advance(Duration::from_secs(5 * 60 + 31));
+    keys.refresh().await.unwrap();
+    assert_eq!(state_of(&app, &first), None, "{:?}", keys.states());
+    assert!(!verifies_against_jwks(&app, &before).await);
+    assert!(verifies_against_jwks(&app, &after).await);
+}
+
+/// A rotation at once, and one that withdraws the old keys (a compromise).
+#[tokio::test]
+async fn a_rotation_at_once_and_a_withdrawal() {
+    let app = authplane_testkit::spawn_app().await;
+    let keys = &app.state.keys;
+    let before = id_token(&app).await;
+    keys.rotate_now(false).await.unwrap();
+    let after = id_token(&app).await;
+    assert_ne!(kid_of(&before), kid_of(&after));
+    assert!(verifies_against_jwks(&app, &before).await, "retired, still published");
+    keys.rotate_now(true).await.unwrap();
+    let third = id_token(&app).await;
+    assert!(!verifies_against_jwks(&app, &after).await, "withdrawn at once");
+    assert!(verifies_against_jwks(&app, &third).await);
+}
