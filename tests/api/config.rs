@@ -142,3 +142,33 @@ async fn a_hash_asking_for_absurd_argon2_work_is_refused_at_start_up_without_has
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("more work than a login can afford"), "{stderr}");
 }
+
+/// The key-encryption key is never printed: `check-config` shows it redacted, and a malformed
+/// one is refused at start-up (exit 1) with a message that does not repeat it.
+#[test]
+fn the_key_encryption_key_is_never_printed() {
+    let kek = authplane_testkit::fixture::KEY_ENCRYPTION_KEY;
+    let v = check_config(&["--key-encryption-key", kek], &[]);
+    let text = v.to_string();
+    assert!(!text.contains(kek), "{text}");
+    let v = check_config(&[], &[("AUTHPLANE_KEY_ENCRYPTION_KEY", kek)]);
+    assert!(!v.to_string().contains(kek));
+
+    let bad = "c2hvcnQtYnV0LXNlY3JldA==";
+    let out = Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .args(["check-config", "--key-encryption-key", bad])
+        .env_remove("AUTHPLANE_KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("key_encryption_key") && !stderr.contains(bad), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_authplane"))
+        .args(["check-config", "--store", "postgres", "--database-url", "postgres://x@127.0.0.1/x"])
+        .env_remove("AUTHPLANE_KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key-encryption-key"));
+}

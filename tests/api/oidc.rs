@@ -334,3 +334,84 @@ async fn a_rotation_at_once_and_a_withdrawal() {
     assert!(!verifies_against_jwks(&app, &after).await, "withdrawn at once");
     assert!(verifies_against_jwks(&app, &third).await);
 }
+
+async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let jwks = json(app.client.get(app.url("/auth/jwks")).send().await.unwrap()).await;
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+/// Two PostgreSQL nodes started apart sign with one key set and publish one JWKS; rotating on
+/// both at the same moment creates one successor per algorithm; the private keys are sealed in
+/// the table; a node with another key-encryption key refuses to start and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_share_one_key_set_and_rotate_once() {
+    let db = crate::pg::TestDb::new().await;
+    let schedule = |s: &mut authplane::config::Settings| {
+        s.key_rotation_interval = Some("10m".parse().unwrap());
+        s.key_publish_ahead = Some("2m".parse().unwrap());
+    };
+    let a = db.spawn(schedule).await;
+    let b = db.spawn(schedule).await;
+    assert_eq!(jwks_kids(&a).await.len(), 3);
+    assert_eq!(jwks_kids(&a).await, jwks_kids(&b).await, "one key set");
+    let from_a = id_token(&a).await;
+    assert!(verifies_against_jwks(&b, &from_a).await, "A's token verifies against B's JWKS");
+
+    for node in [&a, &b] {
+        node.clock.advance(Duration::from_secs(8 * 60 + 1));
+    }
+    let (ra, rb) = tokio::join!(a.state.keys.refresh(), b.state.keys.refresh());
+    ra.unwrap();
+    rb.unwrap();
+    let store = db.store().await;
+    let rows = authplane::store::Store::signing_keys(&*store).await.unwrap();
+    for alg in Alg::ALL {
+        let mut generations: Vec<i64> = rows.iter().filter(|r| r.alg == alg).map(|r| r.generation).collect();
+        generations.sort_unstable();
+        assert_eq!(generations, [0, 1], "{alg}: one successor for the deployment");
+    }
+    // Each node sees the other's successor after its next refresh (in production: within a
+    // quarter of the publish-ahead time).
+    a.state.keys.refresh().await.unwrap();
+    assert_eq!(jwks_kids(&a).await, jwks_kids(&b).await);
+    assert_eq!(jwks_kids(&a).await.len(), 6);
+
+    // At rest: sealed, never the PKCS#8 (its algorithm identifiers would show).
+    let kek = authplane::jose::KeyEncryptionKey::parse(authplane_testkit::fixture::KEY_ENCRYPTION_KEY).unwrap();
+    for r in &rows {
+        let oids: [&[u8]; 3] = [
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01], // rsaEncryption
+            &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01],             // id-ecPublicKey
+            &[0x06, 0x03, 0x2b, 0x65, 0x70],                         // id-Ed25519
+        ];
+        for oid in oids {
+            assert!(!r.sealed_private_key.windows(oid.len()).any(|w| w == oid), "{r:?} holds a clear key");
+        }
+        assert!(!r.public_jwk.contains("\"d\""), "{r:?}");
+        // It opens only as this server seals it: with the key, its kid and its alg.
+        let aad = format!("authplane-signing-key:{}:{}", r.kid, r.alg);
+        let clear = kek.open(aad.as_bytes(), &r.sealed_private_key).unwrap();
+        assert!(authplane::jose::PrivateKey::from_pkcs8(r.alg, &clear).is_ok());
+        assert!(kek.open(b"another row", &r.sealed_private_key).is_err());
+    }
+
+    // Another key-encryption key: a clear error at start-up, and nothing written.
+    let wrong = db.config(|s| {
+        s.key_encryption_key = Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32]).parse().unwrap());
+    });
+    let err = match authplane::Application::build(wrong).await {
+        Ok(_) => panic!("a node with another key-encryption key started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("key-encryption key does not open"), "{err}");
+    assert!(!err.contains(authplane_testkit::fixture::KEY_ENCRYPTION_KEY));
+    let after = authplane::store::Store::signing_keys(&*store).await.unwrap();
+    assert_eq!(after.len(), rows.len(), "the refused node wrote nothing");
+}
