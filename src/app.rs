@@ -128,6 +128,7 @@ impl Application {
         );
         let authorize = AuthorizeService::new(
             Arc::clone(&store),
+            keys.clone(),
             clients.clone(),
             sessions.clone(),
             Arc::clone(&users),

@@ -32,6 +32,10 @@ pub enum ApiError {
     InvalidScope,
     /// `prompt=none` without a session (OIDC Core 3.1.2.6); only ever sent by redirect.
     LoginRequired,
+    /// `request` (a request object) is not supported (OIDC Core 6); only ever sent by redirect.
+    RequestNotSupported,
+    /// `request_uri` other than from PAR; only ever sent by redirect.
+    RequestUriNotSupported,
     /// No bearer token at all: 401 with a bare `WWW-Authenticate: Bearer` (RFC 6750 section 3.1).
     MissingToken,
     InvalidToken,
@@ -86,6 +90,8 @@ impl ApiError {
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScope => "invalid_scope",
             Self::LoginRequired => "login_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
             Self::MissingToken | Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::InvalidCredentials => "invalid_credentials",
@@ -111,7 +117,9 @@ impl ApiError {
             Self::UnsupportedGrantType => Some("unsupported grant_type"),
             Self::UnsupportedResponseType => Some("only response_type=code is supported"),
             Self::InvalidScope => Some("the requested scope is invalid or not allowed"),
-            Self::LoginRequired => Some("the user is not logged in"),
+            Self::LoginRequired => Some("the user must log in"),
+            Self::RequestNotSupported => Some("request objects are not supported"),
+            Self::RequestUriNotSupported => Some("request_uri is not supported"),
             Self::InsufficientScope => Some("the token lacks the openid scope or a user"),
             Self::CrossSite => Some("cross-site request refused"),
             Self::MissingToken
@@ -135,7 +143,9 @@ impl ApiError {
             | Self::UnsupportedGrantType
             | Self::UnsupportedResponseType
             | Self::InvalidScope
-            | Self::LoginRequired => StatusCode::BAD_REQUEST,
+            | Self::LoginRequired
+            | Self::RequestNotSupported
+            | Self::RequestUriNotSupported => StatusCode::BAD_REQUEST,
             Self::InvalidClient { .. } | Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }

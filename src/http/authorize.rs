@@ -21,6 +21,12 @@ const AUTHORIZE_PARAMS: &[&str] = &[
     "code_challenge_method",
     "prompt",
     "nonce",
+    "max_age",
+    "login_hint",
+    "id_token_hint",
+    "request",
+    "request_uri",
+    "response_mode",
 ];
 
 pub async fn authorize(
@@ -41,16 +47,41 @@ pub async fn authorize(
         code_challenge_method: q.take("code_challenge_method"),
         prompt: q.take("prompt"),
         nonce: q.take("nonce"),
+        max_age: q.take("max_age"),
+        login_hint: q.take("login_hint"),
+        id_token_hint: q.take("id_token_hint"),
+        request: q.take("request"),
+        request_uri: q.take("request_uri"),
+        response_mode: q.take("response_mode"),
     };
     let location = match service
         .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())
         .await?
     {
         AuthorizeOutcome::Redirect(to) => to,
-        AuthorizeOutcome::Login => {
-            let here = uri.path_and_query().map_or("/auth/authorize", |p| p.as_str());
-            let return_to: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            format!("/auth/login?return_to={return_to}")
+        AuthorizeOutcome::Login { login_hint, forced } => {
+            let here = match (forced, uri.query()) {
+                // The way back must not force the login again.
+                (true, Some(query)) => {
+                    let kept =
+                        url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "prompt" && k != "max_age");
+                    let query: String = url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(kept)
+                        .finish();
+                    format!("{}?{query}", uri.path())
+                }
+                _ => uri
+                    .path_and_query()
+                    .map_or("/auth/authorize", |p| p.as_str())
+                    .to_owned(),
+            };
+            const LOGIN: &str = "/auth/login?";
+            let mut login = url::form_urlencoded::Serializer::for_suffix(String::from(LOGIN), LOGIN.len());
+            login.append_pair("return_to", &here);
+            if let Some(hint) = &login_hint {
+                login.append_pair("login_hint", hint);
+            }
+            login.finish()
         }
     };
     found(&location)

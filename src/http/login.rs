@@ -19,7 +19,14 @@ use crate::state::WebConfig;
 pub const SESSION_COOKIE: &str = "authplane_session";
 
 pub async fn page(Query(q): Query) -> Response {
-    html(StatusCode::OK, q.get("return_to").filter(|r| valid_return_to(r)), None)
+    // `login_hint` (OpenID Connect Core 3.1.2.1) pre-fills the username; authorize bounded it.
+    let hint = q.get("login_hint").filter(|h| h.len() <= 256);
+    html(
+        StatusCode::OK,
+        q.get("return_to").filter(|r| valid_return_to(r)),
+        hint,
+        None,
+    )
 }
 
 pub async fn login(
@@ -45,6 +52,7 @@ pub async fn login(
             return Ok(html(
                 StatusCode::UNAUTHORIZED,
                 return_to.as_deref(),
+                None,
                 Some("Wrong username or password."),
             ));
         }
@@ -142,7 +150,10 @@ fn escape(s: &str) -> String {
 
 /// The login form. Security headers (CSP with `frame-ancestors 'none'`, `X-Frame-Options`,
 /// `Referrer-Policy`) are added to every HTML answer by the router.
-fn html(status: StatusCode, return_to: Option<&str>, error: Option<&str>) -> Response {
+fn html(status: StatusCode, return_to: Option<&str>, username: Option<&str>, error: Option<&str>) -> Response {
+    let username = username
+        .map(|u| format!(r#" value="{}""#, escape(u)))
+        .unwrap_or_default();
     let hidden = return_to
         .map(|r| format!(r#"<input type="hidden" name="return_to" value="{}">"#, escape(r)))
         .unwrap_or_default();
@@ -156,7 +167,7 @@ fn html(status: StatusCode, return_to: Option<&str>, error: Option<&str>) -> Res
 <style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}}label,input,button{{display:block;width:100%;margin:.4rem 0}}input{{padding:.5rem}}button{{padding:.6rem}}.error{{color:#b00020}}</style>
 </head><body><main><h1>Sign in</h1>{error}
 <form method="post" action="/auth/login">{hidden}
-<label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus>
+<label for="username">Username</label><input id="username" name="username" autocomplete="username" required autofocus{username}>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form></main></body></html>"#
     );

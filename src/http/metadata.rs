@@ -57,6 +57,7 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "jwks_uri": at("/auth/jwks"),
         "id_token_signing_alg_values_supported": Alg::ALL.map(Alg::as_str),
         "request_parameter_supported": false,
+        "prompt_values_supported": ["none", "login", "select_account"],
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
     })

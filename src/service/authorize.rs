@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::crypto;
 use crate::domain::{CodeChallenge, Scope, Timestamp};
 use crate::error::ApiError;
-use crate::service::{Client, ClientRegistry, SessionService, Ttls, UserDirectory};
+use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
 use crate::store::{CodeRecord, Store};
 
 /// The authorize parameters as they arrived (empty values already count as absent).
@@ -22,6 +22,12 @@ pub struct AuthorizeRequest {
     pub code_challenge_method: Option<String>,
     pub prompt: Option<String>,
     pub nonce: Option<String>,
+    pub max_age: Option<String>,
+    pub login_hint: Option<String>,
+    pub id_token_hint: Option<String>,
+    pub request: Option<String>,
+    pub request_uri: Option<String>,
+    pub response_mode: Option<String>,
     /// Names of parameters that appeared more than once.
     pub duplicated: Vec<String>,
 }
@@ -29,8 +35,15 @@ pub struct AuthorizeRequest {
 pub enum AuthorizeOutcome {
     /// 302 to the client: a code, or an error the client may see.
     Redirect(String),
-    /// No session: send the browser to the login page, which comes back here.
-    Login,
+    /// The user must log in: send the browser to the login page, which comes back here.
+    Login {
+        /// Pre-fills the username (`login_hint`).
+        login_hint: Option<String>,
+        /// The login is forced (`prompt=login`, `max_age=0`): the way back must not ask again,
+        /// so it leaves out `prompt` and `max_age`. (A relying party that needs proof of a fresh
+        /// login checks the ID token's `auth_time`, as OpenID Connect Core 3.1.2.1 asks.)
+        forced: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -40,6 +53,7 @@ pub struct AuthorizeService {
 
 struct Inner {
     store: Arc<dyn Store>,
+    keys: KeyService,
     clients: ClientRegistry,
     sessions: SessionService,
     users: Arc<UserDirectory>,
@@ -63,6 +77,7 @@ fn redirect_error(e: ApiError) -> RedirectError {
 impl AuthorizeService {
     pub fn new(
         store: Arc<dyn Store>,
+        keys: KeyService,
         clients: ClientRegistry,
         sessions: SessionService,
         users: Arc<UserDirectory>,
@@ -72,6 +87,7 @@ impl AuthorizeService {
         Self {
             inner: Arc::new(Inner {
                 store,
+                keys,
                 clients,
                 sessions,
                 users,
@@ -122,12 +138,26 @@ impl AuthorizeService {
             None => None,
         };
         let session = session.filter(|s| inner.users.by_sub(&s.sub).is_some());
+        // OpenID Connect Core 3.1.2.3: a new login when there is no session, when asked for one,
+        // when the session's login is older than max_age, or when the session is another user's
+        // than the ID token hint's.
+        let forced = checked.prompt.login || checked.max_age == Some(0);
+        let session = session.filter(|s| {
+            let too_old = checked
+                .max_age
+                .is_some_and(|max| now.secs().saturating_sub(s.auth_time.secs()) > max);
+            let other_user = checked.hint_sub.as_deref().is_some_and(|sub| sub != &*s.sub);
+            !forced && !too_old && !other_user
+        });
         let Some(session) = session else {
-            if req.prompt.as_deref() == Some("none") {
+            if checked.prompt.none {
                 let e = redirect_error(ApiError::LoginRequired);
                 return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
             }
-            return Ok(AuthorizeOutcome::Login);
+            return Ok(AuthorizeOutcome::Login {
+                login_hint: req.login_hint.clone(),
+                forced,
+            });
         };
         let code = crypto::generate_token();
         let record = CodeRecord {
@@ -205,6 +235,32 @@ impl AuthorizeService {
                 )));
             }
         };
+        if req.request.is_some() {
+            return Err(redirect_error(ApiError::RequestNotSupported));
+        }
+        if req.request_uri.is_some() {
+            return Err(redirect_error(ApiError::RequestUriNotSupported));
+        }
+        if req.response_mode.as_deref().is_some_and(|m| m != "query") {
+            return Err(redirect_error(ApiError::InvalidRequest("response_mode must be query")));
+        }
+        let prompt = Prompt::parse(req.prompt.as_deref()).map_err(redirect_error)?;
+        let max_age = match &req.max_age {
+            Some(m) => Some(
+                m.parse::<i64>()
+                    .ok()
+                    .filter(|m| *m >= 0)
+                    .ok_or_else(|| redirect_error(ApiError::InvalidRequest("max_age must be a number of seconds")))?,
+            ),
+            None => None,
+        };
+        if req.login_hint.as_ref().is_some_and(|h| h.len() > MAX_HINT_LEN) {
+            return Err(redirect_error(ApiError::InvalidRequest("login_hint is too long")));
+        }
+        let hint_sub = match &req.id_token_hint {
+            Some(hint) => Some(self.hint_subject(hint, client).map_err(redirect_error)?),
+            None => None,
+        };
         let nonce = match &req.nonce {
             Some(n) if n.len() > MAX_NONCE_LEN => {
                 return Err(redirect_error(ApiError::InvalidRequest("nonce is too long")));
@@ -215,7 +271,31 @@ impl AuthorizeService {
             scope,
             challenge,
             nonce,
+            prompt,
+            max_age,
+            hint_sub,
         })
+    }
+
+    /// The subject of an `id_token_hint`: an ID token this server signed (with a key still in
+    /// its JWKS) for this client; expired ones are accepted (OpenID Connect Core 3.1.2.1).
+    fn hint_subject(&self, hint: &str, client: &Client) -> Result<String, ApiError> {
+        let not_ours = ApiError::InvalidRequest("id_token_hint is not an ID token this server issued to this client");
+        let verified = self.inner.keys.verify(hint).map_err(|e| {
+            tracing::info!(target: "security", client_id = %client.client_id, reason = %e, "id_token_hint refused");
+            ApiError::InvalidRequest("id_token_hint is not an ID token this server issued to this client")
+        })?;
+        let c = &verified.claims;
+        let aud_ok = match c.get("aud") {
+            Some(serde_json::Value::String(a)) => *a == *client.client_id,
+            Some(serde_json::Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(&client.client_id)),
+            _ => false,
+        };
+        if c.get("iss").and_then(|v| v.as_str()) != Some(self.inner.issuer.as_str()) || !aud_ok {
+            tracing::info!(target: "security", client_id = %client.client_id, "id_token_hint for another issuer or client");
+            return Err(not_ours);
+        }
+        c.get("sub").and_then(|v| v.as_str()).map(str::to_owned).ok_or(not_ours)
     }
 
     fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {
@@ -235,7 +315,45 @@ struct Checked {
     scope: Scope,
     challenge: Option<CodeChallenge>,
     nonce: Option<String>,
+    prompt: Prompt,
+    /// `max_age` in seconds.
+    max_age: Option<i64>,
+    /// The `sub` of the `id_token_hint`.
+    hint_sub: Option<String>,
 }
+
+/// `prompt` (OpenID Connect Core 3.1.2.1): space-separated values.
+#[derive(Clone, Copy, Debug, Default)]
+struct Prompt {
+    none: bool,
+    login: bool,
+    consent: bool,
+}
+
+impl Prompt {
+    fn parse(s: Option<&str>) -> Result<Self, ApiError> {
+        let mut p = Self::default();
+        for value in s.unwrap_or("").split(' ').filter(|v| !v.is_empty()) {
+            match value {
+                "none" => p.none = true,
+                "login" => p.login = true,
+                "consent" => p.consent = true,
+                // select_account: one account per browser here; nothing to select.
+                "select_account" => {}
+                _ => return Err(ApiError::InvalidRequest("prompt has an unknown value")),
+            }
+        }
+        if p.none && (p.login || p.consent) {
+            return Err(ApiError::InvalidRequest(
+                "prompt=none cannot be combined with other values",
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// Bound on `login_hint` (a username or an email): it is echoed into the login page.
+const MAX_HINT_LEN: usize = 256;
 
 /// A nonce is the relying party's random value (or a hash of one): 512 characters is generous,
 /// and bounds what a request can make the code record (and the ID token) hold.

@@ -162,10 +162,19 @@ fn the_key_encryption_key_is_never_printed() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("key_encryption_key") && !stderr.contains(bad), "{stderr}");
+    assert!(
+        stderr.contains("key_encryption_key") && !stderr.contains(bad),
+        "{stderr}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_authplane"))
-        .args(["check-config", "--store", "postgres", "--database-url", "postgres://x@127.0.0.1/x"])
+        .args([
+            "check-config",
+            "--store",
+            "postgres",
+            "--database-url",
+            "postgres://x@127.0.0.1/x",
+        ])
         .env_remove("AUTHPLANE_KEY_ENCRYPTION_KEY")
         .output()
         .unwrap();

@@ -362,7 +362,10 @@ async fn postgres_nodes_share_one_key_set_and_rotate_once() {
     assert_eq!(jwks_kids(&a).await.len(), 3);
     assert_eq!(jwks_kids(&a).await, jwks_kids(&b).await, "one key set");
     let from_a = id_token(&a).await;
-    assert!(verifies_against_jwks(&b, &from_a).await, "A's token verifies against B's JWKS");
+    assert!(
+        verifies_against_jwks(&b, &from_a).await,
+        "A's token verifies against B's JWKS"
+    );
 
     for node in [&a, &b] {
         node.clock.advance(Duration::from_secs(8 * 60 + 1));
@@ -392,7 +395,10 @@ async fn postgres_nodes_share_one_key_set_and_rotate_once() {
             &[0x06, 0x03, 0x2b, 0x65, 0x70],                         // id-Ed25519
         ];
         for oid in oids {
-            assert!(!r.sealed_private_key.windows(oid.len()).any(|w| w == oid), "{r:?} holds a clear key");
+            assert!(
+                !r.sealed_private_key.windows(oid.len()).any(|w| w == oid),
+                "{r:?} holds a clear key"
+            );
         }
         assert!(!r.public_jwk.contains("\"d\""), "{r:?}");
         // It opens only as this server seals it: with the key, its kid and its alg.
@@ -404,7 +410,12 @@ async fn postgres_nodes_share_one_key_set_and_rotate_once() {
 
     // Another key-encryption key: a clear error at start-up, and nothing written.
     let wrong = db.config(|s| {
-        s.key_encryption_key = Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32]).parse().unwrap());
+        s.key_encryption_key = Some(
+            base64::engine::general_purpose::STANDARD
+                .encode([9u8; 32])
+                .parse()
+                .unwrap(),
+        );
     });
     let err = match authplane::Application::build(wrong).await {
         Ok(_) => panic!("a node with another key-encryption key started"),
@@ -414,4 +425,214 @@ async fn postgres_nodes_share_one_key_set_and_rotate_once() {
     assert!(!err.contains(authplane_testkit::fixture::KEY_ENCRYPTION_KEY));
     let after = authplane::store::Store::signing_keys(&*store).await.unwrap();
     assert_eq!(after.len(), rows.len(), "the refused node wrote nothing");
+}
+
+/// An authorize request of demo-app with PKCE and `extra` parameters.
+async fn authorize_with(app: &TestApp, session: Option<&str>, extra: &[(&str, &str)]) -> reqwest::Response {
+    let pkce = authplane_testkit::Pkce::fixed();
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", APP),
+        ("redirect_uri", APP_REDIRECT),
+        ("scope", "openid"),
+        ("state", "st"),
+        ("code_challenge", pkce.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    q.extend_from_slice(extra);
+    app.authorize(session, &q).await
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The error an authorize answer sends back to the client (`None` for a code).
+fn redirect_error(res: &reqwest::Response) -> Option<String> {
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let p = location_params(res);
+    assert!(location(res).starts_with(APP_REDIRECT), "{}", location(res));
+    match param(&p, "error") {
+        Some(e) => {
+            assert!(param(&p, "code").is_none());
+            assert_eq!(param(&p, "state").as_deref(), Some("st"));
+            Some(e)
+        }
+        None => {
+            assert!(param(&p, "code").is_some());
+            None
+        }
+    }
+}
+
+fn goes_to_login(res: &reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let loc = location(res);
+    assert!(loc.starts_with("/auth/login?"), "{loc}");
+    authplane_testkit::oauth::query_pairs(&loc)
+}
+
+/// `request`, `request_uri`, `response_mode` other than query, and malformed `prompt` and
+/// `max_age` go back to the client as errors, and issue nothing.
+#[tokio::test]
+async fn unsupported_and_malformed_openid_parameters_are_errors_for_the_client() {
+    let app = authplane_testkit::spawn_app().await;
+    let session = app.login().await;
+    for (extra, error) in [
+        (("request", "eyJhbGciOiJub25lIn0.e30."), "request_not_supported"),
+        (
+            ("request_uri", "urn:ietf:params:oauth:request_uri:x"),
+            "request_uri_not_supported",
+        ),
+        (("response_mode", "form_post"), "invalid_request"),
+        (("prompt", "none login"), "invalid_request"),
+        (("prompt", "bogus"), "invalid_request"),
+        (("max_age", "-1"), "invalid_request"),
+        (("max_age", "soon"), "invalid_request"),
+        (("login_hint", &"a".repeat(300)), "invalid_request"),
+    ] {
+        let res = authorize_with(&app, Some(&session), &[extra]).await;
+        assert_eq!(redirect_error(&res).as_deref(), Some(error), "{extra:?}");
+    }
+    let res = authorize_with(
+        &app,
+        Some(&session),
+        &[("response_mode", "query"), ("prompt", "select_account")],
+    )
+    .await;
+    assert_eq!(redirect_error(&res), None);
+}
+
+/// `prompt=login` shows the login form despite a session and comes back without asking again;
+/// the new ID token has a new `auth_time`.
+#[tokio::test]
+async fn prompt_login_asks_again_and_the_id_token_says_when() {
+    let app = authplane_testkit::spawn_app().await;
+    let session = app.login().await;
+    let first = id_token(&app).await;
+    app.clock.advance(Duration::from_secs(30));
+    let res = authorize_with(&app, Some(&session), &[("prompt", "login"), ("nonce", "n1")]).await;
+    let to_login = goes_to_login(&res);
+    let return_to = param(&to_login, "return_to").unwrap();
+    assert!(!return_to.contains("prompt"), "{return_to}");
+    assert!(return_to.contains("nonce=n1"), "{return_to}");
+    let login = app
+        .browser_login(authplane_testkit::ALICE, authplane_testkit::ALICE_PASSWORD, &return_to)
+        .await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let new_session = authplane_testkit::session_cookie(login.headers()).unwrap();
+    let back = app
+        .client
+        .get(app.url(&location(&login)))
+        .header("cookie", authplane_testkit::session_header(&new_session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect_error(&back), None);
+    let code = param(&location_params(&back), "code").unwrap();
+    let tokens = json(app.redeem_app(&code).await).await;
+    let c = claims(tokens["id_token"].as_str().unwrap());
+    let before = claims(&first)["auth_time"].as_i64().unwrap();
+    assert!(c["auth_time"].as_i64().unwrap() >= before + 30, "{c}");
+    assert_eq!(c["nonce"], "n1");
+}
+
+/// `max_age`: a login older than it needs a new one (`login_required` with `prompt=none`);
+/// `max_age=0` is `prompt=login`. `login_hint` pre-fills the username, escaped.
+#[tokio::test]
+async fn max_age_and_login_hint() {
+    let app = authplane_testkit::spawn_app().await;
+    let session = app.login().await;
+    app.clock.advance(Duration::from_secs(90));
+    let res = authorize_with(&app, Some(&session), &[("max_age", "120")]).await;
+    assert_eq!(redirect_error(&res), None, "a 90 s old login is within 120 s");
+    let res = authorize_with(&app, Some(&session), &[("max_age", "60"), ("prompt", "none")]).await;
+    assert_eq!(redirect_error(&res).as_deref(), Some("login_required"));
+    let res = authorize_with(&app, Some(&session), &[("max_age", "60")]).await;
+    let to_login = goes_to_login(&res);
+    assert!(param(&to_login, "return_to").unwrap().contains("max_age=60"));
+    let res = authorize_with(&app, Some(&session), &[("max_age", "0")]).await;
+    let to_login = goes_to_login(&res);
+    assert!(!param(&to_login, "return_to").unwrap().contains("max_age"));
+
+    let hint = r#"alice"><script>x</script>"#;
+    let res = authorize_with(&app, None, &[("login_hint", hint)]).await;
+    let to_login = goes_to_login(&res);
+    assert_eq!(param(&to_login, "login_hint").as_deref(), Some(hint));
+    let page = app
+        .client
+        .get(app.url(&location(&res)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"value="alice&quot;&gt;&lt;script&gt;x&lt;/script&gt;""#),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"));
+}
+
+/// `id_token_hint`: one of ours for this client (even expired) names the user; another user's
+/// session means a new login (`login_required` with `prompt=none`); a forged, foreign, unsigned
+/// or unknown-key hint is `invalid_request`, and nothing is issued.
+#[tokio::test]
+async fn id_token_hints() {
+    let app = authplane_testkit::spawn_app().await;
+    let alice = app.login().await;
+    let hint = id_token(&app).await;
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    let res = authorize_with(&app, Some(&alice), &[("id_token_hint", &hint), ("prompt", "none")]).await;
+    assert_eq!(redirect_error(&res), None, "an expired hint of ours names alice");
+
+    let bob = app
+        .login_as(authplane_testkit::BOB, authplane_testkit::BOB_PASSWORD)
+        .await;
+    let res = authorize_with(&app, Some(&bob), &[("id_token_hint", &hint), ("prompt", "none")]).await;
+    assert_eq!(redirect_error(&res).as_deref(), Some("login_required"));
+    let res = authorize_with(&app, Some(&bob), &[("id_token_hint", &hint)]).await;
+    goes_to_login(&res);
+
+    // Another client's ID token (ES256, for oidc-es256).
+    let session = app.login().await;
+    let code = app.code(&session, "oidc-es256", APP_REDIRECT, "openid").await;
+    let foreign = json(
+        app.token(
+            Some(("oidc-es256", APP_SECRET)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", APP_REDIRECT),
+                ("code_verifier", authplane_testkit::VERIFIER),
+            ],
+        )
+        .await,
+    )
+    .await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parts: Vec<&str> = hint.split('.').collect();
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let mut forged_claims = claims(&hint);
+    forged_claims["sub"] = "u-bob".into();
+    let forged = format!("{}.{}.{}", parts[0], b64(&forged_claims), parts[2]);
+    let mut none_header = header(&hint);
+    none_header["alg"] = "none".into();
+    let unsigned = format!("{}.{}.", b64(&none_header), parts[1]);
+    let mut unknown_header = header(&hint);
+    unknown_header["kid"] = "not-a-key".into();
+    let unknown_kid = format!("{}.{}.{}", b64(&unknown_header), parts[1], parts[2]);
+    for (what, bad) in [
+        ("forged", forged.as_str()),
+        ("another client's", foreign.as_str()),
+        ("alg none", unsigned.as_str()),
+        ("unknown kid", unknown_kid.as_str()),
+        ("not a JWT", "garbage"),
+    ] {
+        let res = authorize_with(&app, Some(&alice), &[("id_token_hint", bad)]).await;
+        assert_eq!(redirect_error(&res).as_deref(), Some("invalid_request"), "{what}");
+    }
 }
