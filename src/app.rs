@@ -22,8 +22,8 @@ use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::tokens::TokenServiceParts;
 use crate::service::{
-    AuthorizeService, Caches, ClientRegistry, KeyPolicy, KeyService, RevocationQueue, SessionService, TokenService,
-    Ttls, UserDirectory,
+    AuthorizeService, Caches, ClientRegistry, KeyPolicy, KeyService, LogoutService, RevocationQueue, SessionService,
+    TokenService, Ttls, UserDirectory,
 };
 use crate::state::{AppState, WebConfig};
 use crate::store::instrumented::Instrumented;
@@ -197,12 +197,20 @@ impl Application {
             metadata: serde_json::to_vec(&http::metadata::document(&cfg.issuer, &scopes))?.into(),
             jwks_max_age: keys.policy().jwks_max_age().as_secs(),
         });
+        let logout = LogoutService::new(
+            sessions.clone(),
+            tokens.clone(),
+            keys.clone(),
+            clients.clone(),
+            cfg.issuer.clone(),
+        );
         let state = AppState {
             sessions,
             authorize,
             tokens,
             clients,
             keys: keys.clone(),
+            logout,
             health,
             metrics,
             clock: opts.clock,

@@ -7,7 +7,7 @@ use axum::extract::FromRef;
 
 use crate::clock::Clock;
 use crate::health::HealthService;
-use crate::service::{AuthorizeService, ClientRegistry, KeyService, SessionService, TokenService};
+use crate::service::{AuthorizeService, ClientRegistry, KeyService, LogoutService, SessionService, TokenService};
 use crate::telemetry::Metrics;
 
 /// HTTP-level settings the handlers need.
@@ -31,6 +31,7 @@ pub struct AppState {
     pub tokens: TokenService,
     pub clients: ClientRegistry,
     pub keys: KeyService,
+    pub logout: LogoutService,
     pub health: HealthService,
     pub metrics: Metrics,
     pub clock: Clock,

@@ -55,6 +55,7 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "subject_types_supported": ["public"],
         "authorization_response_iss_parameter_supported": true,
         "jwks_uri": at("/auth/jwks"),
+        "end_session_endpoint": at("/auth/end-session"),
         "id_token_signing_alg_values_supported": Alg::ALL.map(Alg::as_str),
         "request_parameter_supported": false,
         "prompt_values_supported": ["none", "login", "select_account"],

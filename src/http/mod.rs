@@ -22,7 +22,9 @@ pub mod authorize;
 pub mod extract;
 pub mod health;
 pub mod login;
+pub mod logout;
 pub mod metadata;
+pub mod pages;
 pub mod token;
 pub mod userinfo;
 
@@ -128,7 +130,11 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         });
     let routes = hot
         .route("/auth/login", get(login::page).post(login::login))
-        .route("/auth/logout", post(login::logout))
+        .route("/auth/logout", post(logout::logout))
+        .route(
+            "/auth/end-session",
+            get(logout::end_session_get).post(logout::end_session_post),
+        )
         .route("/auth/revoke", post(token::revoke))
         .route("/auth/introspect", post(token::introspect))
         .route("/.well-known/oauth-authorization-server", get(health::metadata))

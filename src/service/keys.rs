@@ -311,7 +311,9 @@ impl KeyService {
                 None => {
                     // No key of this algorithm signs (a new deployment, or every key withdrawn).
                     let generation = newest.map_or(0, |g| g + 1);
-                    changed |= self.create(alg, generation, now, now).await?;
+                    self.create(alg, generation, now, now).await?;
+                    // Re-read whether this node's insert won or another node's did.
+                    changed = true;
                 }
                 Some(active) if newest == Some(active.generation) => {
                     let due = active.active_from.plus(inner.policy.rotation_interval);
@@ -319,7 +321,8 @@ impl KeyService {
                         // Published ahead in full even when the rotation is overdue (the
                         // deployment was down).
                         let from = due.max(now.plus(inner.policy.publish_ahead));
-                        changed |= self.create(alg, active.generation + 1, now, from).await?;
+                        self.create(alg, active.generation + 1, now, from).await?;
+                        changed = true;
                     }
                 }
                 Some(_) => {} // Its successor exists already.

@@ -95,6 +95,21 @@ impl TokenService {
         Ok(())
     }
 
+    /// Revokes the grants of login session `sid` (logout), `offline_access` ones excepted; their
+    /// tokens are purged like any revoked grant's. Returns how many it revoked.
+    pub async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> Result<usize, ApiError> {
+        let inner = &self.inner;
+        let ids = inner.store.revoke_session_grants(sid, now).await?;
+        for id in &ids {
+            inner.caches.grants.invalidate(id).await;
+            if !inner.revocations.push(*id) {
+                tracing::warn!("revocation queue full; purging the grant inline");
+                self.purge_grant(id, 1000).await?;
+            }
+        }
+        Ok(ids.len())
+    }
+
     /// Deletes a revoked grant's tokens in batches and drops them from the caches.
     pub async fn purge_grant(&self, id: &GrantId, batch: usize) -> Result<usize, ApiError> {
         let inner = &self.inner;

@@ -36,6 +36,7 @@ const OPS: &[&str] = &[
     "rotate_refresh_token",
     "revoke_access_token",
     "revoke_grant",
+    "revoke_session_grants",
     "purge_grant_tokens",
     "delete_expired",
     "signing_keys",
@@ -162,6 +163,10 @@ impl Store for Instrumented {
     }
     async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
         self.observe("revoke_grant", self.inner.revoke_grant(g, now)).await
+    }
+    async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> StoreResult<Vec<GrantId>> {
+        self.observe("revoke_session_grants", self.inner.revoke_session_grants(sid, now))
+            .await
     }
     async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>> {
         self.observe("purge_grant_tokens", self.inner.purge_grant_tokens(id, limit))

@@ -13,8 +13,8 @@
 //! live tokens that stalled the hot paths for hundreds of milliseconds at every sweep.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -263,6 +263,9 @@ pub struct MemoryStore {
     /// revocation's cascade does not scan every token. An access token leaves its grant's list
     /// when it is swept: the list holds what is live, not every token a grant ever had.
     grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
+    /// The grants made under each login session (`sid`), so a logout does not scan every
+    /// grant. A grant leaves its session's list when it is swept; a logout takes the whole list.
+    session_grants: DashMap<Arc<str>, Vec<GrantId>>,
     /// A handful of keys, read at start-up and on each key refresh: one lock is enough.
     signing_keys: Mutex<Vec<SigningKeyRecord>>,
     capacity: Capacity,
@@ -293,6 +296,7 @@ impl MemoryStore {
             refresh: Table::default(),
             grants: Table::default(),
             grant_tokens: DashMap::with_hasher(UniformKeys),
+            session_grants: DashMap::new(),
             signing_keys: Mutex::new(Vec::new()),
             capacity: Capacity::new(capacity, retry_after),
         }
@@ -390,6 +394,9 @@ impl Store for MemoryStore {
             e.insert(grant.clone());
             self.grants.expiry.add(grant.id, grant.expires_at);
             added += 1;
+            if let Some(sid) = &grant.sid {
+                self.session_grants.entry(Arc::clone(sid)).or_default().push(grant.id);
+            }
         }
         self.index(grant.id, access.hash);
         added += self.access.insert(access.hash, access.clone());
@@ -483,6 +490,29 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> StoreResult<Vec<GrantId>> {
+        let Some((_, ids)) = self.session_grants.remove(sid) else {
+            return Ok(Vec::new());
+        };
+        let mut revoked = Vec::new();
+        let mut kept = Vec::new();
+        for id in ids {
+            let Some(mut grant) = self.grants.records.get_mut(&id) else {
+                continue;
+            };
+            if grant.scope.contains("offline_access") {
+                kept.push(id);
+            } else if grant.revoked_at.is_none() {
+                grant.revoked_at = Some(now);
+                revoked.push(id);
+            }
+        }
+        if !kept.is_empty() {
+            self.session_grants.entry(Arc::from(sid)).or_default().extend(kept);
+        }
+        Ok(revoked)
+    }
+
     async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>> {
         let batch: Vec<TokenHash> = match self.grant_tokens.get_mut(id) {
             Some(mut hashes) => {
@@ -512,8 +542,17 @@ impl Store for MemoryStore {
             }),
             RecordKind::RefreshTokens => self.refresh.sweep(now, limit, |_, _| ()),
             // Every token of an expired grant has expired too: its index entry goes with it.
-            RecordKind::Grants => self.grants.sweep(now, limit, |id, _| {
+            RecordKind::Grants => self.grants.sweep(now, limit, |id, grant| {
                 self.grant_tokens.remove(id);
+                if let Some(sid) = &grant.sid {
+                    let emptied = self.session_grants.get_mut(sid).is_some_and(|mut ids| {
+                        ids.retain(|g| g != id);
+                        ids.is_empty()
+                    });
+                    if emptied {
+                        self.session_grants.remove_if(sid, |_, ids| ids.is_empty());
+                    }
+                }
             }),
         };
         self.capacity.release(removed);

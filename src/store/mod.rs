@@ -411,6 +411,10 @@ pub trait Store: Send + Sync + 'static {
     /// replay can race the first redemption). Takes effect at once: every token of the grant is
     /// checked against it. Returns whether the grant was active before.
     async fn revoke_grant(&self, tombstone: &GrantRecord, now: Timestamp) -> StoreResult<bool>;
+    /// Logout: revokes every active grant made under the login session `sid`, except those whose
+    /// scope holds `offline_access` (RP-Initiated Logout: they outlive the session by design).
+    /// Returns the grants it revoked, for the caches and the purge queue.
+    async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> StoreResult<Vec<GrantId>>;
     /// The cascade after a revocation: deletes up to `limit` tokens of a revoked grant and returns
     /// their keys (access token hashes, the refresh family) so caches can drop them; fewer than
     /// `limit` means it is done.

@@ -18,6 +18,7 @@ mod connections;
 mod cors;
 mod invariants;
 mod login;
+mod logout;
 mod malformed;
 mod metadata;
 mod oidc;

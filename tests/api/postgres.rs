@@ -10,7 +10,7 @@ use crate::pg::TestDb;
 
 /// Polls until `node` rejects `token` at userinfo; returns how long that took. Bounded by the
 /// cache TTL (the worst case the contract allows), far above the expected milliseconds.
-async fn until_rejected(node: &TestApp, token: &str) -> Duration {
+pub(crate) async fn until_rejected(node: &TestApp, token: &str) -> Duration {
     let start = Instant::now();
     loop {
         if node.userinfo(token).await.status() == StatusCode::UNAUTHORIZED {

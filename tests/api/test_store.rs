@@ -173,6 +173,10 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.delete_expired(kind, now, limit).await
     }
+    async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> StoreResult<Vec<GrantId>> {
+        self.before().await?;
+        self.inner.revoke_session_grants(sid, now).await
+    }
     // Signing keys pass straight through: the key refresh runs on its own schedule and must
     // not count as (or wait like) a request's store call.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

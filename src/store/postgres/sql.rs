@@ -127,6 +127,18 @@ pub const UPDATE_SIGNING_KEY: &str = "UPDATE signing_keys
     WHERE kid = $1";
 pub const DELETE_SIGNING_KEY: &str = "DELETE FROM signing_keys WHERE kid = $1";
 
+/// Logout: the session's grants, revoked except `offline_access` ones, each announced to the
+/// other nodes with the commit. The scope is a space-separated list.
+pub const REVOKE_SESSION_GRANTS: &str = concat!(
+    "WITH r AS (
+        UPDATE grants SET revoked_at = $2
+        WHERE sid = $1 AND revoked_at IS NULL AND NOT ('offline_access' = ANY (string_to_array(scope, ' ')))
+        RETURNING id)
+     SELECT id, pg_notify('",
+    channel!(),
+    "', 'g:' || encode(id, 'hex')) FROM r"
+);
+
 /// Up to `$2` tokens of grant `$1` from `table`, deleted, their keys returned.
 pub fn purge_grant_tokens(table: &str, key: &str) -> String {
     format!(
@@ -154,6 +166,7 @@ mod tests {
         for sql in [DELETE_SESSION, ROTATE_REFRESH, REVOKE_ACCESS, REVOKE_GRANT] {
             assert!(sql.contains(&format!("pg_notify('{CHANNEL}', $")), "{sql}");
         }
+        assert!(REVOKE_SESSION_GRANTS.contains(&format!("pg_notify('{CHANNEL}', 'g:' || encode(id, 'hex'))")));
         assert_eq!(LISTEN, format!("LISTEN {CHANNEL}"));
     }
 }

@@ -245,6 +245,20 @@ impl Store for PostgresStore {
         Ok(row.is_some())
     }
 
+    async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> StoreResult<Vec<GrantId>> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql::REVOKE_SESSION_GRANTS).await.map_err(db_err)?;
+        let rows = conn.query(&stmt, &[&sid, &now.millis()]).await.map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let id: Vec<u8> = row.try_get("id").map_err(db_err)?;
+                id.try_into()
+                    .map(GrantId)
+                    .map_err(|_| crate::store::StoreError::Internal(anyhow::anyhow!("grant id is not 16 bytes")))
+            })
+            .collect()
+    }
+
     async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.conn().await?;
