@@ -43,7 +43,7 @@ async fn code(state: &AppState, session: &str, challenge: &str) -> String {
         .unwrap()
     {
         AuthorizeOutcome::Redirect(location) => common::code_of(&location),
-        AuthorizeOutcome::Login { .. } => panic!("the session was not accepted"),
+        AuthorizeOutcome::Login { .. } | AuthorizeOutcome::Consent => panic!("the session was not accepted"),
     }
 }
 

@@ -15,9 +15,10 @@ use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::health::{HealthParts, HealthService};
 use crate::http::{self, Admissions, HOT_ROUTES};
-use crate::jose::KeyEncryptionKey;
+use crate::jose::{FormKey, KeyEncryptionKey};
 use crate::layers::admission::Admission;
 use crate::server::{self, ConnLimits};
+use crate::service::authorize::AuthorizeServiceParts;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::tokens::TokenServiceParts;
@@ -96,7 +97,7 @@ impl Application {
             refresh_token: cfg.refresh_token_ttl.0,
             id_token: cfg.id_token_ttl.0,
         };
-        let keys = start_keys(&cfg, &store, &opts.clock, &metrics).await?;
+        let (keys, forms) = start_keys(&cfg, &store, &opts.clock, &metrics).await?;
         let hasher = Hasher::new(cfg.hash_concurrency);
         let throttle = Arc::new(Throttle::new(
             Limits {
@@ -126,15 +127,16 @@ impl Application {
             ttls,
             throttle,
         );
-        let authorize = AuthorizeService::new(
-            Arc::clone(&store),
-            keys.clone(),
-            clients.clone(),
-            sessions.clone(),
-            Arc::clone(&users),
-            cfg.issuer.clone(),
+        let authorize = AuthorizeService::new(AuthorizeServiceParts {
+            store: Arc::clone(&store),
+            keys: keys.clone(),
+            forms,
+            clients: clients.clone(),
+            sessions: sessions.clone(),
+            users: Arc::clone(&users),
+            issuer: cfg.issuer.clone(),
             ttls,
-        );
+        });
         let tokens = TokenService::new(
             TokenServiceParts {
                 store: Arc::clone(&store),
@@ -375,12 +377,14 @@ fn register_startup_series(metrics: &Metrics) {
 /// The deployment's signing keys. The memory store keeps its keys for the life of the process,
 /// so without `--key-encryption-key` it seals them with a key drawn now; PostgreSQL requires one
 /// (checked with the config), and a wrong one stops the start here, before anything is written.
+/// Also the key that tags server-rendered forms (consent), derived from the same key-encryption
+/// key so that every node of a deployment verifies the others' forms.
 async fn start_keys(
     cfg: &Config,
     store: &Arc<dyn Store>,
     clock: &Clock,
     metrics: &Metrics,
-) -> anyhow::Result<KeyService> {
+) -> anyhow::Result<(KeyService, FormKey)> {
     let kek = match &cfg.key_encryption_key {
         Some(k) => KeyEncryptionKey::parse(k.expose())?,
         None => KeyEncryptionKey::generate()?,
@@ -391,7 +395,9 @@ async fn start_keys(
         // ID tokens now; JWT access tokens will be signed with these keys too.
         token_lifetime: cfg.id_token_ttl.0.max(cfg.access_token_ttl.0),
     };
-    Ok(KeyService::start(Arc::clone(store), kek, clock.clone(), policy, metrics).await?)
+    let forms = kek.form_key();
+    let keys = KeyService::start(Arc::clone(store), kek, clock.clone(), policy, metrics).await?;
+    Ok((keys, forms))
 }
 
 fn origin_of(issuer: &str) -> String {

@@ -330,6 +330,7 @@ pub struct ClientConfig {
     pub client_id: String,
     /// argon2id PHC string of the secret; absent for public clients.
     pub secret_hash: Option<String>,
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,

@@ -32,6 +32,10 @@ pub enum ApiError {
     InvalidScope,
     /// `prompt=none` without a session (OIDC Core 3.1.2.6); only ever sent by redirect.
     LoginRequired,
+    /// `prompt=none` and the third-party client needs the user's consent (OIDC Core 3.1.2.6).
+    ConsentRequired,
+    /// The user denied the client's request (consent page).
+    AccessDenied,
     /// `request` (a request object) is not supported (OIDC Core 6); only ever sent by redirect.
     RequestNotSupported,
     /// `request_uri` other than from PAR; only ever sent by redirect.
@@ -90,6 +94,8 @@ impl ApiError {
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScope => "invalid_scope",
             Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::AccessDenied => "access_denied",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
             Self::MissingToken | Self::InvalidToken => "invalid_token",
@@ -118,6 +124,8 @@ impl ApiError {
             Self::UnsupportedResponseType => Some("only response_type=code is supported"),
             Self::InvalidScope => Some("the requested scope is invalid or not allowed"),
             Self::LoginRequired => Some("the user must log in"),
+            Self::ConsentRequired => Some("the user has not consented to this client's request"),
+            Self::AccessDenied => Some("the user denied the request"),
             Self::RequestNotSupported => Some("request objects are not supported"),
             Self::RequestUriNotSupported => Some("request_uri is not supported"),
             Self::InsufficientScope => Some("the token lacks the openid scope or a user"),
@@ -145,11 +153,12 @@ impl ApiError {
             | Self::InvalidScope
             | Self::LoginRequired
             | Self::RequestNotSupported
-            | Self::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+            | Self::RequestUriNotSupported
+            | Self::ConsentRequired => StatusCode::BAD_REQUEST,
             Self::InvalidClient { .. } | Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::InsufficientScope | Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::InsufficientScope | Self::CrossSite | Self::AccessDenied => StatusCode::FORBIDDEN,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -11,6 +11,7 @@ use std::fmt;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
@@ -432,7 +433,11 @@ pub fn verify_jwt<'k>(token: &str, key_of: impl FnOnce(&str) -> Option<&'k Publi
 /// `--key-encryption-key`: AES-256-GCM over the private keys at rest. The nonce is random (96
 /// bits) for each sealing: a deployment seals a few keys a month, far below the bound where
 /// random nonces could repeat.
-pub struct KeyEncryptionKey(LessSafeKey);
+pub struct KeyEncryptionKey {
+    aead: LessSafeKey,
+    /// The key of the form tags ([`FormKey`]), derived from the same 32 bytes.
+    forms: FormKey,
+}
 
 impl fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -467,7 +472,18 @@ impl KeyEncryptionKey {
             return Err(JoseError::BadKeyEncryptionKey);
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| JoseError::BadKeyEncryptionKey)?;
-        Ok(Self(LessSafeKey::new(key)))
+        // A key of its own for the form tags: HMAC-SHA-256 of a label under the 32 bytes, so
+        // that no tag ever uses the encryption key itself.
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), b"authplane form tags v1");
+        Ok(Self {
+            aead: LessSafeKey::new(key),
+            forms: FormKey(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())),
+        })
+    }
+
+    /// The key that tags forms (consent), the same on every node of a deployment.
+    pub fn form_key(&self) -> FormKey {
+        self.forms.clone()
     }
 
     /// `nonce || ciphertext || tag`, bound to `aad` (the key's id and algorithm, so a sealed key
@@ -478,7 +494,7 @@ impl KeyEncryptionKey {
         let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
         sealed.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();
-        self.0
+        self.aead
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
             .map_err(|_| JoseError::Sign)?;
         sealed.extend_from_slice(&body);
@@ -493,7 +509,7 @@ impl KeyEncryptionKey {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| JoseError::Unseal)?;
         let mut body = Zeroizing::new(body.to_vec());
         let len = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(aad), body.as_mut_slice())
             .map_err(|_| JoseError::Unseal)?
             .len();
@@ -502,9 +518,59 @@ impl KeyEncryptionKey {
     }
 }
 
+/// Tags what a server-rendered form must post back unchanged (HMAC-SHA-256): a form tagged for
+/// one session and one request verifies for exactly those.
+#[derive(Clone)]
+pub struct FormKey(hmac::Key);
+
+impl fmt::Debug for FormKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FormKey([redacted])")
+    }
+}
+
+impl FormKey {
+    /// The tag of `parts` (each length-prefixed, so no two lists share a tag), base64url.
+    pub fn tag(&self, parts: &[&[u8]]) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.0, &framed(parts)))
+    }
+
+    /// Whether `tag` is the tag of `parts`, in constant time.
+    pub fn verify(&self, parts: &[&[u8]], tag: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(tag)
+            .is_ok_and(|t| hmac::verify(&self.0, &framed(parts), &t).is_ok())
+    }
+}
+
+fn framed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_tags_bind_every_part() {
+        let key = KeyEncryptionKey::generate().unwrap().form_key();
+        let tag = key.tag(&[b"session", b"request"]);
+        assert!(key.verify(&[b"session", b"request"], &tag));
+        assert!(!key.verify(&[b"session", b"other"], &tag));
+        assert!(!key.verify(&[b"sessionrequest", b""], &tag), "parts are framed");
+        assert!(
+            !KeyEncryptionKey::generate()
+                .unwrap()
+                .form_key()
+                .verify(&[b"session", b"request"], &tag)
+        );
+        assert!(!key.verify(&[b"session", b"request"], "not base64!"));
+    }
 
     #[test]
     fn each_algorithm_signs_and_verifies_its_own_and_refuses_a_changed_message() {

@@ -59,6 +59,13 @@ pub async fn authorize(
         .await?
     {
         AuthorizeOutcome::Redirect(to) => to,
+        AuthorizeOutcome::Consent => {
+            let here = uri.path_and_query().map_or("/auth/authorize", |p| p.as_str());
+            const CONSENT: &str = "/auth/consent?";
+            url::form_urlencoded::Serializer::for_suffix(String::from(CONSENT), CONSENT.len())
+                .append_pair("return_to", here)
+                .finish()
+        }
         AuthorizeOutcome::Login { login_hint, forced } => {
             let here = match (forced, uri.query()) {
                 // The way back must not force the login again.

@@ -58,7 +58,7 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "end_session_endpoint": at("/auth/end-session"),
         "id_token_signing_alg_values_supported": Alg::ALL.map(Alg::as_str),
         "request_parameter_supported": false,
-        "prompt_values_supported": ["none", "login", "select_account"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
     })

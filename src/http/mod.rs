@@ -19,6 +19,7 @@ use crate::layers::metrics::{HttpMetrics, track};
 use crate::state::AppState;
 
 pub mod authorize;
+pub mod consent;
 pub mod extract;
 pub mod health;
 pub mod login;
@@ -131,6 +132,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
     let routes = hot
         .route("/auth/login", get(login::page).post(login::login))
         .route("/auth/logout", post(logout::logout))
+        .route("/auth/consent", get(consent::page).post(consent::decide))
         .route(
             "/auth/end-session",
             get(logout::end_session_get).post(logout::end_session_post),

@@ -20,7 +20,8 @@ button{display:block;width:100%;margin-top:1.4rem;padding:.75rem;border:0;border
 font-weight:600;background:#3b6fe0;color:#fff;cursor:pointer}\
 button.secondary{background:#e8ebf0;color:#1d2430;margin-top:.6rem}\
 .error{background:#fdecee;color:#9b1c2c;border-radius:8px;padding:.7rem .9rem;margin:0 0 1rem}\
-footer{color:#8a93a3;font-size:.8rem;margin-top:1.5rem;text-align:center}";
+footer{color:#8a93a3;font-size:.8rem;margin-top:1.5rem;text-align:center}\
+ul.scopes{padding-left:1.2rem;margin:0 0 .5rem}ul.scopes li{margin:.4rem 0}.scope{color:#8a93a3;font-size:.85rem}";
 
 /// Every page: the document, the style, a card.
 fn layout(title: &str, content: Markup) -> Markup {
@@ -88,6 +89,28 @@ pub fn confirm_logout(client_name: Option<&str>, fields: &[(&str, &str)]) -> Mar
                 @for (name, value) in fields { input type="hidden" name=(name) value=(value); }
                 input type="hidden" name="confirm" value="yes";
                 button type="submit" { "Sign out" }
+            }
+        },
+    )
+}
+
+/// The consent page: the client by name, each scope in words, Allow and Deny.
+pub fn consent(page: &crate::service::consent::ConsentPage) -> Markup {
+    layout(
+        "Allow access",
+        html! {
+            h1 { (page.client_name) " wants to access your account" }
+            p.sub { "It will be able to:" }
+            ul.scopes {
+                @for (scope, words) in &page.scopes {
+                    li { (words) span.scope { " (" (scope) ")" } }
+                }
+            }
+            form method="post" action="/auth/consent" {
+                input type="hidden" name="return_to" value=(page.return_to);
+                input type="hidden" name="tag" value=(page.tag);
+                button type="submit" name="decision" value="allow" { "Allow" }
+                button.secondary type="submit" name="decision" value="deny" { "Deny" }
             }
         },
     )

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use crate::crypto;
-use crate::domain::{CodeChallenge, Scope, Timestamp};
+use crate::domain::{CodeChallenge, RegisteredUri, Scope, Timestamp};
 use crate::error::ApiError;
+use crate::jose::FormKey;
 use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
 use crate::store::{CodeRecord, Store};
 
@@ -44,50 +45,70 @@ pub enum AuthorizeOutcome {
         /// login checks the ID token's `auth_time`, as OpenID Connect Core 3.1.2.1 asks.)
         forced: bool,
     },
+    /// A third-party client needs the user's consent: send the browser to the consent page,
+    /// which comes back here.
+    Consent,
 }
 
 #[derive(Clone)]
 pub struct AuthorizeService {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Arc<dyn Store>,
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
     keys: KeyService,
-    clients: ClientRegistry,
-    sessions: SessionService,
+    pub(crate) forms: FormKey,
+    pub(crate) clients: ClientRegistry,
+    pub(crate) sessions: SessionService,
     users: Arc<UserDirectory>,
     issuer: String,
     ttls: Ttls,
 }
 
 /// An error that goes back to the client by redirect.
-struct RedirectError {
+pub(crate) struct RedirectError {
     error: &'static str,
     description: &'static str,
 }
 
-fn redirect_error(e: ApiError) -> RedirectError {
+pub(crate) fn redirect_error(e: ApiError) -> RedirectError {
     RedirectError {
         error: e.code(),
         description: e.description().unwrap_or(""),
     }
 }
 
+/// What the authorization service is built from.
+pub struct AuthorizeServiceParts {
+    pub store: Arc<dyn Store>,
+    pub keys: KeyService,
+    /// Tags the consent form.
+    pub forms: FormKey,
+    pub clients: ClientRegistry,
+    pub sessions: SessionService,
+    pub users: Arc<UserDirectory>,
+    pub issuer: String,
+    pub ttls: Ttls,
+}
+
 impl AuthorizeService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        keys: KeyService,
-        clients: ClientRegistry,
-        sessions: SessionService,
-        users: Arc<UserDirectory>,
-        issuer: String,
-        ttls: Ttls,
-    ) -> Self {
+    pub fn new(parts: AuthorizeServiceParts) -> Self {
+        let AuthorizeServiceParts {
+            store,
+            keys,
+            forms,
+            clients,
+            sessions,
+            users,
+            issuer,
+            ttls,
+        } = parts;
         Self {
             inner: Arc::new(Inner {
                 store,
                 keys,
+                forms,
                 clients,
                 sessions,
                 users,
@@ -104,27 +125,7 @@ impl AuthorizeService {
         now: Timestamp,
     ) -> Result<AuthorizeOutcome, ApiError> {
         let inner = &self.inner;
-        if req.duplicated.iter().any(|p| p == "client_id" || p == "redirect_uri") {
-            return Err(ApiError::InvalidRequest(
-                "client_id or redirect_uri given more than once",
-            ));
-        }
-        let client_id = req
-            .client_id
-            .as_deref()
-            .ok_or(ApiError::InvalidRequest("client_id is required"))?;
-        let client = inner
-            .clients
-            .get(client_id)
-            .ok_or(ApiError::InvalidRequest("unknown client_id"))?;
-        let registered = match (&req.redirect_uri, client.redirect_uris.as_slice()) {
-            (Some(uri), all) => all.iter().find(|r| r.exact == *uri).ok_or_else(|| {
-                tracing::info!(target: "security", client_id, "authorize with an unregistered redirect_uri");
-                ApiError::InvalidRequest("redirect_uri is not registered for this client")
-            })?,
-            (None, [only]) => only,
-            (None, _) => return Err(ApiError::InvalidRequest("redirect_uri is required")),
-        };
+        let (client, registered) = self.redirect_target(&req)?;
         let (redirect_uri, base) = (&registered.exact, &registered.base);
         // From here on, errors go back to the client.
         let checked = match self.check(client, &req) {
@@ -159,6 +160,19 @@ impl AuthorizeService {
                 forced,
             });
         };
+        // Third-party clients need the user's consent to the scopes they ask for (remembered
+        // per user and client); `prompt=consent` asks again.
+        if !client.first_party {
+            let consent = inner.store.get_consent(&session.sub, &client.client_id).await?;
+            let covered = consent.is_some_and(|c| checked.scope.is_subset(&c.scope));
+            if checked.prompt.consent || !covered {
+                if checked.prompt.none {
+                    let e = redirect_error(ApiError::ConsentRequired);
+                    return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
+                }
+                return Ok(AuthorizeOutcome::Consent);
+            }
+        }
         let code = crypto::generate_token();
         let record = CodeRecord {
             hash: code.hash,
@@ -184,8 +198,39 @@ impl AuthorizeService {
         )))
     }
 
+    /// The client and the registered redirect URI of a request: until both are known good,
+    /// errors are answered directly, never by redirect.
+    pub(crate) fn redirect_target<'a>(
+        &'a self,
+        req: &AuthorizeRequest,
+    ) -> Result<(&'a Arc<Client>, &'a RegisteredUri), ApiError> {
+        if req.duplicated.iter().any(|p| p == "client_id" || p == "redirect_uri") {
+            return Err(ApiError::InvalidRequest(
+                "client_id or redirect_uri given more than once",
+            ));
+        }
+        let client_id = req
+            .client_id
+            .as_deref()
+            .ok_or(ApiError::InvalidRequest("client_id is required"))?;
+        let client = self
+            .inner
+            .clients
+            .get(client_id)
+            .ok_or(ApiError::InvalidRequest("unknown client_id"))?;
+        let registered = match (&req.redirect_uri, client.redirect_uris.as_slice()) {
+            (Some(uri), all) => all.iter().find(|r| r.exact == *uri).ok_or_else(|| {
+                tracing::info!(target: "security", client_id, "authorize with an unregistered redirect_uri");
+                ApiError::InvalidRequest("redirect_uri is not registered for this client")
+            })?,
+            (None, [only]) => only,
+            (None, _) => return Err(ApiError::InvalidRequest("redirect_uri is required")),
+        };
+        Ok((client, registered))
+    }
+
     /// The checks whose failures the client is told about by redirect.
-    fn check(&self, client: &Client, req: &AuthorizeRequest) -> Result<Checked, RedirectError> {
+    pub(crate) fn check(&self, client: &Client, req: &AuthorizeRequest) -> Result<Checked, RedirectError> {
         if !req.duplicated.is_empty() {
             return Err(redirect_error(ApiError::InvalidRequest(
                 "a parameter was given more than once",
@@ -298,7 +343,7 @@ impl AuthorizeService {
         c.get("sub").and_then(|v| v.as_str()).map(str::to_owned).ok_or(not_ours)
     }
 
-    fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {
+    pub(crate) fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {
         let description = (!e.description.is_empty()).then_some(("error_description", e.description));
         let state = state.as_deref().map(|s| ("state", s));
         let pairs = [
@@ -311,8 +356,8 @@ impl AuthorizeService {
     }
 }
 
-struct Checked {
-    scope: Scope,
+pub(crate) struct Checked {
+    pub(crate) scope: Scope,
     challenge: Option<CodeChallenge>,
     nonce: Option<String>,
     prompt: Prompt,

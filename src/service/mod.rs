@@ -13,6 +13,7 @@ use crate::telemetry::Metrics;
 
 pub mod authorize;
 pub mod clients;
+pub mod consent;
 pub mod grants;
 pub mod hasher;
 pub mod id_token;

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, InvalidationFeed, InvalidationSink, PoolStatus,
-    RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError,
-    StoreKind, StoreResult,
+    AccessTokenRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantRecord, InvalidationFeed, InvalidationSink,
+    PoolStatus, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store,
+    StoreError, StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -39,6 +39,8 @@ const OPS: &[&str] = &[
     "revoke_session_grants",
     "purge_grant_tokens",
     "delete_expired",
+    "get_consent",
+    "put_consent",
     "signing_keys",
     "insert_signing_key",
     "update_signing_key",
@@ -175,6 +177,13 @@ impl Store for Instrumented {
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize> {
         self.observe("delete_expired", self.inner.delete_expired(kind, now, limit))
             .await
+    }
+    async fn get_consent(&self, sub: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>> {
+        self.observe("get_consent", self.inner.get_consent(sub, client_id))
+            .await
+    }
+    async fn put_consent(&self, consent: &ConsentRecord) -> StoreResult<()> {
+        self.observe("put_consent", self.inner.put_consent(consent)).await
     }
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         self.observe("signing_keys", self.inner.signing_keys()).await

@@ -22,8 +22,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, RecordCounts, RecordKind, RefreshTokenRecord,
-    RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult,
+    AccessTokenRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantRecord, RecordCounts, RecordKind,
+    RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -266,6 +266,8 @@ pub struct MemoryStore {
     /// The grants made under each login session (`sid`), so a logout does not scan every
     /// grant. A grant leaves its session's list when it is swept; a logout takes the whole list.
     session_grants: DashMap<Arc<str>, Vec<GrantId>>,
+    /// Consents, by user and client: at most users × third-party clients, never swept.
+    consents: DashMap<(Arc<str>, Arc<str>), ConsentRecord>,
     /// A handful of keys, read at start-up and on each key refresh: one lock is enough.
     signing_keys: Mutex<Vec<SigningKeyRecord>>,
     capacity: Capacity,
@@ -297,6 +299,7 @@ impl MemoryStore {
             grants: Table::default(),
             grant_tokens: DashMap::with_hasher(UniformKeys),
             session_grants: DashMap::new(),
+            consents: DashMap::new(),
             signing_keys: Mutex::new(Vec::new()),
             capacity: Capacity::new(capacity, retry_after),
         }
@@ -557,6 +560,21 @@ impl Store for MemoryStore {
         };
         self.capacity.release(removed);
         Ok(removed)
+    }
+
+    async fn get_consent(&self, sub: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>> {
+        Ok(self
+            .consents
+            .get(&(Arc::from(sub), Arc::from(client_id)))
+            .map(|c| c.clone()))
+    }
+
+    async fn put_consent(&self, consent: &ConsentRecord) -> StoreResult<()> {
+        self.consents.insert(
+            (Arc::clone(&consent.sub), Arc::clone(&consent.client_id)),
+            consent.clone(),
+        );
+        Ok(())
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -191,6 +191,16 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// A user's consent to a third-party client: the scopes approved so far (remembered until the
+/// user or the client goes away).
+#[derive(Clone, Debug)]
+pub struct ConsentRecord {
+    pub sub: Arc<str>,
+    pub client_id: Arc<str>,
+    pub scope: Scope,
+    pub granted_at: Timestamp,
+}
+
 pub enum ConsumeOutcome {
     /// This call consumed the code; the record is as it was before.
     Consumed(CodeRecord),
@@ -422,6 +432,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` records of `kind` that expired before `now`; returns how many.
     async fn delete_expired(&self, kind: RecordKind, now: Timestamp, limit: usize) -> StoreResult<usize>;
+
+    // === consent ===
+
+    async fn get_consent(&self, sub: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>>;
+    /// Stores (or replaces) the consent of `consent.sub` to `consent.client_id`.
+    async fn put_consent(&self, consent: &ConsentRecord) -> StoreResult<()>;
 
     // === signing keys (one set for every node) ===
 

@@ -34,6 +34,12 @@ pub const SPA: &str = "demo-spa";
 pub const SPA_REDIRECT: &str = "http://127.0.0.1:9000/spa";
 
 /// A second confidential client with two redirect URIs, for cross-client checks.
+pub const PARTNER: &str = "demo-partner";
+pub const PARTNER_SECRET: &str = "demo-partner-secret";
+pub const PARTNER_REDIRECT: &str = "http://127.0.0.1:9000/partner";
+pub const ADMIN: &str = "demo-admin";
+pub const ADMIN_SECRET: &str = "demo-admin-secret";
+
 pub const OTHER: &str = "other-app";
 pub const OTHER_SECRET: &str = "other-secret";
 pub const OTHER_REDIRECT: &str = "http://127.0.0.1:9001/cb";

@@ -15,6 +15,7 @@ mod capacity;
 mod client_library;
 mod config;
 mod connections;
+mod consent;
 mod cors;
 mod invariants;
 mod login;

@@ -42,7 +42,10 @@ async fn both_metadata_documents_describe_the_server() {
             m["grant_types_supported"],
             serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
         );
-        assert_eq!(m["scopes_supported"], serde_json::json!(["email", "offline_access", "openid", "profile"]));
+        assert_eq!(
+            m["scopes_supported"],
+            serde_json::json!(["admin", "email", "offline_access", "openid", "profile"])
+        );
     }
 }
 

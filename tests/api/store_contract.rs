@@ -386,6 +386,23 @@ async fn signing_keys_have_one_successor_per_generation(s: Arc<dyn Store>) {
     assert_eq!(s.signing_keys().await.unwrap().len(), 1);
 }
 
+/// Consent per user and client, replaced as a whole.
+async fn consents_are_kept_per_user_and_client(s: Arc<dyn Store>) {
+    assert!(s.get_consent("u", "c").await.unwrap().is_none());
+    let consent = |scope: &str| ConsentRecord {
+        sub: "u".into(),
+        client_id: "c".into(),
+        scope: Scope::parse(scope).unwrap(),
+        granted_at: now(),
+    };
+    s.put_consent(&consent("openid")).await.unwrap();
+    s.put_consent(&consent("openid profile")).await.unwrap();
+    let got = s.get_consent("u", "c").await.unwrap().unwrap();
+    assert_eq!(got.scope, Scope::parse("openid profile").unwrap());
+    assert!(s.get_consent("u", "other").await.unwrap().is_none());
+    assert!(s.get_consent("v", "c").await.unwrap().is_none());
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -417,4 +434,5 @@ both_stores!(
     purging_a_grant_deletes_its_tokens_in_batches,
     expired_records_are_deleted_in_batches,
     signing_keys_have_one_successor_per_generation,
+    consents_are_kept_per_user_and_client,
 );

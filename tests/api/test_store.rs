@@ -177,6 +177,14 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.revoke_session_grants(sid, now).await
     }
+    async fn get_consent(&self, sub: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>> {
+        self.before().await?;
+        self.inner.get_consent(sub, client_id).await
+    }
+    async fn put_consent(&self, consent: &ConsentRecord) -> StoreResult<()> {
+        self.before().await?;
+        self.inner.put_consent(consent).await
+    }
     // Signing keys pass straight through: the key refresh runs on its own schedule and must
     // not count as (or wait like) a request's store call.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_initial.sql")),
     (2, include_str!("../../../migrations/0002_refresh_families.sql")),
     (3, include_str!("../../../migrations/0003_openid_connect.sql")),
+    (4, include_str!("../../../migrations/0004_consents.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

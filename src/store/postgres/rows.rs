@@ -9,8 +9,8 @@ use super::pool::db_err;
 use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
 use crate::jose::Alg;
 use crate::store::{
-    AccessTokenRecord, CodeRecord, GrantRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord, StoreError,
-    StoreResult,
+    AccessTokenRecord, CodeRecord, ConsentRecord, GrantRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
+    StoreError, StoreResult,
 };
 
 // === rows to records ===
@@ -128,6 +128,15 @@ pub fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
         expires_at: ts(row, "expires_at")?,
         auth_time: opt_ts(row, "auth_time")?,
         sid: opt_shared_text(row, "sid")?,
+    })
+}
+
+pub fn consent_row(row: &Row) -> StoreResult<ConsentRecord> {
+    Ok(ConsentRecord {
+        sub: shared_text(row, "sub")?,
+        client_id: shared_text(row, "client_id")?,
+        scope: scope(row)?,
+        granted_at: ts(row, "granted_at")?,
     })
 }
 

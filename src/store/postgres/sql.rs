@@ -113,6 +113,12 @@ pub const REVOKE_GRANT: &str = concat!(
     "', $10) FROM up"
 );
 
+// === consent ===
+
+pub const GET_CONSENT: &str = "SELECT * FROM consents WHERE sub = $1 AND client_id = $2";
+pub const PUT_CONSENT: &str = "INSERT INTO consents (sub, client_id, scope, granted_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (sub, client_id) DO UPDATE SET scope = EXCLUDED.scope, granted_at = EXCLUDED.granted_at";
+
 // === signing keys ===
 
 pub const SIGNING_KEYS: &str = "SELECT * FROM signing_keys ORDER BY alg, generation";

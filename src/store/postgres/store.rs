@@ -9,15 +9,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::db_err;
 use super::rows::{
-    AccessColumns, GrantColumns, Param, access_row, code_row, grant_row, hash, refresh_row, session_row,
+    AccessColumns, GrantColumns, Param, access_row, code_row, consent_row, grant_row, hash, refresh_row, session_row,
     signing_key_row,
 };
 use super::{PostgresStore, listen, sql};
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
-    AccessTokenRecord, CodeRecord, ConsumeOutcome, GrantRecord, Invalidation, InvalidationFeed, InvalidationSink,
-    PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreKind,
-    StoreResult,
+    AccessTokenRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantRecord, Invalidation, InvalidationFeed,
+    InvalidationSink, PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord,
+    Store, StoreKind, StoreResult,
 };
 
 #[async_trait]
@@ -292,6 +292,23 @@ impl Store for PostgresStore {
             .execute(&sql::delete_expired(table, key), &[&now.millis(), &limit])
             .await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    async fn get_consent(&self, sub: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>> {
+        self.query_opt(sql::GET_CONSENT, &[&sub, &client_id])
+            .await?
+            .as_ref()
+            .map(consent_row)
+            .transpose()
+    }
+
+    async fn put_consent(&self, c: &ConsentRecord) -> StoreResult<()> {
+        self.execute(
+            sql::PUT_CONSENT,
+            &[&&*c.sub, &&*c.client_id, &c.scope.as_str(), &c.granted_at.millis()],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -1,0 +1,197 @@
+//! Consent for third-party clients (`first_party = false`): after login, the authorization
+//! endpoint sends the browser to `GET /auth/consent?return_to=<the authorize request>`, which
+//! names the client and each scope; the user's Allow or Deny posts back.
+//!
+//! The form is protected like the login form (no cross-site posts), and it carries a tag
+//! (HMAC-SHA-256 under a key derived from `--key-encryption-key`, the same on every node) over
+//! the session and the exact authorize request: a decision posted for another request, or by
+//! another user's session, does not verify. Allow remembers the scopes per user and client
+//! (a later request for the same or fewer skips the page) and resumes the authorize request;
+//! Deny sends `error=access_denied` to the client.
+
+use std::sync::Arc;
+
+use crate::domain::{Scope, Timestamp};
+use crate::error::ApiError;
+use crate::service::authorize::{AuthorizeRequest, AuthorizeService, redirect_error};
+use crate::store::ConsentRecord;
+
+/// What the consent page shows and posts back.
+#[derive(Debug)]
+pub struct ConsentPage {
+    pub client_name: String,
+    /// The scopes asked for, each with the words the page shows.
+    pub scopes: Vec<(String, &'static str)>,
+    pub return_to: String,
+    pub tag: String,
+}
+
+/// The words for a scope on the consent page.
+pub fn describe(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "Sign you in with your account (your user identifier)",
+        "profile" => "See your name",
+        "email" => "See your email address and whether it is verified",
+        "offline_access" => "Stay connected to your account when you are not using the app",
+        _ => "Access to this permission",
+    }
+}
+
+impl AuthorizeService {
+    /// The consent page for the authorize request `return_to` (a same-origin
+    /// `/auth/authorize?...` path, checked by the caller) and the session of `cookie`.
+    pub async fn consent_page(
+        &self,
+        cookie: Option<&str>,
+        return_to: &str,
+        now: Timestamp,
+    ) -> Result<ConsentPage, ApiError> {
+        let (session_hash, client_name, scope) = self.consent_request(cookie, return_to, now).await?;
+        Ok(ConsentPage {
+            client_name,
+            scopes: scope.iter().map(|s| (s.to_owned(), describe(s))).collect(),
+            return_to: return_to.to_owned(),
+            tag: self.consent_tag(&session_hash, return_to),
+        })
+    }
+
+    /// The user's decision. Allow: the consent is remembered and the answer is where the
+    /// browser goes next (the authorize request, without `prompt`, so it does not ask again).
+    /// Deny: the client's redirect URI with `error=access_denied`.
+    pub async fn consent_decision(
+        &self,
+        cookie: Option<&str>,
+        return_to: &str,
+        tag: &str,
+        allow: bool,
+        now: Timestamp,
+    ) -> Result<String, ApiError> {
+        let inner = &self.inner;
+        let (session_hash, _, scope) = self.consent_request(cookie, return_to, now).await?;
+        let tagged = [b"consent".as_slice(), &session_hash.0, return_to.as_bytes()];
+        if !inner.forms.verify(&tagged, tag) {
+            tracing::info!(target: "security", "consent form for another request or session refused");
+            return Err(ApiError::CrossSite);
+        }
+        let req = authorize_request(return_to)?;
+        let (client, registered) = self.redirect_target(&req)?;
+        if !allow {
+            tracing::info!(target: "security", client_id = %client.client_id, "consent denied");
+            let e = redirect_error(ApiError::AccessDenied);
+            return Ok(self.error_redirect(&registered.base, &req.state, e));
+        }
+        let session = match cookie {
+            Some(c) => inner.sessions.resolve(c, now).await?,
+            None => None,
+        }
+        .ok_or(ApiError::LoginRequired)?;
+        let previous = inner.store.get_consent(&session.sub, &client.client_id).await?;
+        let scope = previous.map_or(scope.clone(), |p| p.scope.union(&scope));
+        inner
+            .store
+            .put_consent(&ConsentRecord {
+                sub: Arc::clone(&session.sub),
+                client_id: Arc::clone(&client.client_id),
+                scope,
+                granted_at: now,
+            })
+            .await?;
+        tracing::info!(target: "security", client_id = %client.client_id, "consent given");
+        Ok(without_prompt(return_to))
+    }
+
+    /// The session, the client's name and the scope of a consent request, all checked.
+    async fn consent_request(
+        &self,
+        cookie: Option<&str>,
+        return_to: &str,
+        now: Timestamp,
+    ) -> Result<(crate::domain::TokenHash, String, Scope), ApiError> {
+        let inner = &self.inner;
+        let cookie = cookie.ok_or(ApiError::LoginRequired)?;
+        let session = inner
+            .sessions
+            .resolve(cookie, now)
+            .await?
+            .ok_or(ApiError::LoginRequired)?;
+        let req = authorize_request(return_to)?;
+        let (client, _) = self.redirect_target(&req)?;
+        if client.first_party {
+            return Err(ApiError::InvalidRequest("this client needs no consent"));
+        }
+        let checked = self
+            .check(client, &req)
+            .map_err(|_| ApiError::InvalidRequest("the authorization request is not valid"))?;
+        let name = client
+            .client_name
+            .clone()
+            .unwrap_or_else(|| client.client_id.to_string());
+        Ok((session.hash, name, checked.scope))
+    }
+
+    fn consent_tag(&self, session: &crate::domain::TokenHash, return_to: &str) -> String {
+        self.inner
+            .forms
+            .tag(&[b"consent".as_slice(), &session.0, return_to.as_bytes()])
+    }
+}
+
+/// The authorize request a `return_to` path carries.
+fn authorize_request(return_to: &str) -> Result<AuthorizeRequest, ApiError> {
+    let query = return_to.split_once('?').map_or("", |(_, q)| q);
+    let mut req = AuthorizeRequest::default();
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !seen.insert(k.to_string()) {
+            req.duplicated.push(k.to_string());
+            continue;
+        }
+        if v.is_empty() {
+            continue;
+        }
+        let v = Some(v.into_owned());
+        match &*k {
+            "response_type" => req.response_type = v,
+            "client_id" => req.client_id = v,
+            "redirect_uri" => req.redirect_uri = v,
+            "scope" => req.scope = v,
+            "state" => req.state = v,
+            "code_challenge" => req.code_challenge = v,
+            "code_challenge_method" => req.code_challenge_method = v,
+            "nonce" => req.nonce = v,
+            "login_hint" => req.login_hint = v,
+            _ => {}
+        }
+    }
+    Ok(req)
+}
+
+/// `return_to` without its `prompt` (so that `prompt=consent` is not asked again).
+fn without_prompt(return_to: &str) -> String {
+    let (path, query) = return_to.split_once('?').unwrap_or((return_to, ""));
+    let kept = url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "prompt");
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish();
+    format!("{path}?{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_way_back_leaves_out_prompt_only() {
+        assert_eq!(
+            without_prompt("/auth/authorize?client_id=a&prompt=consent&state=x%20y"),
+            "/auth/authorize?client_id=a&state=x+y"
+        );
+    }
+
+    #[test]
+    fn every_scope_of_the_demo_has_words() {
+        for s in ["openid", "profile", "email", "offline_access"] {
+            assert_ne!(describe(s), describe("unknown"), "{s}");
+        }
+    }
+}
