@@ -330,6 +330,11 @@ if (params.has("code") || params.has("error")) {
 
 /// The fixture, with demo-spa's only redirect_uri at `callback` (nothing listens on the fixture's
 /// port 9000, and a browser needs a page to land on).
+/// The next query the client's callback receives, within [`WAIT`].
+async fn arrive(arrivals: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+    tokio::time::timeout(WAIT, arrivals.recv()).await.ok().flatten()
+}
+
 fn config_with_spa_redirect(callback: &str) -> Config {
     let text = authplane_testkit::fixture::TOML.replace(SPA_REDIRECT, callback);
     authplane_testkit::fixture::config_from(&text, |_| {}).unwrap()
@@ -483,4 +488,88 @@ impl Drop for Driver {
                 .status();
         }
     }
+}
+
+/// A third-party client in a real browser: login, then the consent page (the client's name, the
+/// scopes in words), Allow, and the code at the client; the next request skips the page; with
+/// `prompt=consent` the page comes again, and Deny reaches the client as `access_denied`.
+#[tokio::test]
+async fn a_browser_signs_in_and_consents_to_a_third_party_client() {
+    use authplane_testkit::fixture::{PARTNER, PARTNER_REDIRECT, PARTNER_SECRET};
+    let (callback, mut arrivals) = client_callback().await;
+    let text = authplane_testkit::fixture::TOML.replace(PARTNER_REDIRECT, &callback);
+    let app = spawn_with(authplane_testkit::fixture::config_from(&text, |_| {}).unwrap(), None).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let authorize = |extra: &str| {
+        format!(
+            "/auth/authorize?response_type=code&client_id={PARTNER}&redirect_uri={}&scope=openid%20email&state=p1{extra}",
+            enc(&callback),
+        )
+    };
+
+    browser.goto(&app.url(&authorize(""))).await.unwrap();
+    sign_in(&browser, "alice", "wonderland").await;
+    let Ok(form) = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("form[action='/auth/consent']"))
+        .await
+    else {
+        panic!("no consent page after login; {}", showing(&browser).await)
+    };
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("Partner App wants to access your account"), "{page}");
+    assert!(page.contains("See your email address"), "{page}");
+    form.find(Locator::Css("button[value='allow']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let Some(query) = arrive(&mut arrivals).await else {
+        panic!("no code after Allow; {}", showing(&browser).await)
+    };
+    let landed = url::Url::parse(&format!("{callback}?{query}")).unwrap();
+    assert_eq!(query_param(&landed, "state").as_deref(), Some("p1"));
+    let code = query_param(&landed, "code").expect("a code");
+    let res = app
+        .token(
+            Some((PARTNER, PARTNER_SECRET)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &callback),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(json(res).await["id_token"].is_string());
+
+    // Remembered: straight back to the client.
+    browser.goto(&app.url(&authorize(""))).await.unwrap();
+    let query = arrive(&mut arrivals).await.expect("remembered consent");
+    assert!(query.contains("code="), "{query}");
+
+    // Asked again, and denied.
+    browser.goto(&app.url(&authorize("&prompt=consent"))).await.unwrap();
+    let Ok(form) = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("form[action='/auth/consent']"))
+        .await
+    else {
+        panic!("no consent page with prompt=consent; {}", showing(&browser).await)
+    };
+    form.find(Locator::Css("button[value='deny']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let query = arrive(&mut arrivals).await.expect("the client hears of the denial");
+    let landed = url::Url::parse(&format!("{callback}?{query}")).unwrap();
+    assert_eq!(query_param(&landed, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(&landed, "code"), None);
+    browser.close().await.unwrap();
 }
