@@ -13,8 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
-    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse,
+    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -67,6 +68,7 @@ async fn a_strict_relying_party_completes_the_code_flow_and_refresh_with_each_al
     let issuer = IssuerUrl::new(app.base.clone()).unwrap();
     let provider = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
     let session = app.login().await;
+    let mut last_id_token = None;
     for (client_id, alg, jws_alg) in [
         (APP, Alg::RS256, CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
         ("oidc-es256", Alg::ES256, CoreJwsSigningAlgorithm::EcdsaP256Sha256),
@@ -147,7 +149,42 @@ async fn a_strict_relying_party_completes_the_code_flow_and_refresh_with_each_al
         assert_eq!(again_claims.auth_time(), id_claims.auth_time());
         assert!(again_claims.nonce().is_none());
         assert_eq!(claims(&again.to_string())["sid"], c["sid"]);
+        if client_id == APP {
+            // demo-app registered the post-logout URI used below.
+            last_id_token = Some(id_token.clone());
+        }
     }
+
+    // RP-initiated logout as the library builds it: the end_session_endpoint from discovery,
+    // the last ID token as the hint, demo-app's registered post-logout URI and a state.
+    let with_logout = ProviderMetadataWithLogout::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http)
+        .await
+        .unwrap();
+    let end = with_logout
+        .additional_metadata()
+        .end_session_endpoint
+        .clone()
+        .expect("end_session_endpoint");
+    let logout = LogoutRequest::from(end)
+        .set_id_token_hint(&last_id_token.unwrap())
+        .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new("http://127.0.0.1:9000/bye".into()).unwrap())
+        .set_state(CsrfToken::new("bye-state".into()))
+        .http_get_url();
+    let res = app
+        .client
+        .get(logout.as_str())
+        .header("cookie", authplane_testkit::session_header(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "http://127.0.0.1:9000/bye?state=bye-state");
+    let q = [("response_type", "code"), ("client_id", APP), ("prompt", "none")];
+    let after = app.authorize(Some(&session), &q).await;
+    assert_eq!(
+        param(&location_params(&after), "error").as_deref(),
+        Some("login_required")
+    );
 }
 
 /// The ID token carries the nonce exactly as sent; without `openid` there is no ID token, and
@@ -635,4 +672,165 @@ async fn id_token_hints() {
         let res = authorize_with(&app, Some(&alice), &[("id_token_hint", bad)]).await;
         assert_eq!(redirect_error(&res).as_deref(), Some("invalid_request"), "{what}");
     }
+}
+
+/// Everything `/.well-known/openid-configuration` advertises works: each endpoint answers its
+/// method, each prompt value, scope, response type and mode, auth method and claim is usable, and
+/// nothing unsupported is claimed.
+#[tokio::test]
+async fn every_advertised_value_works() {
+    let app = authplane_testkit::spawn_app().await;
+    let d = json(
+        app.client
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let base = "http://127.0.0.1:8080";
+    let path = |key: &str| d[key].as_str().unwrap().strip_prefix(base).unwrap().to_owned();
+    for (key, method) in [
+        ("authorization_endpoint", "GET"),
+        ("token_endpoint", "POST"),
+        ("userinfo_endpoint", "GET"),
+        ("revocation_endpoint", "POST"),
+        ("introspection_endpoint", "POST"),
+        ("jwks_uri", "GET"),
+        ("end_session_endpoint", "GET"),
+    ] {
+        let url = app.url(&path(key));
+        let res = match method {
+            "GET" => app.client.get(&url).send().await.unwrap(),
+            _ => app.client.post(&url).form(&[("x", "y")]).send().await.unwrap(),
+        };
+        assert!(
+            ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&res.status()),
+            "{key}: {}",
+            res.status()
+        );
+    }
+    let list = |key: &str| -> Vec<String> {
+        d[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(list("response_types_supported"), ["code"]);
+    assert_eq!(list("response_modes_supported"), ["query"]);
+    assert_eq!(d["request_parameter_supported"], false);
+    assert_eq!(d["request_uri_parameter_supported"], false);
+    let session = app.login().await;
+    for prompt in list("prompt_values_supported") {
+        let res = authorize_with(&app, Some(&session), &[("prompt", &prompt), ("response_mode", "query")]).await;
+        let loc = location(&res);
+        assert!(!loc.contains("error="), "prompt={prompt}: {loc}");
+    }
+    // Every scope is some client's to ask for, and yields tokens.
+    for scope in list("scopes_supported") {
+        let (client, secret) = match scope.as_str() {
+            "admin" => (
+                authplane_testkit::fixture::ADMIN,
+                authplane_testkit::fixture::ADMIN_SECRET,
+            ),
+            "offline_access" => ("oidc-es256", APP_SECRET),
+            _ => (APP, APP_SECRET),
+        };
+        let res = if client == authplane_testkit::fixture::ADMIN {
+            app.token(
+                Some((client, secret)),
+                &[("grant_type", "client_credentials"), ("scope", &scope)],
+            )
+            .await
+        } else {
+            let code = app.code(&session, client, APP_REDIRECT, &scope).await;
+            app.token(
+                Some((client, secret)),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", APP_REDIRECT),
+                    ("code_verifier", authplane_testkit::VERIFIER),
+                ],
+            )
+            .await
+        };
+        assert_eq!(res.status(), StatusCode::OK, "scope {scope}");
+    }
+    // Every auth method of the token endpoint.
+    for method in list("token_endpoint_auth_methods_supported") {
+        let res = match method.as_str() {
+            "client_secret_basic" => {
+                app.token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
+                    .await
+            }
+            "client_secret_post" => {
+                app.token(
+                    None,
+                    &[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", APP),
+                        ("client_secret", APP_SECRET),
+                    ],
+                )
+                .await
+            }
+            "none" => {
+                // A public client: a code of demo-spa, its PKCE verifier, its client_id alone.
+                let code = app
+                    .code(
+                        &session,
+                        authplane_testkit::SPA,
+                        authplane_testkit::SPA_REDIRECT,
+                        "openid",
+                    )
+                    .await;
+                app.token(
+                    None,
+                    &[
+                        ("grant_type", "authorization_code"),
+                        ("code", &code),
+                        ("redirect_uri", authplane_testkit::SPA_REDIRECT),
+                        ("client_id", authplane_testkit::SPA),
+                        ("code_verifier", authplane_testkit::VERIFIER),
+                    ],
+                )
+                .await
+            }
+            other => panic!("advertised but untested: {other}"),
+        };
+        assert_eq!(res.status(), StatusCode::OK, "{method}");
+    }
+    // Every claim is in an ID token or in UserInfo for a token with every scope.
+    let tokens = app.app_tokens("openid profile email").await;
+    let mut seen: Vec<String> = claims(tokens["id_token"].as_str().unwrap())
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let res = authorize_with(&app, Some(&session), &[("nonce", "n")]).await;
+    let code = param(&location_params(&res), "code").unwrap();
+    let with_nonce = json(app.redeem_app(&code).await).await;
+    seen.extend(
+        claims(with_nonce["id_token"].as_str().unwrap())
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned(),
+    );
+    let info = json(app.userinfo(&s_of(&tokens, "access_token")).await).await;
+    seen.extend(info.as_object().unwrap().keys().cloned());
+    for claim in list("claims_supported") {
+        assert!(seen.contains(&claim), "{claim} advertised but never issued");
+    }
+    for alg in list("id_token_signing_alg_values_supported") {
+        assert!(Alg::parse(&alg).is_some(), "{alg}");
+    }
+}
+
+fn s_of(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap().to_owned()
 }
