@@ -834,3 +834,130 @@ async fn every_advertised_value_works() {
 fn s_of(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap().to_owned()
 }
+
+/// A log sink for one test: every line the server writes while the subscriber is the thread's
+/// default (the test runtime is single-threaded, so the server's tasks log here too).
+#[derive(Clone, Default)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Invariant 10 of docs/reference.md: neither a private key nor the key-encryption key appears
+/// in a log line (at trace level) or in any answer, through sign-in, the code flow with each
+/// algorithm, refresh, discovery, the JWKS, a rotation, an id_token_hint and logout.
+#[tokio::test]
+async fn private_keys_and_the_key_encryption_key_never_reach_a_log_or_an_answer() {
+    use authplane_testkit::fixture::KEY_ENCRYPTION_KEY;
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = authplane_testkit::spawn_with(
+        authplane_testkit::test_config(|s| s.key_encryption_key = Some(KEY_ENCRYPTION_KEY.parse().unwrap())),
+        None,
+    )
+    .await;
+    let mut answers = Vec::new();
+    let session = app.login().await;
+    for client in [APP, "oidc-es256", "oidc-eddsa"] {
+        let code = app.code(&session, client, APP_REDIRECT, "openid profile").await;
+        let res = app
+            .token(
+                Some((client, APP_SECRET)),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", APP_REDIRECT),
+                    ("code_verifier", authplane_testkit::VERIFIER),
+                ],
+            )
+            .await;
+        let tokens = json(res).await;
+        let refreshed = app
+            .token(
+                Some((client, APP_SECRET)),
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ],
+            )
+            .await
+            .text()
+            .await
+            .unwrap();
+        answers.push(tokens.to_string());
+        answers.push(refreshed);
+    }
+    app.state.keys.rotate_now(false).await.unwrap();
+    let hint = id_token(&app).await;
+    let res = authorize_with(&app, Some(&session), &[("id_token_hint", &hint)]).await;
+    answers.push(location(&res));
+    for path in [
+        "/auth/jwks",
+        "/.well-known/openid-configuration",
+        "/debug/health",
+        "/metrics",
+    ] {
+        answers.push(
+            app.client
+                .get(app.url(path))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    let res = app
+        .client
+        .get(app.url("/auth/end-session"))
+        .query(&[("id_token_hint", hint.as_str())])
+        .header("cookie", authplane_testkit::session_header(&session))
+        .send()
+        .await
+        .unwrap();
+    answers.push(res.text().await.unwrap());
+
+    // The private keys, opened from the store as only the server can.
+    let kek = authplane::jose::KeyEncryptionKey::parse(KEY_ENCRYPTION_KEY).unwrap();
+    let rows = app.store.as_ref().unwrap().signing_keys().await.unwrap();
+    assert_eq!(rows.len(), 6, "three keys and their successors");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut secrets = vec![KEY_ENCRYPTION_KEY.to_owned()];
+    for r in &rows {
+        let aad = format!("authplane-signing-key:{}:{}", r.kid, r.alg);
+        let pkcs8 = kek.open(aad.as_bytes(), &r.sealed_private_key).unwrap();
+        secrets.push(base64::engine::general_purpose::STANDARD.encode(&*pkcs8));
+        secrets.push(URL_SAFE_NO_PAD.encode(&*pkcs8));
+        secrets.push(hex(&pkcs8));
+        // The 32-byte private scalar (P-256) or seed (Ed25519): the OCTET STRING `04 20 ...`.
+        if r.alg != Alg::RS256 {
+            let at = pkcs8.windows(2).position(|w| w == [0x04, 0x20]).unwrap() + 2;
+            let scalar = &pkcs8[at..at + 32];
+            secrets.push(URL_SAFE_NO_PAD.encode(scalar));
+            secrets.push(hex(scalar));
+        }
+    }
+    drop(_default);
+    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("signing key created"), "the log was captured");
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret in the logs");
+        for a in &answers {
+            assert!(!a.contains(secret.as_str()), "a secret in an answer");
+        }
+    }
+}
