@@ -64,7 +64,7 @@ pub const HOT_ROUTES: [HotRoute; 3] = [
 /// who may: the policy of [`crate::layers::cors`]. Login, authorize, introspection (a resource
 /// server's, with a confidential client's secret no page should hold) and the operators'
 /// endpoints are not in it, and send no CORS header.
-pub const CORS_ROUTES: [CorsRoute; 5] = [
+pub const CORS_ROUTES: [CorsRoute; 6] = [
     CorsRoute {
         path: "/auth/token",
         methods: "POST",
@@ -87,6 +87,12 @@ pub const CORS_ROUTES: [CorsRoute; 5] = [
     },
     CorsRoute {
         path: "/.well-known/openid-configuration",
+        methods: "GET",
+        origins: Origins::Any,
+    },
+    // Browser relying parties verify ID tokens against it.
+    CorsRoute {
+        path: "/auth/jwks",
         methods: "GET",
         origins: Origins::Any,
     },

@@ -92,10 +92,11 @@ async fn a_preflight_from_a_client_origin_is_answered_204_with_the_policy() {
         assert!(vary(&res).contains(&"origin".to_owned()), "{path}");
         assert!(res.bytes().await.unwrap().is_empty(), "{path}: a 204 has no body");
     }
-    // The metadata documents, from any origin at all.
+    // The metadata documents and the JWKS, from any origin at all.
     for path in [
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
+        "/auth/jwks",
     ] {
         let res = preflight(&app, path, STRANGER, "GET").await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT, "{path}");

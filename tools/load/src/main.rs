@@ -60,6 +60,10 @@ enum Command {
     Authorize(RunArgs),
     /// POST /auth/token, grant_type=refresh_token, each token rotated and its successor reused.
     Refresh(RunArgs),
+    /// POST /auth/token, grant_type=authorization_code alone: `--tokens` codes are made first
+    /// (authorize, not measured; give the server a `--code-ttl` longer than the run), then each
+    /// request redeems one. The code grant, with its ID token when the scope holds openid.
+    TokenCode(RunArgs),
     /// GET /baseline on `serve-baseline`: the stack's own ceiling.
     Baseline(RunArgs),
     /// Serves the baseline router (a constant small JSON behind the server's stack).
@@ -104,7 +108,8 @@ struct RunArgs {
     /// uniform when absent.
     #[arg(long)]
     zipf: Option<f64>,
-    /// Access tokens (userinfo) or refresh tokens (refresh) obtained before the run.
+    /// Access tokens (userinfo), refresh tokens (refresh) or codes (token-code) obtained before
+    /// the run.
     #[arg(long, default_value_t = 256)]
     tokens: usize,
     /// Userinfo calls per flow.
@@ -277,6 +282,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::TokenCc(a) => (Mode::TokenCc, a),
         Command::Authorize(a) => (Mode::Authorize, a),
         Command::Refresh(a) => (Mode::Refresh, a),
+        Command::TokenCode(a) => (Mode::TokenCode, a),
         Command::Baseline(a) => (Mode::Baseline, a),
     };
     workload::run(mode, args).await

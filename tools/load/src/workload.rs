@@ -44,6 +44,7 @@ pub enum Mode {
     TokenCc,
     Authorize,
     Refresh,
+    TokenCode,
     Baseline,
 }
 
@@ -55,12 +56,16 @@ impl Mode {
             Self::TokenCc => "token-cc",
             Self::Authorize => "authorize",
             Self::Refresh => "refresh",
+            Self::TokenCode => "token-code",
             Self::Baseline => "baseline",
         }
     }
 
     fn needs_sessions(self) -> bool {
-        matches!(self, Self::Flow | Self::Userinfo | Self::Authorize | Self::Refresh)
+        matches!(
+            self,
+            Self::Flow | Self::Userinfo | Self::Authorize | Self::Refresh | Self::TokenCode
+        )
     }
 }
 
@@ -308,6 +313,8 @@ struct Workload {
     /// Refresh tokens not in use; each is taken for one request and its successor put back, so
     /// no token is ever presented twice (which the server rightly treats as a replay).
     refresh_pool: Mutex<Vec<String>>,
+    /// Codes not redeemed yet, each with its PKCE verifier; each is redeemed once.
+    code_pool: Mutex<Vec<(String, String)>>,
     userinfo_per_flow: usize,
 }
 
@@ -349,6 +356,16 @@ impl Job for Workload {
                 if let Some(next) = usable {
                     self.refresh_pool.lock().unwrap_or_else(|p| p.into_inner()).push(next);
                 }
+            }
+            Mode::TokenCode => {
+                let taken = self.code_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some((code, verifier)) = taken else {
+                    if record {
+                        stats.record(TOKEN_CODE, Outcome::NotSent("code_pool_empty"), start.elapsed());
+                    }
+                    return;
+                };
+                c.token_code(stats, &code, &verifier, start, record).await;
             }
             Mode::Flow => {
                 let session = &self.sessions[self.session_picker.pick()];
@@ -418,6 +435,22 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
     if mode == Mode::Refresh && refresh_tokens.len() < pool_size {
         bail!("the client got no refresh tokens (does it have the refresh_token grant?)");
     }
+    let mut codes = Vec::new();
+    if mode == Mode::TokenCode {
+        // One PKCE pair for every code (the server binds each code to the challenge).
+        let pkce = Pkce::generate();
+        codes.reserve(args.tokens);
+        for i in 0..args.tokens.max(1) {
+            let session = &sessions[i % sessions.len()];
+            let Some(code) = client
+                .authorize(&setup, session, &pkce.challenge, Instant::now(), true)
+                .await
+            else {
+                bail!("making the codes failed: {}", describe(&setup));
+            };
+            codes.push((code, pkce.verifier.clone()));
+        }
+    }
     if mode == Mode::TokenCc {
         // The first client_credentials request pays the argon2 verification; not part of the run.
         if client.token_cc(&setup, Instant::now(), true).await.is_none() {
@@ -434,6 +467,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
         sessions,
         access_tokens,
         refresh_pool: Mutex::new(refresh_tokens),
+        code_pool: Mutex::new(codes),
         userinfo_per_flow: args.userinfo_per_flow,
     });
     let window = Window {
