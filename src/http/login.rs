@@ -14,20 +14,37 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::http::extract::{Form, Query, wants_html, wants_json};
 use crate::http::pages;
-use crate::service::SessionService;
+use crate::service::{ClientRegistry, SessionService};
 use crate::state::WebConfig;
 
 pub const SESSION_COOKIE: &str = "authplane_session";
 
-pub async fn page(Query(q): Query) -> Response {
+pub async fn page(State(clients): State<ClientRegistry>, Query(q): Query) -> Response {
     // `login_hint` (OpenID Connect Core 3.1.2.1) pre-fills the username; authorize bounded it.
     let hint = q.get("login_hint").filter(|h| h.len() <= 256);
     let return_to = q.get("return_to").filter(|r| valid_return_to(r));
-    pages::respond(StatusCode::OK, pages::login(return_to, hint, None))
+    let app = return_to.and_then(|r| client_name(&clients, r));
+    pages::respond(StatusCode::OK, pages::login(return_to, hint, app.as_deref(), None))
+}
+
+/// The name of the client an authorize request (`return_to`) is for, when it is a known one.
+fn client_name(clients: &ClientRegistry, return_to: &str) -> Option<String> {
+    let query = return_to.split_once('?')?.1;
+    let id = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "client_id")?
+        .1;
+    let client = clients.get(&id)?;
+    Some(
+        client
+            .client_name
+            .clone()
+            .unwrap_or_else(|| client.client_id.to_string()),
+    )
 }
 
 pub async fn login(
     State(sessions): State<SessionService>,
+    State(clients): State<ClientRegistry>,
     State(web): State<Arc<WebConfig>>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -46,9 +63,11 @@ pub async fn login(
     let session = match sessions.login(&username, password, address, clock.now()).await {
         Ok(s) => s,
         Err(ApiError::InvalidCredentials) if browser => {
+            let app = return_to.as_deref().and_then(|r| client_name(&clients, r));
             let page = pages::login(
                 return_to.as_deref(),
                 Some(&username),
+                app.as_deref(),
                 Some("Wrong username or password."),
             );
             return Ok(pages::respond(StatusCode::UNAUTHORIZED, page));

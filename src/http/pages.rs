@@ -53,12 +53,15 @@ pub fn respond(status: StatusCode, page: Markup) -> Response {
 }
 
 /// The login form; it posts back with `return_to` (the authorize request to resume).
-pub fn login(return_to: Option<&str>, username: Option<&str>, error: Option<&str>) -> Markup {
+pub fn login(return_to: Option<&str>, username: Option<&str>, app: Option<&str>, error: Option<&str>) -> Markup {
     layout(
         "Sign in",
         html! {
             h1 { "Sign in" }
-            p.sub { "Use your account to continue." }
+            p.sub {
+                @if let Some(app) = app { "to continue to " strong { (app) } }
+                @else { "Use your account to continue." }
+            }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/auth/login" {
                 @if let Some(r) = return_to { input type="hidden" name="return_to" value=(r); }
@@ -143,7 +146,17 @@ mod tests {
 
     #[test]
     fn what_a_request_carries_is_escaped() {
-        let page = login(Some("/auth/authorize?a=\"><script>"), Some("<b>bob</b>"), None).into_string();
+        let page = login(
+            Some("/auth/authorize?a=\"><script>"),
+            Some("<b>bob</b>"),
+            Some("<u>App</u>"),
+            None,
+        )
+        .into_string();
+        assert!(
+            page.contains("&lt;u&gt;App&lt;/u&gt;") && !page.contains("<u>"),
+            "{page}"
+        );
         assert!(
             page.contains("value=\"/auth/authorize?a=&quot;&gt;&lt;script&gt;\""),
             "{page}"

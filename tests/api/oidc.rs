@@ -610,6 +610,10 @@ async fn max_age_and_login_hint() {
         "{page}"
     );
     assert!(!page.contains("<script>"));
+    assert!(
+        page.contains("to continue to <strong>demo-app</strong>"),
+        "the page names the client"
+    );
 }
 
 /// `id_token_hint`: one of ours for this client (even expired) names the user; another user's
