@@ -52,18 +52,7 @@ pub enum AuthorizeOutcome {
 
 #[derive(Clone)]
 pub struct AuthorizeService {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn Store>,
-    keys: KeyService,
-    pub(crate) forms: FormKey,
-    pub(crate) clients: ClientRegistry,
-    pub(crate) sessions: SessionService,
-    users: Arc<UserDirectory>,
-    issuer: String,
-    ttls: Ttls,
+    pub(crate) inner: Arc<AuthorizeServiceParts>,
 }
 
 /// An error that goes back to the client by redirect.
@@ -94,28 +83,7 @@ pub struct AuthorizeServiceParts {
 
 impl AuthorizeService {
     pub fn new(parts: AuthorizeServiceParts) -> Self {
-        let AuthorizeServiceParts {
-            store,
-            keys,
-            forms,
-            clients,
-            sessions,
-            users,
-            issuer,
-            ttls,
-        } = parts;
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                keys,
-                forms,
-                clients,
-                sessions,
-                users,
-                issuer,
-                ttls,
-            }),
-        }
+        Self { inner: Arc::new(parts) }
     }
 
     pub async fn authorize(

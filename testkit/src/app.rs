@@ -226,12 +226,17 @@ impl TestApp {
 
     /// Exchanges a code for demo-app's tokens.
     pub async fn redeem_app(&self, code: &str) -> reqwest::Response {
+        self.redeem((APP, APP_SECRET), APP_REDIRECT, code).await
+    }
+
+    /// Exchanges a code of a confidential client (made with [`Pkce::fixed`]) at `redirect`.
+    pub async fn redeem(&self, client: (&str, &str), redirect: &str, code: &str) -> reqwest::Response {
         self.token(
-            Some((APP, APP_SECRET)),
+            Some(client),
             &[
                 ("grant_type", "authorization_code"),
                 ("code", code),
-                ("redirect_uri", APP_REDIRECT),
+                ("redirect_uri", redirect),
                 ("code_verifier", VERIFIER),
             ],
         )

@@ -2,7 +2,7 @@
 //! that cannot be replayed for another request or another user, or posted cross-site.
 
 use authplane_testkit::fixture::{PARTNER, PARTNER_REDIRECT, PARTNER_SECRET};
-use authplane_testkit::{BOB, BOB_PASSWORD, TestApp, VERIFIER, json, location_params, param};
+use authplane_testkit::{BOB, BOB_PASSWORD, TestApp, json, location_params, param};
 use reqwest::StatusCode;
 
 fn location(res: &reqwest::Response) -> String {
@@ -104,17 +104,7 @@ async fn allow_is_remembered_and_more_scopes_or_prompt_consent_ask_again() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let back = follow(&app, &session, &res).await;
     let code = code_of(&back).expect("a code after Allow");
-    let tokens = app
-        .token(
-            Some((PARTNER, PARTNER_SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", PARTNER_REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
+    let tokens = app.redeem((PARTNER, PARTNER_SECRET), PARTNER_REDIRECT, &code).await;
     assert_eq!(tokens.status(), StatusCode::OK);
     assert!(json(tokens).await["id_token"].is_string());
 

@@ -1,24 +1,14 @@
 //! Logging out ends the session and its grants (`offline_access` grants excepted): `POST
 //! /auth/logout` and RP-initiated logout at `/auth/end-session`, on both stores.
 
-use authplane_testkit::{APP, APP_REDIRECT, APP_SECRET, TestApp, VERIFIER, json, location_params, param, s};
+use authplane_testkit::{APP, APP_REDIRECT, APP_SECRET, TestApp, json, location_params, param, s};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 /// A code flow on an existing session; returns the token response.
 async fn tokens_for(app: &TestApp, session: &str, client: &str, scope: &str) -> Value {
     let code = app.code(session, client, APP_REDIRECT, scope).await;
-    let res = app
-        .token(
-            Some((client, APP_SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", APP_REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
+    let res = app.redeem((client, APP_SECRET), APP_REDIRECT, &code).await;
     assert_eq!(res.status(), StatusCode::OK);
     json(res).await
 }

@@ -639,19 +639,7 @@ async fn id_token_hints() {
     // Another client's ID token (ES256, for oidc-es256).
     let session = app.login().await;
     let code = app.code(&session, "oidc-es256", APP_REDIRECT, "openid").await;
-    let foreign = json(
-        app.token(
-            Some(("oidc-es256", APP_SECRET)),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", APP_REDIRECT),
-                ("code_verifier", authplane_testkit::VERIFIER),
-            ],
-        )
-        .await,
-    )
-    .await["id_token"]
+    let foreign = json(app.redeem(("oidc-es256", APP_SECRET), APP_REDIRECT, &code).await).await["id_token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -750,16 +738,7 @@ async fn every_advertised_value_works() {
             .await
         } else {
             let code = app.code(&session, client, APP_REDIRECT, &scope).await;
-            app.token(
-                Some((client, secret)),
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", APP_REDIRECT),
-                    ("code_verifier", authplane_testkit::VERIFIER),
-                ],
-            )
-            .await
+            app.redeem((client, secret), APP_REDIRECT, &code).await
         };
         assert_eq!(res.status(), StatusCode::OK, "scope {scope}");
     }
@@ -877,17 +856,7 @@ async fn private_keys_and_the_key_encryption_key_never_reach_a_log_or_an_answer(
     let session = app.login().await;
     for client in [APP, "oidc-es256", "oidc-eddsa"] {
         let code = app.code(&session, client, APP_REDIRECT, "openid profile").await;
-        let res = app
-            .token(
-                Some((client, APP_SECRET)),
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", APP_REDIRECT),
-                    ("code_verifier", authplane_testkit::VERIFIER),
-                ],
-            )
-            .await;
+        let res = app.redeem((client, APP_SECRET), APP_REDIRECT, &code).await;
         let tokens = json(res).await;
         let refreshed = app
             .token(
