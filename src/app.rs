@@ -18,6 +18,7 @@ use crate::http::{self, Admissions, HOT_ROUTES};
 use crate::jose::{FormKey, KeyEncryptionKey};
 use crate::layers::admission::Admission;
 use crate::server::{self, ConnLimits};
+use crate::service::admin::AdminService;
 use crate::service::authorize::AuthorizeServiceParts;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
@@ -206,6 +207,7 @@ impl Application {
             clients.clone(),
             cfg.issuer.clone(),
         );
+        let admin = AdminService::new(tokens.clone(), keys.clone(), &metrics);
         let state = AppState {
             sessions,
             authorize,
@@ -213,6 +215,7 @@ impl Application {
             clients,
             keys: keys.clone(),
             logout,
+            admin,
             health,
             metrics,
             clock: opts.clock,

@@ -44,6 +44,8 @@ pub enum ApiError {
     MissingToken,
     InvalidToken,
     InsufficientScope,
+    /// An administration call with a valid token that lacks scope `admin`.
+    AdminScopeRequired,
     /// Wrong username or password; the same whether the user exists or not.
     InvalidCredentials,
     /// A cross-site form post (login CSRF).
@@ -99,7 +101,7 @@ impl ApiError {
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
             Self::MissingToken | Self::InvalidToken => "invalid_token",
-            Self::InsufficientScope => "insufficient_scope",
+            Self::InsufficientScope | Self::AdminScopeRequired => "insufficient_scope",
             Self::InvalidCredentials => "invalid_credentials",
             Self::CrossSite => "access_denied",
             Self::Throttled { .. } => "too_many_requests",
@@ -129,6 +131,7 @@ impl ApiError {
             Self::RequestNotSupported => Some("request objects are not supported"),
             Self::RequestUriNotSupported => Some("request_uri is not supported"),
             Self::InsufficientScope => Some("the token lacks the openid scope or a user"),
+            Self::AdminScopeRequired => Some("the token lacks the admin scope"),
             Self::CrossSite => Some("cross-site request refused"),
             Self::MissingToken
             | Self::InvalidToken
@@ -158,7 +161,9 @@ impl ApiError {
             Self::InvalidClient { .. } | Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::InsufficientScope | Self::CrossSite | Self::AccessDenied => StatusCode::FORBIDDEN,
+            Self::InsufficientScope | Self::AdminScopeRequired | Self::CrossSite | Self::AccessDenied => {
+                StatusCode::FORBIDDEN
+            }
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -177,6 +182,9 @@ impl ApiError {
             Self::InvalidToken => Some("Bearer realm=\"authplane\", error=\"invalid_token\""),
             Self::InsufficientScope => {
                 Some("Bearer realm=\"authplane\", error=\"insufficient_scope\", scope=\"openid\"")
+            }
+            Self::AdminScopeRequired => {
+                Some("Bearer realm=\"authplane\", error=\"insufficient_scope\", scope=\"admin\"")
             }
             _ => None,
         }

@@ -7,6 +7,7 @@ use axum::extract::FromRef;
 
 use crate::clock::Clock;
 use crate::health::HealthService;
+use crate::service::admin::AdminService;
 use crate::service::{AuthorizeService, ClientRegistry, KeyService, LogoutService, SessionService, TokenService};
 use crate::telemetry::Metrics;
 
@@ -32,6 +33,7 @@ pub struct AppState {
     pub clients: ClientRegistry,
     pub keys: KeyService,
     pub logout: LogoutService,
+    pub admin: AdminService,
     pub health: HealthService,
     pub metrics: Metrics,
     pub clock: Clock,

@@ -50,6 +50,7 @@ pub const STORE_CAPACITY: &str = "authplane_store_capacity_records";
 pub const STORE_REFUSALS: &str = "authplane_store_capacity_refusals_total";
 pub const SIGNING_DURATION: &str = "authplane_signing_duration_seconds";
 pub const SIGNING_KEYS: &str = "authplane_signing_keys";
+pub const ADMIN_ACTIONS: &str = "authplane_admin_actions_total";
 
 /// The application's metrics registry: a cheap-clone handle over its own Prometheus recorder.
 #[derive(Clone)]
@@ -179,6 +180,7 @@ impl Metrics {
             "Time to sign one token, by algorithm",
             2,
         );
+        d(ADMIN_ACTIONS, None, "Administration API actions done, by action", 0);
         d(
             SIGNING_KEYS,
             None,

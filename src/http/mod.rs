@@ -18,6 +18,7 @@ use crate::layers::cors::{Cors, CorsRoute, Origins, cors};
 use crate::layers::metrics::{HttpMetrics, track};
 use crate::state::AppState;
 
+pub mod admin;
 pub mod authorize;
 pub mod consent;
 pub mod extract;
@@ -148,6 +149,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
         .route("/.well-known/openid-configuration", get(health::metadata))
         .route("/auth/jwks", get(metadata::jwks))
+        .route("/admin/keys/rotate", post(admin::rotate_keys))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     let routes = if management { with_management(routes) } else { routes };

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::store::{AccessTokenRecord, GrantRecord, Invalidation, InvalidationSink, RefreshTokenRecord, SessionRecord};
 use crate::telemetry::Metrics;
 
+pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod consent;

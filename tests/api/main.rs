@@ -7,6 +7,7 @@ mod fuzz_regressions;
 mod helpers;
 mod test_store;
 
+mod admin;
 mod architecture;
 mod authorize;
 mod browser;
