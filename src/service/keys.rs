@@ -255,15 +255,16 @@ impl KeyService {
         let now = self.inner.clock.now();
         let key = set.signer(alg, now).ok_or(KeyError::NoActiveKey(alg))?;
         let (kid, private) = (Arc::clone(&key.kid), Arc::clone(&key.private));
-        let claims = serde_json::to_value(claims).map_err(|_| JoseError::Sign)?;
         let start = Instant::now();
         let token = if alg == Alg::RS256 {
+            // The blocking pool needs owned claims.
+            let claims = serde_json::to_value(claims).map_err(|_| JoseError::Sign)?;
             let kid = Arc::clone(&kid);
             tokio::task::spawn_blocking(move || jose::sign_jwt(&private, &kid, typ, &claims))
                 .await
                 .map_err(|_| JoseError::Sign)??
         } else {
-            jose::sign_jwt(&private, &kid, typ, &claims)?
+            jose::sign_jwt(&private, &kid, typ, claims)?
         };
         if let Some(h) = self.inner.signing.get(&alg) {
             h.record(start.elapsed().as_secs_f64());
