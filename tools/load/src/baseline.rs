@@ -35,6 +35,22 @@ pub async fn serve(listen: SocketAddr, max_inflight: usize, queue_capacity: usiz
     Ok(ExitCode::SUCCESS)
 }
 
+/// `serve-hello`: the HTTP stack's ceiling, what a user compares a server with: a bare axum
+/// handler answering the same small JSON on `/baseline`, with no layer, no tracing subscriber and
+/// plain `axum::serve`. `authplane-load baseline` drives it like `serve-baseline`.
+pub async fn serve_hello(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    loopback_listen(listen)?;
+    let router = axum::Router::new().route(
+        "/baseline",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+    );
+    let listener = TcpListener::bind(listen).await?;
+    // The scripts read this line for the address (the other servers log it through tracing).
+    println!("listening addr={}", listener.local_addr()?);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// SIGTERM or SIGINT.
 pub(crate) async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -68,6 +68,9 @@ enum Command {
     Baseline(RunArgs),
     /// Serves the baseline router (a constant small JSON behind the server's stack).
     ServeBaseline(ServeBaselineArgs),
+    /// Serves a bare axum hello (the same JSON on /baseline, no layers, no subscriber): the HTTP
+    /// stack's ceiling, for the ratios of issue 15.
+    ServeHello(ServeHelloArgs),
     /// The real server (every `authplane serve` flag) on a memory store seeded with live and
     /// expired access tokens.
     ServeSeeded(ServeSeededArgs),
@@ -152,6 +155,12 @@ struct ServeBaselineArgs {
     max_inflight: usize,
     #[arg(long, default_value_t = 1024)]
     queue_capacity: usize,
+}
+
+#[derive(Debug, Args)]
+struct ServeHelloArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +283,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     use workload::Mode;
     let (mode, args) = match command {
         Command::ServeBaseline(a) => return baseline::serve(a.listen, a.max_inflight, a.queue_capacity).await,
+        Command::ServeHello(a) => return baseline::serve_hello(a.listen).await,
         Command::ServeSeeded(a) => return seeded::serve(a.live, a.expired, a.settings).await,
         Command::InvalidationWindow(a) => return invalidation::run(a).await,
         Command::CacheMemory(a) => return memory::run(a.entries, a.kind, a.json).await,
