@@ -224,6 +224,19 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// The `kid`s of `GET /auth/jwks`, sorted.
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        let jwks = json(self.client.get(self.url("/auth/jwks")).send().await.unwrap()).await;
+        let mut kids: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    }
+
     /// Exchanges a code for demo-app's tokens.
     pub async fn redeem_app(&self, code: &str) -> reqwest::Response {
         self.redeem((APP, APP_SECRET), APP_REDIRECT, code).await

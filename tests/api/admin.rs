@@ -29,18 +29,6 @@ async fn rotate(app: &TestApp, token: Option<&str>, body: Option<&str>) -> reqwe
     req.send().await.unwrap()
 }
 
-async fn kids(app: &TestApp) -> Vec<String> {
-    let jwks = json(app.client.get(app.url("/auth/jwks")).send().await.unwrap()).await;
-    let mut kids: Vec<String> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect();
-    kids.sort();
-    kids
-}
-
 fn action_count(metrics: &str) -> u64 {
     metrics
         .lines()
@@ -52,7 +40,7 @@ fn action_count(metrics: &str) -> u64 {
 #[tokio::test]
 async fn an_admin_token_rotates_the_keys_and_retire_now_withdraws_them() {
     let app = authplane_testkit::spawn_app().await;
-    let before = kids(&app).await;
+    let before = app.jwks_kids().await;
     let token = admin_token(&app).await;
     let res = rotate(&app, Some(&token), None).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -64,13 +52,13 @@ async fn an_admin_token_rotates_the_keys_and_retire_now_withdraws_them() {
         keys.iter().all(|k| k.get("d").is_none() && k.get("x").is_none()),
         "public facts only"
     );
-    let after = kids(&app).await;
+    let after = app.jwks_kids().await;
     assert_eq!(after.len(), 6, "the old keys stay published");
     assert!(before.iter().all(|k| after.contains(k)));
 
     let res = rotate(&app, Some(&token), Some(r#"{"retire_now": true}"#)).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let now = kids(&app).await;
+    let now = app.jwks_kids().await;
     assert_eq!(
         now.len(),
         6,
@@ -84,7 +72,7 @@ async fn an_admin_token_rotates_the_keys_and_retire_now_withdraws_them() {
 #[tokio::test]
 async fn without_the_admin_scope_nothing_changes() {
     let app = authplane_testkit::spawn_app().await;
-    let before = kids(&app).await;
+    let before = app.jwks_kids().await;
     // No token, a garbage token, a token without the scope, an expired admin token.
     let res = rotate(&app, None, None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -125,6 +113,6 @@ async fn without_the_admin_scope_nothing_changes() {
         assert!(res.status() == StatusCode::BAD_REQUEST || res.status() == StatusCode::PAYLOAD_TOO_LARGE);
         assert!(json(res).await["error"].is_string());
     }
-    assert_eq!(kids(&app).await, before, "nothing changed");
+    assert_eq!(app.jwks_kids().await, before, "nothing changed");
     assert_eq!(action_count(&app.metrics_text().await), 0);
 }

@@ -372,18 +372,6 @@ async fn a_rotation_at_once_and_a_withdrawal() {
     assert!(verifies_against_jwks(&app, &third).await);
 }
 
-async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks = json(app.client.get(app.url("/auth/jwks")).send().await.unwrap()).await;
-    let mut kids: Vec<String> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect();
-    kids.sort();
-    kids
-}
-
 /// Two PostgreSQL nodes started apart sign with one key set and publish one JWKS; rotating on
 /// both at the same moment creates one successor per algorithm; the private keys are sealed in
 /// the table; a node with another key-encryption key refuses to start and writes nothing.
@@ -396,8 +384,8 @@ async fn postgres_nodes_share_one_key_set_and_rotate_once() {
     };
     let a = db.spawn(schedule).await;
     let b = db.spawn(schedule).await;
-    assert_eq!(jwks_kids(&a).await.len(), 3);
-    assert_eq!(jwks_kids(&a).await, jwks_kids(&b).await, "one key set");
+    assert_eq!(a.jwks_kids().await.len(), 3);
+    assert_eq!(a.jwks_kids().await, b.jwks_kids().await, "one key set");
     let from_a = id_token(&a).await;
     assert!(
         verifies_against_jwks(&b, &from_a).await,
@@ -420,8 +408,8 @@ async fn postgres_nodes_share_one_key_set_and_rotate_once() {
     // Each node sees the other's successor after its next refresh (in production: within a
     // quarter of the publish-ahead time).
     a.state.keys.refresh().await.unwrap();
-    assert_eq!(jwks_kids(&a).await, jwks_kids(&b).await);
-    assert_eq!(jwks_kids(&a).await.len(), 6);
+    assert_eq!(a.jwks_kids().await, b.jwks_kids().await);
+    assert_eq!(a.jwks_kids().await.len(), 6);
 
     // At rest: sealed, never the PKCS#8 (its algorithm identifiers would show).
     let kek = authplane::jose::KeyEncryptionKey::parse(authplane_testkit::fixture::KEY_ENCRYPTION_KEY).unwrap();
