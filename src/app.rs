@@ -24,8 +24,8 @@ use crate::service::hasher::Hasher;
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::tokens::TokenServiceParts;
 use crate::service::{
-    AuthorizeService, Caches, ClientRegistry, KeyPolicy, KeyService, LogoutService, RevocationQueue, SessionService,
-    TokenService, Ttls, UserDirectory,
+    AuthorizeService, Caches, ClientRegistry, KeyPolicy, KeyService, LogoutService, NodeSink, RevocationQueue,
+    SessionService, TokenService, Ttls, UserDirectory,
 };
 use crate::state::{AppState, WebConfig};
 use crate::store::instrumented::Instrumented;
@@ -172,7 +172,10 @@ impl Application {
         let background = CancellationToken::new();
         let (listening_tx, listening) = tokio::sync::watch::channel(false);
         let invalidations = store.invalidations(
-            Arc::clone(&caches) as Arc<dyn InvalidationSink>,
+            Arc::new(NodeSink {
+                caches: Arc::clone(&caches),
+                keys: keys.clone(),
+            }) as Arc<dyn InvalidationSink>,
             listening_tx,
             background.clone(),
         );

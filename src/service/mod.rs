@@ -73,6 +73,7 @@ impl InvalidationSink for Caches {
             Invalidation::AccessToken(h) => self.access_tokens.invalidate(&h).await,
             Invalidation::RefreshToken(h) => self.refresh_tokens.invalidate(&h).await,
             Invalidation::Grant(g) => self.grants.invalidate(&g).await,
+            Invalidation::SigningKeys => {}
         }
     }
 
@@ -82,5 +83,30 @@ impl InvalidationSink for Caches {
         self.access_tokens.invalidate_all();
         self.refresh_tokens.invalidate_all();
         self.grants.invalidate_all();
+    }
+}
+
+/// What another node's changes reach on this node: the caches, and the signing keys (a rotation
+/// at once re-read at once, not at the next scheduled refresh).
+pub struct NodeSink {
+    pub caches: Arc<Caches>,
+    pub keys: KeyService,
+}
+
+#[async_trait]
+impl InvalidationSink for NodeSink {
+    async fn invalidate(&self, inv: Invalidation) {
+        if inv == Invalidation::SigningKeys {
+            if let Err(e) = self.keys.refresh().await {
+                tracing::error!(error = %e, "signing key refresh after another node's rotation failed");
+            }
+            return;
+        }
+        self.caches.invalidate(inv).await;
+    }
+
+    fn invalidate_all(&self) {
+        // Keys missed meanwhile are read at the next scheduled refresh (within a minute).
+        self.caches.invalidate_all();
     }
 }

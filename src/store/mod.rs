@@ -257,6 +257,8 @@ pub enum Invalidation {
     /// A refresh token family (the hash of its family secret) whose current token changed.
     RefreshToken(TokenHash),
     Grant(GrantId),
+    /// The signing keys changed outside their schedule (a rotation at once, a withdrawal).
+    SigningKeys,
 }
 
 impl Invalidation {
@@ -267,6 +269,7 @@ impl Invalidation {
             Self::AccessToken(h) => ('a', &h.0),
             Self::RefreshToken(h) => ('r', &h.0),
             Self::Grant(g) => ('g', &g.0),
+            Self::SigningKeys => ('k', &[]),
         };
         let mut out = String::with_capacity(2 + bytes.len() * 2);
         out.push(k);
@@ -291,6 +294,7 @@ impl Invalidation {
             "a" => Self::AccessToken(TokenHash(bytes.try_into().ok()?)),
             "r" => Self::RefreshToken(TokenHash(bytes.try_into().ok()?)),
             "g" => Self::Grant(GrantId(bytes.try_into().ok()?)),
+            "k" if bytes.is_empty() => Self::SigningKeys,
             _ => return None,
         })
     }
@@ -468,10 +472,11 @@ mod tests {
             Invalidation::AccessToken(TokenHash([0xab; 32])),
             Invalidation::RefreshToken(TokenHash([0; 32])),
             Invalidation::Grant(GrantId([9; 16])),
+            Invalidation::SigningKeys,
         ] {
             assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
         }
-        for bad in ["", "x:00", "s:0", "s:zz", "g:00", "s"] {
+        for bad in ["", "x:00", "s:0", "s:zz", "g:00", "s", "k:00"] {
             assert_eq!(Invalidation::decode(bad), None, "{bad}");
         }
     }

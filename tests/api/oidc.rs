@@ -922,3 +922,28 @@ async fn private_keys_and_the_key_encryption_key_never_reach_a_log_or_an_answer(
         }
     }
 }
+
+/// A rotation at once with withdrawal on node A reaches node B through the invalidation channel:
+/// B stops publishing (and verifying with) the withdrawn keys without waiting for its scheduled
+/// refresh (a minute by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_withdrawal_on_one_node_reaches_the_other_at_once() {
+    let db = crate::pg::TestDb::new().await;
+    let (a, b) = (db.spawn(|_| {}).await, db.spawn(|_| {}).await);
+    let before = b.jwks_kids().await;
+    assert_eq!(before.len(), 3);
+    a.state.keys.rotate_now(true).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let now = b.jwks_kids().await;
+        if before.iter().all(|k| !now.contains(k)) {
+            assert_eq!(now, a.jwks_kids().await, "B publishes A's keys");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "B still publishes withdrawn keys: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

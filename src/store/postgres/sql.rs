@@ -126,11 +126,17 @@ pub const SIGNING_KEYS: &str = "SELECT * FROM signing_keys ORDER BY alg, generat
 pub const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys
         (kid, alg, generation, created_at, active_from, withdrawn_at, public_jwk, sealed_private_key)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (alg, generation) DO NOTHING";
-/// `active_from` only ever moves earlier, and a withdrawal is never undone.
-pub const UPDATE_SIGNING_KEY: &str = "UPDATE signing_keys
-    SET active_from = LEAST(active_from, COALESCE($2, active_from)),
-        withdrawn_at = COALESCE(withdrawn_at, $3)
-    WHERE kid = $1";
+/// `active_from` only ever moves earlier, and a withdrawal is never undone. The other nodes
+/// re-read their keys at once (a rotation at once must not wait for their next refresh).
+pub const UPDATE_SIGNING_KEY: &str = concat!(
+    "WITH u AS (UPDATE signing_keys
+        SET active_from = LEAST(active_from, COALESCE($2, active_from)),
+            withdrawn_at = COALESCE(withdrawn_at, $3)
+        WHERE kid = $1 RETURNING 1)
+     SELECT pg_notify('",
+    channel!(),
+    "', 'k:') FROM u"
+);
 pub const DELETE_SIGNING_KEY: &str = "DELETE FROM signing_keys WHERE kid = $1";
 
 /// Logout: the session's grants, revoked except `offline_access` ones, each announced to the
@@ -172,6 +178,7 @@ mod tests {
         for sql in [DELETE_SESSION, ROTATE_REFRESH, REVOKE_ACCESS, REVOKE_GRANT] {
             assert!(sql.contains(&format!("pg_notify('{CHANNEL}', $")), "{sql}");
         }
+        assert!(UPDATE_SIGNING_KEY.contains(&format!("pg_notify('{CHANNEL}', 'k:')")));
         assert!(REVOKE_SESSION_GRANTS.contains(&format!("pg_notify('{CHANNEL}', 'g:' || encode(id, 'hex'))")));
         assert_eq!(LISTEN, format!("LISTEN {CHANNEL}"));
     }
