@@ -146,6 +146,36 @@ fn service_benches(c: &mut Criterion) {
             })
         })
     });
+    // The same grant for a client whose ID tokens are EdDSA (the fixture's oidc-eddsa) with
+    // `openid`: the difference to the one above is the ID token's cost at the service.
+    let eddsa = || ClientCredentials::Basic {
+        client_id: "oidc-eddsa".into(),
+        secret: APP_SECRET.into(),
+    };
+    g.bench_function("token_authorization_code_id_token_eddsa", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut req = authorize_request_for(&challenge, "openid profile email");
+                    req.client_id = Some("oidc-eddsa".into());
+                    let now = state.clock.now();
+                    let AuthorizeOutcome::Redirect(location) =
+                        state.authorize.authorize(req, Some(&session), now).await.unwrap()
+                    else {
+                        panic!("the session was not accepted")
+                    };
+                    let code = common::code_of(&location);
+                    let start = Instant::now();
+                    let client = state.clients.authenticate(eddsa(), None, now).await.unwrap();
+                    let res = state.tokens.exchange(&client, code_request(code), now).await.unwrap();
+                    black_box(res.id_token.expect("an ID token"));
+                    total += start.elapsed();
+                }
+                total
+            })
+        })
+    });
     bench_async(&mut g, &rt, "token_refresh_token", async || {
         // Rotation: each refresh token is used once and its successor next.
         let res = token(&state, refresh_request(std::mem::take(&mut refresh))).await;
