@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::http::extract::{Query, cookie};
 use crate::http::login::SESSION_COOKIE;
+use crate::service::consent::without_params;
 use crate::service::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
 
 /// The parameters authorize reads; repeating any of them is `invalid_request`.
@@ -67,20 +68,11 @@ pub async fn authorize(
                 .finish()
         }
         AuthorizeOutcome::Login { login_hint, forced } => {
-            let here = match (forced, uri.query()) {
-                // The way back must not force the login again.
-                (true, Some(query)) => {
-                    let kept =
-                        url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "prompt" && k != "max_age");
-                    let query: String = url::form_urlencoded::Serializer::new(String::new())
-                        .extend_pairs(kept)
-                        .finish();
-                    format!("{}?{query}", uri.path())
-                }
-                _ => uri
-                    .path_and_query()
-                    .map_or("/auth/authorize", |p| p.as_str())
-                    .to_owned(),
+            let here = uri.path_and_query().map_or("/auth/authorize", |p| p.as_str());
+            // The way back must not force the login again.
+            let here = match forced {
+                true => without_params(here, &["prompt", "max_age"]),
+                false => here.to_owned(),
             };
             const LOGIN: &str = "/auth/login?";
             let mut login = url::form_urlencoded::Serializer::for_suffix(String::from(LOGIN), LOGIN.len());

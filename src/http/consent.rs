@@ -21,7 +21,7 @@ pub async fn page(
     Query(mut q): Query,
 ) -> Result<Response, ApiError> {
     let Some(return_to) = q.take("return_to").filter(|r| valid_return_to(r)) else {
-        return Ok(error_page(ApiError::InvalidRequest(
+        return Ok(pages::bad_request(&ApiError::InvalidRequest(
             "return_to must be an authorization request",
         )));
     };
@@ -44,12 +44,18 @@ pub async fn decide(
     refuse_cross_site(&headers, &web)?;
     form.reject_duplicates(&["return_to", "tag", "decision"])?;
     let (Some(return_to), Some(tag)) = (form.take("return_to").filter(|r| valid_return_to(r)), form.take("tag")) else {
-        return Ok(error_page(ApiError::InvalidRequest("the consent form is incomplete")));
+        return Ok(pages::bad_request(&ApiError::InvalidRequest(
+            "the consent form is incomplete",
+        )));
     };
     let allow = match form.take("decision").as_deref() {
         Some("allow") => true,
         Some("deny") => false,
-        _ => return Ok(error_page(ApiError::InvalidRequest("decision must be allow or deny"))),
+        _ => {
+            return Ok(pages::bad_request(&ApiError::InvalidRequest(
+                "decision must be allow or deny",
+            )));
+        }
     };
     match service
         .consent_decision(cookie(&headers, SESSION_COOKIE), &return_to, &tag, allow, clock.now())
@@ -63,21 +69,14 @@ pub async fn decide(
 /// Client-facing errors as a page; the rest (503, 500) as usual.
 fn shown(e: ApiError) -> Result<Response, ApiError> {
     match e {
-        ApiError::LoginRequired => Ok(error_page(ApiError::InvalidRequest(
+        ApiError::LoginRequired => Ok(pages::bad_request(&ApiError::InvalidRequest(
             "your session has ended: sign in again from the application",
         ))),
         ApiError::CrossSite => Ok(pages::respond(
             StatusCode::FORBIDDEN,
             pages::error("This consent form was not made for this request."),
         )),
-        e @ ApiError::InvalidRequest(_) => Ok(error_page(e)),
+        e @ ApiError::InvalidRequest(_) => Ok(pages::bad_request(&e)),
         e => Err(e),
     }
-}
-
-fn error_page(e: ApiError) -> Response {
-    pages::respond(
-        StatusCode::BAD_REQUEST,
-        pages::error(e.description().unwrap_or("bad request")),
-    )
 }

@@ -70,7 +70,7 @@ async fn end_session(
     mut params: Params,
 ) -> Result<Response, ApiError> {
     if params.duplicated(END_SESSION_PARAMS).next().is_some() {
-        return Ok(error_page(ApiError::InvalidRequest(
+        return Ok(pages::bad_request(&ApiError::InvalidRequest(
             "a parameter was given more than once",
         )));
     }
@@ -83,7 +83,7 @@ async fn end_session(
     };
     let checked = match logout.check(&req) {
         Ok(c) => c,
-        Err(e @ ApiError::InvalidRequest(_)) => return Ok(error_page(e)),
+        Err(e @ ApiError::InvalidRequest(_)) => return Ok(pages::bad_request(&e)),
         Err(e) => return Err(e),
     };
     let confirmed = method == Method::POST && confirm.as_deref() == Some("yes");
@@ -111,13 +111,6 @@ async fn end_session(
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
-}
-
-fn error_page(e: ApiError) -> Response {
-    pages::respond(
-        StatusCode::BAD_REQUEST,
-        pages::error(e.description().unwrap_or("bad request")),
-    )
 }
 
 fn clear_cookie(res: &mut Response, web: &WebConfig) -> Result<(), ApiError> {

@@ -129,6 +129,11 @@ pub fn logged_out() -> Markup {
     )
 }
 
+/// A 400 page for a request a page cannot serve, with the error's fixed description.
+pub fn bad_request(e: &crate::error::ApiError) -> Response {
+    respond(StatusCode::BAD_REQUEST, error(e.description().unwrap_or("bad request")))
+}
+
 /// A request the page cannot serve (shown, never redirected).
 pub fn error(message: &str) -> Markup {
     layout(

@@ -8,6 +8,7 @@ use crate::crypto;
 use crate::domain::{CodeChallenge, RegisteredUri, Scope, Timestamp};
 use crate::error::ApiError;
 use crate::jose::FormKey;
+use crate::service::id_token;
 use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
 use crate::store::{CodeRecord, Store};
 
@@ -293,22 +294,14 @@ impl AuthorizeService {
     /// The subject of an `id_token_hint`: an ID token this server signed (with a key still in
     /// its JWKS) for this client; expired ones are accepted (OpenID Connect Core 3.1.2.1).
     fn hint_subject(&self, hint: &str, client: &Client) -> Result<String, ApiError> {
-        let not_ours = ApiError::InvalidRequest("id_token_hint is not an ID token this server issued to this client");
-        let verified = self.inner.keys.verify(hint).map_err(|e| {
-            tracing::info!(target: "security", client_id = %client.client_id, reason = %e, "id_token_hint refused");
-            ApiError::InvalidRequest("id_token_hint is not an ID token this server issued to this client")
-        })?;
-        let c = &verified.claims;
-        let aud_ok = match c.get("aud") {
-            Some(serde_json::Value::String(a)) => *a == *client.client_id,
-            Some(serde_json::Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(&client.client_id)),
-            _ => false,
-        };
-        if c.get("iss").and_then(|v| v.as_str()) != Some(self.inner.issuer.as_str()) || !aud_ok {
-            tracing::info!(target: "security", client_id = %client.client_id, "id_token_hint for another issuer or client");
-            return Err(not_ours);
+        let not_ours =
+            || ApiError::InvalidRequest("id_token_hint is not an ID token this server issued to this client");
+        let hint = id_token::verify_hint(&self.inner.keys, &self.inner.issuer, hint).ok_or_else(not_ours)?;
+        if !hint.aud.iter().any(|a| *a == *client.client_id) {
+            tracing::info!(target: "security", client_id = %client.client_id, "id_token_hint of another client refused");
+            return Err(not_ours());
         }
-        c.get("sub").and_then(|v| v.as_str()).map(str::to_owned).ok_or(not_ours)
+        hint.sub.ok_or_else(not_ours)
     }
 
     pub(crate) fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {

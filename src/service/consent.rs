@@ -168,8 +168,16 @@ fn authorize_request(return_to: &str) -> Result<AuthorizeRequest, ApiError> {
 
 /// `return_to` without its `prompt` (so that `prompt=consent` is not asked again).
 fn without_prompt(return_to: &str) -> String {
-    let (path, query) = return_to.split_once('?').unwrap_or((return_to, ""));
-    let kept = url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "prompt");
+    without_params(return_to, &["prompt"])
+}
+
+/// A path and query without the parameters named in `names` (the way back after a forced login
+/// or a consent must not ask again).
+pub fn without_params(path_and_query: &str, names: &[&str]) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_owned();
+    };
+    let kept = url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !names.contains(&&**k));
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(kept)
         .finish();

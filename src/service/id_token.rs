@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::domain::Timestamp;
 use crate::error::ApiError;
+use crate::service::KeyService;
 use crate::service::{Client, TokenService};
 
 /// The claims of an ID token. The profile and email claims stay at UserInfo: the ID token is
@@ -64,4 +65,37 @@ impl TokenService {
         let signed = inner.keys.sign(alg, "JWT", &claims).await.map_err(ApiError::internal)?;
         Ok(signed.token)
     }
+}
+
+/// What an `id_token_hint` (authorize, end-session) says, once it is known to be ours: signed by a
+/// key still in our JWKS with that key's own `alg`, and issued by `issuer`. Expiry is not checked
+/// (OpenID Connect Core 3.1.2.1 and RP-Initiated Logout accept expired hints).
+pub(crate) struct Hint {
+    pub sub: Option<String>,
+    pub aud: Vec<String>,
+}
+
+/// `None` when the hint is not an ID token of ours (the reason goes to the security log).
+pub(crate) fn verify_hint(keys: &KeyService, issuer: &str, hint: &str) -> Option<Hint> {
+    let verified = match keys.verify(hint) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(target: "security", reason = %e, "id_token_hint refused");
+            return None;
+        }
+    };
+    let c = &verified.claims;
+    if c.get("iss").and_then(|v| v.as_str()) != Some(issuer) {
+        tracing::info!(target: "security", "id_token_hint of another issuer refused");
+        return None;
+    }
+    let aud = match c.get("aud") {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(all)) => all.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    Some(Hint {
+        sub: c.get("sub").and_then(|v| v.as_str()).map(str::to_owned),
+        aud,
+    })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::crypto;
 use crate::domain::{Client, Timestamp};
 use crate::error::ApiError;
-use crate::service::{ClientRegistry, KeyService, SessionService, TokenService};
+use crate::service::{ClientRegistry, KeyService, SessionService, TokenService, id_token};
 
 /// The parameters of `/auth/end-session`, as they arrived (empty values count as absent).
 #[derive(Debug, Default)]
@@ -135,21 +135,10 @@ impl LogoutService {
 
     /// The client an ID token hint was issued to, when it is one of ours.
     fn hint_client(&self, hint: &str) -> Result<String, ApiError> {
-        let refused = || ApiError::InvalidRequest("id_token_hint is not an ID token this server issued");
-        let verified = self.inner.keys.verify(hint).map_err(|e| {
-            tracing::info!(target: "security", reason = %e, "end-session id_token_hint refused");
-            refused()
-        })?;
-        let c = &verified.claims;
-        if c.get("iss").and_then(|v| v.as_str()) != Some(self.inner.issuer.as_str()) {
-            return Err(refused());
-        }
-        match c.get("aud") {
-            Some(serde_json::Value::String(aud)) => Ok(aud.clone()),
-            Some(serde_json::Value::Array(all)) if all.len() == 1 => {
-                all[0].as_str().map(str::to_owned).ok_or_else(refused)
-            }
-            _ => Err(refused()),
+        let refused = ApiError::InvalidRequest("id_token_hint is not an ID token this server issued");
+        match id_token::verify_hint(&self.inner.keys, &self.inner.issuer, hint) {
+            Some(id_token::Hint { aud, .. }) if aud.len() == 1 => Ok(aud.into_iter().next().unwrap_or_default()),
+            _ => Err(refused),
         }
     }
 }
