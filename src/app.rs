@@ -18,14 +18,15 @@ use crate::http::{self, Admissions, HOT_ROUTES};
 use crate::jose::{FormKey, KeyEncryptionKey};
 use crate::layers::admission::Admission;
 use crate::server::{self, ConnLimits};
-use crate::service::admin::AdminService;
+use crate::service::admin::{AdminParts, AdminService, Audit};
 use crate::service::authorize::AuthorizeServiceParts;
 use crate::service::hasher::Hasher;
+use crate::service::registration::{RegistrationParts, RegistrationService};
 use crate::service::throttle::{Limits, Throttle};
 use crate::service::tokens::TokenServiceParts;
 use crate::service::{
-    AuthorizeService, Caches, ClientRegistry, KeyPolicy, KeyService, LogoutService, NodeSink, RevocationQueue,
-    SessionService, TokenService, Ttls, UserDirectory,
+    AuthorizeService, Caches, ClientRegistry, ClientRegistryParts, KeyPolicy, KeyService, LogoutService, NodeSink,
+    RevocationQueue, SessionService, TokenService, Ttls, UserDirectory,
 };
 use crate::state::{AppState, WebConfig};
 use crate::store::instrumented::Instrumented;
@@ -110,13 +111,22 @@ impl Application {
             &metrics,
         ));
         let caches = Caches::new(cfg.cache_capacity, cfg.cache_ttl.0, &metrics);
-        let users = Arc::new(UserDirectory::new(&cfg.users)?);
-        let clients = ClientRegistry::new(
-            &cfg.clients,
-            hasher.clone(),
-            Arc::clone(&throttle),
+        let users = Arc::new(UserDirectory::new(
+            &cfg.users,
+            Arc::clone(&store),
             cfg.cache_capacity,
             cfg.cache_ttl.0,
+            &metrics,
+        )?);
+        let clients = ClientRegistry::new(
+            ClientRegistryParts {
+                configured: &cfg.clients,
+                store: Arc::clone(&store),
+                hasher: hasher.clone(),
+                throttle: Arc::clone(&throttle),
+                cache_capacity: cfg.cache_capacity,
+                cache_ttl: cfg.cache_ttl.0,
+            },
             &metrics,
         );
         let revocations = Arc::new(RevocationQueue::new(REVOCATION_QUEUE_CAPACITY, &metrics));
@@ -143,6 +153,7 @@ impl Application {
                 store: Arc::clone(&store),
                 caches: Arc::clone(&caches),
                 users: Arc::clone(&users),
+                clients: clients.clone(),
                 ttls,
                 revocations: Arc::clone(&revocations),
                 keys: keys.clone(),
@@ -175,6 +186,8 @@ impl Application {
             Arc::new(NodeSink {
                 caches: Arc::clone(&caches),
                 keys: keys.clone(),
+                users: Arc::clone(&users),
+                clients: clients.clone(),
             }) as Arc<dyn InvalidationSink>,
             listening_tx,
             background.clone(),
@@ -184,6 +197,7 @@ impl Application {
                 store: Arc::clone(&store),
                 caches: Arc::clone(&caches),
                 clients: clients.clone(),
+                users: Arc::clone(&users),
                 sweeper: sweeper.status(),
                 admissions: admissions.all().to_vec(),
                 revocations,
@@ -194,7 +208,7 @@ impl Application {
             &metrics,
         );
         let scopes = clients
-            .all()
+            .configured()
             .fold(crate::domain::Scope::default(), |acc, c| acc.union(&c.scope));
         let web = Arc::new(WebConfig {
             issuer: cfg.issuer.clone(),
@@ -210,7 +224,27 @@ impl Application {
             clients.clone(),
             cfg.issuer.clone(),
         );
-        let admin = AdminService::new(tokens.clone(), keys.clone(), &metrics);
+        let audit = Audit::new(&metrics);
+        let registration = RegistrationService::new(RegistrationParts {
+            clients: clients.clone(),
+            users: Arc::clone(&users),
+            tokens: tokens.clone(),
+            store: Arc::clone(&store),
+            hasher: hasher.clone(),
+            issuer: cfg.issuer.clone(),
+            open: cfg.open_registration,
+            audit: audit.clone(),
+        });
+        let admin = AdminService::new(AdminParts {
+            tokens: tokens.clone(),
+            keys: keys.clone(),
+            users: Arc::clone(&users),
+            clients: clients.clone(),
+            store: Arc::clone(&store),
+            hasher: hasher.clone(),
+            registration: registration.clone(),
+            audit,
+        });
         let state = AppState {
             sessions,
             authorize,
@@ -219,6 +253,7 @@ impl Application {
             keys: keys.clone(),
             logout,
             admin,
+            registration,
             health,
             metrics,
             clock: opts.clock,

@@ -49,14 +49,17 @@ struct Stats {
 }
 
 /// A bounded, concurrency-safe cache of store records keyed by credential hash (or grant id).
-pub struct RecordCache<K, V> {
+///
+/// `S` hashes the keys: [`UniformKeys`] for keys no one can choose (hashes, random ids), the
+/// standard SipHash ([`std::hash::RandomState`]) for keys a client picks (client ids, subjects).
+pub struct RecordCache<K, V, S = UniformKeys> {
     name: &'static str,
     capacity: u64,
     /// Longest time an entry answers after its load.
     ttl: Duration,
     /// Keys are credential hashes or random ids, so their bytes are hashed by folding (see
     /// [`UniformKeys`]), not by SipHash.
-    inner: moka::future::Cache<K, Cached<V>, UniformKeys>,
+    inner: moka::future::Cache<K, Cached<V>, S>,
     /// Bumped by every invalidation; a load that overlapped one does not keep its result.
     epoch: AtomicU64,
     stats: Arc<Stats>,
@@ -100,10 +103,11 @@ pub struct CacheReport {
     pub evictions: u64,
 }
 
-impl<K, V> RecordCache<K, V>
+impl<K, V, S> RecordCache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Send + Sync + 'static,
+    S: std::hash::BuildHasher + Clone + Default + Send + Sync + 'static,
 {
     pub fn new(name: &'static str, capacity: u64, ttl: Duration, metrics: &Metrics) -> Self {
         let stats = Arc::new(Stats {
@@ -133,7 +137,7 @@ where
                 counter.increment(1);
                 listener_stats.evictions.fetch_add(1, Ordering::Relaxed);
             })
-            .build_with_hasher(UniformKeys);
+            .build_with_hasher(S::default());
         Self {
             name,
             capacity,

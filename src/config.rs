@@ -267,6 +267,10 @@ settings! {
     key_rotation_interval: HumanDuration = secs(30 * 86_400), env "AUTHPLANE_KEY_ROTATION_INTERVAL";
     /// A new key is in the JWKS this long before it signs anything.
     key_publish_ahead: HumanDuration = secs(3600), env "AUTHPLANE_KEY_PUBLISH_AHEAD";
+    /// When true, `POST /auth/register` needs no initial access token (anyone may register a
+    /// client; registered clients are third-party, so each user still consents).
+    #[settings(arg(num_args = 0..=1, default_missing_value = "true"))]
+    open_registration: bool = false, env "AUTHPLANE_OPEN_REGISTRATION";
     /// Base64 of 32 random bytes; private signing keys are stored encrypted with it. Required
     /// with `--store postgres`; the memory store draws one at start-up when it is not given.
     #[config(serde(skip))]
@@ -324,7 +328,7 @@ pub struct UserConfig {
 }
 
 /// A client as the config file writes it; [`ClientConfig::parse`] checks it into a [`Client`].
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub client_id: String,
@@ -524,6 +528,8 @@ impl UserConfig {
             email: self.email.clone(),
             email_verified: self.email_verified,
             password: Arc::new(PasswordHashString::parse(&self.password_hash)?),
+            disabled: false,
+            not_before: None,
         })
     }
 }

@@ -233,6 +233,11 @@ impl PasswordHashString {
         Ok(hash)
     }
 
+    /// The PHC string (a hash: what the store keeps).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The argon2 cost parameters the hash was made with.
     pub fn params(&self) -> Option<Argon2Params> {
         let h = PasswordHash::new(&self.0).ok()?;

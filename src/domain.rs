@@ -323,6 +323,19 @@ pub struct User {
     pub email: Option<String>,
     pub email_verified: bool,
     pub password: Arc<PasswordHashString>,
+    /// Set through the admin API: the user cannot log in, and their sessions and tokens stop
+    /// working.
+    pub disabled: bool,
+    /// Sessions and tokens from before this instant are void (runtime-managed users: their
+    /// creation, their last password change or disabling); `None` for config-file users.
+    pub not_before: Option<Timestamp>,
+}
+
+impl User {
+    /// Whether a session opened, or a token issued, at `issued` still speaks for this user.
+    pub fn accepts(&self, issued: Timestamp) -> bool {
+        !self.disabled && self.not_before.is_none_or(|nb| issued > nb)
+    }
 }
 
 #[cfg(test)]

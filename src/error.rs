@@ -54,6 +54,17 @@ pub enum ApiError {
     Throttled {
         retry_after_secs: u64,
     },
+    /// A JSON body with a bad field (admin API): the description names the field and what is
+    /// wrong with it, never an internal detail.
+    InvalidField(String),
+    /// RFC 7591 section 3.2.2: a redirect URI of a registration is not acceptable.
+    InvalidRedirectUri(String),
+    /// RFC 7591 section 3.2.2: other client metadata is not acceptable.
+    InvalidClientMetadata(String),
+    /// The user or client is the config file's: read-only through the API (409).
+    ManagedByConfig,
+    /// The username or `sub` is taken (409).
+    Conflict(&'static str),
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -76,7 +87,7 @@ pub enum ApiError {
 struct ErrorBody {
     error: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_description: Option<&'static str>,
+    error_description: Option<std::borrow::Cow<'static, str>>,
 }
 
 /// Seconds a shed or unavailable request should wait before retrying.
@@ -86,9 +97,15 @@ impl ApiError {
     /// The OAuth `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType | Self::BodyTimeout => {
-                "invalid_request"
-            }
+            Self::InvalidRequest(_)
+            | Self::InvalidField(_)
+            | Self::PayloadTooLarge
+            | Self::UnsupportedMediaType
+            | Self::BodyTimeout => "invalid_request",
+            Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            Self::InvalidClientMetadata(_) => "invalid_client_metadata",
+            Self::ManagedByConfig => "managed_by_config",
+            Self::Conflict(_) => "conflict",
             Self::InvalidClient { .. } => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
@@ -133,6 +150,11 @@ impl ApiError {
             Self::InsufficientScope => Some("the token lacks the openid scope or a user"),
             Self::AdminScopeRequired => Some("the token lacks the admin scope"),
             Self::CrossSite => Some("cross-site request refused"),
+            Self::ManagedByConfig => Some("defined in the server's config file: read-only through the API"),
+            Self::Conflict(d) => Some(d),
+            Self::InvalidField(_) | Self::InvalidRedirectUri(_) | Self::InvalidClientMetadata(_) => {
+                Some("invalid request body")
+            }
             Self::MissingToken
             | Self::InvalidToken
             | Self::InvalidCredentials
@@ -149,6 +171,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_)
+            | Self::InvalidField(_)
+            | Self::InvalidRedirectUri(_)
+            | Self::InvalidClientMetadata(_)
             | Self::InvalidGrant
             | Self::UnauthorizedClient
             | Self::UnsupportedGrantType
@@ -165,6 +190,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ManagedByConfig | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,6 +213,17 @@ impl ApiError {
                 Some("Bearer realm=\"authplane\", error=\"insufficient_scope\", scope=\"admin\"")
             }
             _ => None,
+        }
+    }
+
+    /// The description a JSON answer carries: the field-level detail of a bad body, else the
+    /// fixed [`ApiError::description`].
+    fn json_description(&self) -> Option<std::borrow::Cow<'static, str>> {
+        match self {
+            Self::InvalidField(d) | Self::InvalidRedirectUri(d) | Self::InvalidClientMetadata(d) => {
+                Some(std::borrow::Cow::Owned(d.clone()))
+            }
+            _ => self.description().map(std::borrow::Cow::Borrowed),
         }
     }
 
@@ -215,7 +252,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.code(),
-            error_description: self.description(),
+            error_description: self.json_description(),
         };
         let mut res = (self.status(), Json(body)).into_response();
         let headers = res.headers_mut();

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::CacheReport;
 use crate::layers::admission::{Admission, AdmissionReport};
-use crate::service::{Caches, ClientRegistry, RevocationQueue};
+use crate::service::{Caches, ClientRegistry, RevocationQueue, UserDirectory};
 use crate::store::{PoolStatus, RecordCounts, RecordKind, Store, StoreKind};
 use crate::sweeper::{SweeperReport, SweeperStatus};
 use crate::telemetry::{self, Metrics};
@@ -25,6 +25,7 @@ struct Inner {
     store: Arc<dyn Store>,
     caches: Arc<Caches>,
     clients: ClientRegistry,
+    users: Arc<UserDirectory>,
     sweeper: Arc<SweeperStatus>,
     admissions: Vec<Admission>,
     revocations: Arc<RevocationQueue>,
@@ -72,6 +73,7 @@ pub struct HealthParts {
     pub store: Arc<dyn Store>,
     pub caches: Arc<Caches>,
     pub clients: ClientRegistry,
+    pub users: Arc<UserDirectory>,
     pub sweeper: Arc<SweeperStatus>,
     pub admissions: Vec<Admission>,
     pub revocations: Arc<RevocationQueue>,
@@ -92,6 +94,8 @@ impl HealthService {
             "refresh_tokens",
             "grants",
             "client_secrets",
+            "clients",
+            "users",
         ];
         let gauges = Gauges {
             entries: names
@@ -113,6 +117,7 @@ impl HealthService {
                 store: p.store,
                 caches: p.caches,
                 clients: p.clients,
+                users: p.users,
                 sweeper: p.sweeper,
                 admissions: p.admissions,
                 revocations: p.revocations,
@@ -168,6 +173,8 @@ impl HealthService {
             "refresh_tokens" => c.refresh_tokens.report(),
             "grants" => c.grants.report(),
             "client_secrets" => self.inner.clients.secret_cache().report(),
+            "clients" => self.inner.clients.cache().report(),
+            "users" => self.inner.users.cache().report(),
             _ => return None,
         })
     }
@@ -180,6 +187,8 @@ impl HealthService {
         i.caches.refresh_tokens.run_pending_tasks().await;
         i.caches.grants.run_pending_tasks().await;
         i.clients.secret_cache().run_pending_tasks().await;
+        i.clients.cache().run_pending_tasks().await;
+        i.users.cache().run_pending_tasks().await;
         let ok = self.store_ok().await;
         let names = [
             "sessions",
@@ -187,6 +196,8 @@ impl HealthService {
             "refresh_tokens",
             "grants",
             "client_secrets",
+            "clients",
+            "users",
         ];
         HealthReport {
             status: if i.shutdown.is_cancelled() {

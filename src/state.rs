@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 use crate::clock::Clock;
 use crate::health::HealthService;
 use crate::service::admin::AdminService;
+use crate::service::registration::RegistrationService;
 use crate::service::{AuthorizeService, ClientRegistry, KeyService, LogoutService, SessionService, TokenService};
 use crate::telemetry::Metrics;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub keys: KeyService,
     pub logout: LogoutService,
     pub admin: AdminService,
+    pub registration: RegistrationService,
     pub health: HealthService,
     pub metrics: Metrics,
     pub clock: Clock,

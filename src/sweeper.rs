@@ -155,7 +155,7 @@ impl Sweeper {
                 },
             }
         }
-        let flushed = match self.tokens.purge_pending(self.batch).await {
+        let flushed = match self.tokens.purge_pending(self.batch, self.clock.now()).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = ?e, "flushing pending revocations failed");
@@ -170,7 +170,7 @@ impl Sweeper {
     pub async fn sweep_once(&self, now: Timestamp) -> Result<SweepStats, ApiError> {
         let started = Instant::now();
         let mut stats = SweepStats {
-            grants_purged: self.tokens.purge_pending(self.batch).await?,
+            grants_purged: self.tokens.purge_pending(self.batch, now).await?,
             ..Default::default()
         };
         for (kind, counter) in &self.removed {

@@ -1,15 +1,19 @@
-//! `/admin/...`: the administration API (scope `admin`). JSON bodies, bounded and validated.
+//! `/admin/...`: the administration API (scope `admin`), and dynamic client registration
+//! (`/auth/register`). JSON bodies, bounded and validated.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::http::extract::bearer_token;
-use crate::service::admin::AdminService;
+use crate::service::admin::{Admin, AdminService, ClientView, DEFAULT_PAGE, NewUser, UserChanges, UserView, validate};
+use crate::service::registration::{ClientMetadata, Registered, RegistrationService};
 
 /// Admin bodies are small JSON documents.
 pub const MAX_ADMIN_BODY: usize = 16 * 1024;
@@ -44,4 +48,273 @@ async fn body(req: Request) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(req.into_body(), MAX_ADMIN_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)
+}
+
+/// A JSON body of at most [`MAX_ADMIN_BODY`] bytes, as `T`; anything else is a 400 that says
+/// what is wrong (serde names the field and the expected type), never a 500.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let bytes = body(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidField(format!("body: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    username: String,
+    password: String,
+    sub: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+/// `PATCH` semantics: an absent field stays, `null` removes an optional claim.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChangesBody {
+    password: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    email_verified: Option<bool>,
+    disabled: Option<bool>,
+}
+
+/// A field that is present (possibly `null`): `Some(value)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A listing's query: `limit` (1 to 1000, default 100) and `after` (the previous page's `next`).
+fn page_query(q: &str) -> Result<(Option<String>, usize), ApiError> {
+    let (mut limit, mut after) = (DEFAULT_PAGE, None);
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        match &*k {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| ApiError::InvalidField("limit: 1 to 1000".into()))?;
+            }
+            "after" if v.len() <= 255 => after = Some(v.into_owned()),
+            "after" => return Err(ApiError::InvalidField("after: at most 255 bytes".into())),
+            other => {
+                return Err(ApiError::InvalidField(format!(
+                    "query: unknown parameter {:?} (limit, after)",
+                    other.chars().take(32).collect::<String>()
+                )));
+            }
+        }
+    }
+    validate::limit(limit)?;
+    Ok((after, limit))
+}
+
+async fn caller(admin: &AdminService, clock: &Clock, headers: &HeaderMap) -> Result<Admin, ApiError> {
+    admin.authorize(bearer_token(headers)?, clock.now()).await
+}
+
+/// `POST /admin/users`.
+pub async fn create_user(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    req: Request,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let who = caller(&admin, &clock, req.headers()).await?;
+    let b: NewUserBody = json_body(req).await?;
+    validate::username(&b.username)?;
+    validate::password(&b.password)?;
+    if let Some(s) = &b.sub {
+        validate::sub(s)?;
+    }
+    if let Some(n) = &b.name {
+        validate::name(n)?;
+    }
+    if let Some(e) = &b.email {
+        validate::email(e)?;
+    }
+    let new = NewUser {
+        username: b.username,
+        password: b.password,
+        sub: b.sub,
+        name: b.name,
+        email: b.email,
+        email_verified: b.email_verified,
+    };
+    let user = admin.create_user(&who, new, clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// `GET /admin/users?limit=&after=`.
+pub async fn list_users(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    caller(&admin, &clock, req.headers()).await?;
+    let (after, limit) = page_query(req.uri().query().unwrap_or(""))?;
+    let page = admin.users(after.as_deref(), limit).await?;
+    Ok(Json(json!({ "users": page.items, "next": page.next })))
+}
+
+/// `GET /admin/users/{sub}`.
+pub async fn get_user(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    Path(sub): Path<String>,
+    req: Request,
+) -> Result<Json<UserView>, ApiError> {
+    caller(&admin, &clock, req.headers()).await?;
+    Ok(Json(admin.user(&sub).await?))
+}
+
+/// `PATCH /admin/users/{sub}`.
+pub async fn update_user(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    Path(sub): Path<String>,
+    req: Request,
+) -> Result<Json<UserView>, ApiError> {
+    let who = caller(&admin, &clock, req.headers()).await?;
+    let b: UserChangesBody = json_body(req).await?;
+    if let Some(p) = &b.password {
+        validate::password(p)?;
+    }
+    if let Some(Some(n)) = &b.name {
+        validate::name(n)?;
+    }
+    if let Some(Some(e)) = &b.email {
+        validate::email(e)?;
+    }
+    let changes = UserChanges {
+        password: b.password,
+        name: b.name,
+        email: b.email,
+        email_verified: b.email_verified,
+        disabled: b.disabled,
+    };
+    Ok(Json(admin.update_user(&who, &sub, changes, clock.now()).await?))
+}
+
+/// `DELETE /admin/users/{sub}`.
+pub async fn delete_user(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    Path(sub): Path<String>,
+    req: Request,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&admin, &clock, req.headers()).await?;
+    admin.delete_user(&who, &sub, clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /admin/clients?limit=&after=`.
+pub async fn list_clients(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    caller(&admin, &clock, req.headers()).await?;
+    let (after, limit) = page_query(req.uri().query().unwrap_or(""))?;
+    let page = admin.clients(after.as_deref(), limit).await?;
+    Ok(Json(json!({ "clients": page.items, "next": page.next })))
+}
+
+/// `GET /admin/clients/{client_id}`.
+pub async fn get_client(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Result<Json<ClientView>, ApiError> {
+    caller(&admin, &clock, req.headers()).await?;
+    Ok(Json(admin.client(&client_id).await?))
+}
+
+/// `DELETE /admin/clients/{client_id}`.
+pub async fn delete_client(
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&admin, &clock, req.headers()).await?;
+    admin.delete_client(&who, &client_id, clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// === dynamic client registration (RFC 7591, RFC 7592) ===
+
+/// Registration bodies: metadata that does not parse is `invalid_client_metadata`.
+async fn metadata_body(req: Request) -> Result<ClientMetadata, ApiError> {
+    let bytes = body(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidClientMetadata(format!("body: {e}")))
+}
+
+fn registered(status: StatusCode, r: Registered) -> Response {
+    // RFC 7591 section 3.2.1: the answer holds a secret.
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(r)).into_response()
+}
+
+/// `POST /auth/register`: with an admin access token as the initial access token, or none with
+/// `--open-registration`.
+pub async fn register(
+    State(registration): State<RegistrationService>,
+    State(admin): State<AdminService>,
+    State(clock): State<Clock>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let by = match registration.is_open() {
+        true => None,
+        false => Some(caller(&admin, &clock, req.headers()).await?.client_id),
+    };
+    let metadata = metadata_body(req).await?;
+    let r = registration.register(by.as_deref(), metadata, clock.now()).await?;
+    Ok(registered(StatusCode::CREATED, r))
+}
+
+fn registration_token(req: &Request) -> Result<&str, ApiError> {
+    bearer_token(req.headers())?.ok_or(ApiError::MissingToken)
+}
+
+/// `GET /auth/register/{client_id}` (RFC 7592 section 2.1).
+pub async fn read_registration(
+    State(registration): State<RegistrationService>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let token = registration_token(&req)?;
+    let token = token.to_owned();
+    let r = registration.read(&client_id, &token).await?;
+    Ok(registered(StatusCode::OK, r))
+}
+
+/// `PUT /auth/register/{client_id}` (RFC 7592 section 2.2).
+pub async fn update_registration(
+    State(registration): State<RegistrationService>,
+    State(clock): State<Clock>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let token = registration_token(&req)?.to_owned();
+    let metadata = metadata_body(req).await?;
+    let r = registration.update(&client_id, &token, metadata, clock.now()).await?;
+    Ok(registered(StatusCode::OK, r))
+}
+
+/// `DELETE /auth/register/{client_id}` (RFC 7592 section 2.3).
+pub async fn delete_registration(
+    State(registration): State<RegistrationService>,
+    State(clock): State<Clock>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Result<StatusCode, ApiError> {
+    let token = registration_token(&req)?.to_owned();
+    registration.delete(&client_id, &token, clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -23,17 +23,20 @@ pub async fn page(State(clients): State<ClientRegistry>, Query(q): Query) -> Res
     // `login_hint` (OpenID Connect Core 3.1.2.1) pre-fills the username; authorize bounded it.
     let hint = q.get("login_hint").filter(|h| h.len() <= 256);
     let return_to = q.get("return_to").filter(|r| valid_return_to(r));
-    let app = return_to.and_then(|r| client_name(&clients, r));
+    let app = match return_to {
+        Some(r) => client_name(&clients, r).await,
+        None => None,
+    };
     pages::respond(StatusCode::OK, pages::login(return_to, hint, app.as_deref(), None))
 }
 
 /// The name of the client an authorize request (`return_to`) is for, when it is a known one.
-fn client_name(clients: &ClientRegistry, return_to: &str) -> Option<String> {
+async fn client_name(clients: &ClientRegistry, return_to: &str) -> Option<String> {
     let query = return_to.split_once('?')?.1;
     let id = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "client_id")?
         .1;
-    let client = clients.get(&id)?;
+    let client = clients.get(&id).await.ok().flatten()?;
     Some(
         client
             .client_name
@@ -63,7 +66,10 @@ pub async fn login(
     let session = match sessions.login(&username, password, address, clock.now()).await {
         Ok(s) => s,
         Err(ApiError::InvalidCredentials) if browser => {
-            let app = return_to.as_deref().and_then(|r| client_name(&clients, r));
+            let app = match return_to.as_deref() {
+                Some(r) => client_name(&clients, r).await,
+                None => None,
+            };
             let page = pages::login(
                 return_to.as_deref(),
                 Some(&username),

@@ -81,7 +81,7 @@ async fn end_session(
         post_logout_redirect_uri: params.take("post_logout_redirect_uri"),
         state: params.take("state"),
     };
-    let checked = match logout.check(&req) {
+    let checked = match logout.check(&req).await {
         Ok(c) => c,
         Err(e @ ApiError::InvalidRequest(_)) => return Ok(pages::bad_request(&e)),
         Err(e) => return Err(e),

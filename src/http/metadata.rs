@@ -56,6 +56,7 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "jwks_uri": at("/auth/jwks"),
         "end_session_endpoint": at("/auth/end-session"),
+        "registration_endpoint": at("/auth/register"),
         "id_token_signing_alg_values_supported": Alg::ALL.map(Alg::as_str),
         "request_parameter_supported": false,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

@@ -126,7 +126,10 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// they are served by [`management_router`] on `--management-listen` instead.
 pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Router {
     // A preflight names no client: the token plane allows the origins of them all.
-    let cors = Cors::new(&CORS_ROUTES, state.clients.all().flat_map(|c| &c.allowed_origins));
+    let cors = Cors::new(
+        &CORS_ROUTES,
+        state.clients.configured().flat_map(|c| &c.allowed_origins),
+    );
     let hot = HOT_ROUTES
         .iter()
         .zip(admissions.all())
@@ -150,6 +153,25 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         .route("/.well-known/openid-configuration", get(health::metadata))
         .route("/auth/jwks", get(metadata::jwks))
         .route("/admin/keys/rotate", post(admin::rotate_keys))
+        .route("/admin/users", get(admin::list_users).post(admin::create_user))
+        .route(
+            "/admin/users/{sub}",
+            get(admin::get_user)
+                .patch(admin::update_user)
+                .delete(admin::delete_user),
+        )
+        .route("/admin/clients", get(admin::list_clients))
+        .route(
+            "/admin/clients/{client_id}",
+            get(admin::get_client).delete(admin::delete_client),
+        )
+        .route("/auth/register", post(admin::register))
+        .route(
+            "/auth/register/{client_id}",
+            get(admin::read_registration)
+                .put(admin::update_registration)
+                .delete(admin::delete_registration),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     let routes = if management { with_management(routes) } else { routes };

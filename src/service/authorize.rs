@@ -57,6 +57,18 @@ pub struct AuthorizeService {
 }
 
 /// An error that goes back to the client by redirect.
+/// An authorize request's client and the index of its registered redirect URI.
+pub(crate) struct RedirectTarget {
+    pub client: Arc<Client>,
+    uri: usize,
+}
+
+impl RedirectTarget {
+    pub fn registered(&self) -> &RegisteredUri {
+        &self.client.redirect_uris[self.uri]
+    }
+}
+
 pub(crate) struct RedirectError {
     error: &'static str,
     description: &'static str,
@@ -94,7 +106,8 @@ impl AuthorizeService {
         now: Timestamp,
     ) -> Result<AuthorizeOutcome, ApiError> {
         let inner = &self.inner;
-        let (client, registered) = self.redirect_target(&req)?;
+        let target = self.redirect_target(&req).await?;
+        let (client, registered) = (&target.client, target.registered());
         let (redirect_uri, base) = (&registered.exact, &registered.base);
         // From here on, errors go back to the client.
         let checked = match self.check(client, &req) {
@@ -107,7 +120,15 @@ impl AuthorizeService {
             Some(cookie) => inner.sessions.resolve(cookie, now).await?,
             None => None,
         };
-        let session = session.filter(|s| inner.users.by_sub(&s.sub).is_some());
+        // A session speaks for its user while the user exists, is enabled, and has not changed
+        // their password since the login.
+        let session = match session {
+            Some(s) => match inner.users.by_sub(&s.sub).await? {
+                Some(user) if user.accepts(s.auth_time) => Some(s),
+                _ => None,
+            },
+            None => None,
+        };
         // OpenID Connect Core 3.1.2.3: a new login when there is no session, when asked for one,
         // when the session's login is older than max_age, or when the session is another user's
         // than the ID token hint's.
@@ -169,10 +190,7 @@ impl AuthorizeService {
 
     /// The client and the registered redirect URI of a request: until both are known good,
     /// errors are answered directly, never by redirect.
-    pub(crate) fn redirect_target<'a>(
-        &'a self,
-        req: &AuthorizeRequest,
-    ) -> Result<(&'a Arc<Client>, &'a RegisteredUri), ApiError> {
+    pub(crate) async fn redirect_target(&self, req: &AuthorizeRequest) -> Result<RedirectTarget, ApiError> {
         if req.duplicated.iter().any(|p| p == "client_id" || p == "redirect_uri") {
             return Err(ApiError::InvalidRequest(
                 "client_id or redirect_uri given more than once",
@@ -186,16 +204,17 @@ impl AuthorizeService {
             .inner
             .clients
             .get(client_id)
+            .await?
             .ok_or(ApiError::InvalidRequest("unknown client_id"))?;
-        let registered = match (&req.redirect_uri, client.redirect_uris.as_slice()) {
-            (Some(uri), all) => all.iter().find(|r| r.exact == *uri).ok_or_else(|| {
+        let uri = match (&req.redirect_uri, client.redirect_uris.as_slice()) {
+            (Some(uri), all) => all.iter().position(|r| r.exact == *uri).ok_or_else(|| {
                 tracing::info!(target: "security", client_id, "authorize with an unregistered redirect_uri");
                 ApiError::InvalidRequest("redirect_uri is not registered for this client")
             })?,
-            (None, [only]) => only,
+            (None, [_]) => 0,
             (None, _) => return Err(ApiError::InvalidRequest("redirect_uri is required")),
         };
-        Ok((client, registered))
+        Ok(RedirectTarget { client, uri })
     }
 
     /// The checks whose failures the client is told about by redirect.

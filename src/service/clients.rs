@@ -1,20 +1,24 @@
-//! The client registry: the clients the config parsed, and client authentication (RFC 6749
-//! section 2.3). A successful secret verification is cached under a hash of the client id and the
+//! The client registry: the clients the config parsed and those registered at runtime (in the
+//! store, read through a cache that other nodes' changes invalidate), and client authentication
+//! (RFC 6749 section 2.3). A successful secret verification is cached under a hash of the client id and the
 //! presented secret (invariant 5 of docs/reference.md), so the token endpoint pays argon2 once per distinct secret, not
 //! once per request; concurrent first uses of one secret share a single verification.
 
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{RecordCache, Unshare};
+use crate::config::ClientConfig;
 use crate::crypto;
 pub use crate::domain::Client;
 use crate::domain::{Timestamp, TokenHash};
 use crate::error::ApiError;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Key, Throttle};
+use crate::store::{ClientRecord, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Shortest time a verified client secret stays cached.
@@ -73,21 +77,36 @@ pub struct ClientRegistry {
 }
 
 struct Inner {
+    /// The config file's clients: this node's, read-only through the API.
     clients: HashMap<String, Arc<Client>>,
+    /// Registered clients, by id, in front of the store.
+    registered: RecordCache<Arc<str>, Client, RandomState>,
+    store: Arc<dyn Store>,
     verified: RecordCache<TokenHash, ()>,
     hasher: Hasher,
     throttle: Arc<Throttle>,
 }
 
+/// What the registry is built from.
+pub struct ClientRegistryParts<'a> {
+    pub configured: &'a [Client],
+    pub store: Arc<dyn Store>,
+    pub hasher: Hasher,
+    pub throttle: Arc<Throttle>,
+    pub cache_capacity: u64,
+    pub cache_ttl: Duration,
+}
+
 impl ClientRegistry {
-    pub fn new(
-        configured: &[Client],
-        hasher: Hasher,
-        throttle: Arc<Throttle>,
-        cache_capacity: u64,
-        cache_ttl: Duration,
-        metrics: &Metrics,
-    ) -> Self {
+    pub fn new(parts: ClientRegistryParts<'_>, metrics: &Metrics) -> Self {
+        let ClientRegistryParts {
+            configured,
+            store,
+            hasher,
+            throttle,
+            cache_capacity,
+            cache_ttl,
+        } = parts;
         let clients = configured
             .iter()
             .map(|c| (c.client_id.to_string(), Arc::new(c.clone())))
@@ -99,6 +118,8 @@ impl ClientRegistry {
         Self {
             inner: Arc::new(Inner {
                 clients,
+                registered: RecordCache::new("clients", cache_capacity, cache_ttl, metrics),
+                store,
                 verified,
                 hasher,
                 throttle,
@@ -106,12 +127,34 @@ impl ClientRegistry {
         }
     }
 
-    pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
-        self.inner.clients.get(client_id)
+    /// A client by id: the config file's first, else a registered one.
+    pub async fn get(&self, client_id: &str) -> Result<Option<Arc<Client>>, ApiError> {
+        if let Some(c) = self.inner.clients.get(client_id) {
+            return Ok(Some(Arc::clone(c)));
+        }
+        let inner = &self.inner;
+        let load = async {
+            match inner.store.get_client(client_id).await? {
+                Some(record) => Ok(Some(parse_record(&record)?)),
+                None => Ok::<_, StoreError>(None),
+            }
+        };
+        Ok(inner.registered.get_or_load(&Arc::from(client_id), load).await?)
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Client>> {
+    /// Whether the config file defines this client (then the API cannot change it).
+    pub fn is_configured(&self, client_id: &str) -> bool {
+        self.inner.clients.contains_key(client_id)
+    }
+
+    /// The config file's clients.
+    pub fn configured(&self) -> impl Iterator<Item = &Arc<Client>> {
         self.inner.clients.values()
+    }
+
+    /// The cache of registered clients (health, invalidation).
+    pub fn cache(&self) -> &RecordCache<Arc<str>, Client, RandomState> {
+        &self.inner.registered
     }
 
     pub fn secret_cache(&self) -> &RecordCache<TokenHash, ()> {
@@ -134,13 +177,13 @@ impl ClientRegistry {
         };
         match creds {
             ClientCredentials::None => Err(fail("no client authentication", "")),
-            ClientCredentials::Public { client_id } => match self.get(&client_id) {
-                Some(c) if c.is_public() => Ok(Arc::clone(c)),
+            ClientCredentials::Public { client_id } => match self.get(&client_id).await? {
+                Some(c) if c.is_public() => Ok(c),
                 Some(_) => Err(fail("confidential client sent no secret", &client_id)),
                 None => Err(fail("unknown client", &client_id)),
             },
             ClientCredentials::Basic { client_id, secret } | ClientCredentials::Post { client_id, secret } => {
-                let Some(client) = self.get(&client_id) else {
+                let Some(client) = self.get(&client_id).await? else {
                     return Err(fail("unknown client", &client_id));
                 };
                 let Some(hash) = &client.secret else {
@@ -176,11 +219,19 @@ impl ClientRegistry {
                     })
                     .await;
                 match verified {
-                    Ok(_) => Ok(Arc::clone(client)),
+                    Ok(_) => Ok(client),
                     Err(VerifyFailure::Mismatch) => Err(fail("wrong secret", &client_id)),
                     Err(VerifyFailure::Refused(e) | VerifyFailure::Internal(e)) => Err(e),
                 }
             }
         }
     }
+}
+
+/// A registered client as the store keeps it, read by the config file's parser: one set of rules
+/// for clients from either source.
+pub fn parse_record(record: &ClientRecord) -> Result<Client, StoreError> {
+    let corrupt = |e: String| StoreError::Internal(anyhow::anyhow!("stored client {:?}: {e}", record.client_id));
+    let config: ClientConfig = serde_json::from_str(&record.metadata).map_err(|e| corrupt(e.to_string()))?;
+    config.parse().map_err(corrupt)
 }

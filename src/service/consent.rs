@@ -74,7 +74,8 @@ impl AuthorizeService {
             return Err(ApiError::CrossSite);
         }
         let req = authorize_request(return_to)?;
-        let (client, registered) = self.redirect_target(&req)?;
+        let target = self.redirect_target(&req).await?;
+        let (client, registered) = (&target.client, target.registered());
         if !allow {
             tracing::info!(target: "security", client_id = %client.client_id, "consent denied");
             let e = redirect_error(ApiError::AccessDenied);
@@ -115,12 +116,12 @@ impl AuthorizeService {
             .await?
             .ok_or(ApiError::LoginRequired)?;
         let req = authorize_request(return_to)?;
-        let (client, _) = self.redirect_target(&req)?;
+        let client = self.redirect_target(&req).await?.client;
         if client.first_party {
             return Err(ApiError::InvalidRequest("this client needs no consent"));
         }
         let checked = self
-            .check(client, &req)
+            .check(&client, &req)
             .map_err(|_| ApiError::InvalidRequest("the authorization request is not valid"))?;
         let name = client
             .client_name

@@ -61,6 +61,24 @@ impl Hasher {
         rx.await.map_err(ApiError::internal)
     }
 
+    /// Hashes a new password or client secret (argon2id, `params`) on the hashing threads.
+    pub async fn hash(&self, secret: String, params: crate::crypto::Argon2Params) -> Result<String, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |_| {
+            let _ = tx.send(crate::crypto::hash_password(&secret, params));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ApiError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::internal(anyhow::anyhow!("hashing threads gone")));
+            }
+        }
+        rx.await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
+    }
+
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }

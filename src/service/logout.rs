@@ -80,7 +80,7 @@ impl LogoutService {
     /// ones are accepted), the client (from the hint or `client_id`; they must agree), and the
     /// `post_logout_redirect_uri` (exactly one of the client's). Anything wrong is an error shown
     /// to the user, never a redirect.
-    pub fn check(&self, req: &EndSessionRequest) -> Result<EndSession, ApiError> {
+    pub async fn check(&self, req: &EndSessionRequest) -> Result<EndSession, ApiError> {
         let inner = &self.inner;
         let hinted = match &req.id_token_hint {
             Some(hint) => Some(self.hint_client(hint)?),
@@ -95,11 +95,12 @@ impl LogoutService {
             (Some(a), _) => Some(a.to_owned()),
             (None, b) => b.map(str::to_owned),
         };
-        let client: Option<&Arc<Client>> = match &client_id {
+        let client: Option<Arc<Client>> = match &client_id {
             Some(id) => Some(
                 inner
                     .clients
                     .get(id)
+                    .await?
                     .ok_or(ApiError::InvalidRequest("unknown client_id"))?,
             ),
             None => None,

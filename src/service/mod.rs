@@ -20,6 +20,7 @@ pub mod hasher;
 pub mod id_token;
 pub mod keys;
 pub mod logout;
+pub mod registration;
 pub mod revocation;
 pub mod sessions;
 pub mod throttle;
@@ -27,7 +28,7 @@ pub mod tokens;
 pub mod users;
 
 pub use authorize::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
-pub use clients::{Client, ClientCredentials, ClientRegistry};
+pub use clients::{Client, ClientCredentials, ClientRegistry, ClientRegistryParts};
 pub use keys::{KeyPolicy, KeyService};
 pub use logout::LogoutService;
 pub use revocation::RevocationQueue;
@@ -73,7 +74,8 @@ impl InvalidationSink for Caches {
             Invalidation::AccessToken(h) => self.access_tokens.invalidate(&h).await,
             Invalidation::RefreshToken(h) => self.refresh_tokens.invalidate(&h).await,
             Invalidation::Grant(g) => self.grants.invalidate(&g).await,
-            Invalidation::SigningKeys => {}
+            // Not cached here: the node sink hands these to the directory and the registry.
+            Invalidation::SigningKeys | Invalidation::User(_) | Invalidation::Client(_) => {}
         }
     }
 
@@ -86,27 +88,35 @@ impl InvalidationSink for Caches {
     }
 }
 
-/// What another node's changes reach on this node: the caches, and the signing keys (a rotation
-/// at once re-read at once, not at the next scheduled refresh).
+/// What another node's changes reach on this node: the caches, the runtime-managed users and
+/// clients, and the signing keys (a rotation at once re-read at once, not at the next scheduled
+/// refresh).
 pub struct NodeSink {
     pub caches: Arc<Caches>,
     pub keys: KeyService,
+    pub users: Arc<UserDirectory>,
+    pub clients: ClientRegistry,
 }
 
 #[async_trait]
 impl InvalidationSink for NodeSink {
     async fn invalidate(&self, inv: Invalidation) {
-        if inv == Invalidation::SigningKeys {
-            if let Err(e) = self.keys.refresh().await {
-                tracing::error!(error = %e, "signing key refresh after another node's rotation failed");
+        match inv {
+            Invalidation::SigningKeys => {
+                if let Err(e) = self.keys.refresh().await {
+                    tracing::error!(error = %e, "signing key refresh after another node's rotation failed");
+                }
             }
-            return;
+            Invalidation::User(sub) => self.users.cache().invalidate(&sub).await,
+            Invalidation::Client(id) => self.clients.cache().invalidate(&id).await,
+            other => self.caches.invalidate(other).await,
         }
-        self.caches.invalidate(inv).await;
     }
 
     fn invalidate_all(&self) {
         // Keys missed meanwhile are read at the next scheduled refresh (within a minute).
         self.caches.invalidate_all();
+        self.users.cache().invalidate_all();
+        self.clients.cache().invalidate_all();
     }
 }

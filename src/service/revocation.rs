@@ -6,7 +6,7 @@
 //! cascade itself, so the queue can never grow without bound.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use metrics::Gauge;
 use serde::Serialize;
@@ -15,12 +15,24 @@ use crate::crypto::{self, RefreshToken};
 use crate::domain::{GrantId, Timestamp};
 use crate::error::ApiError;
 use crate::service::{Client, TokenService};
-use crate::store::GrantRecord;
+use crate::store::{GrantOwner, GrantRecord};
 use crate::telemetry::{self, Metrics};
 
-/// Grants revoked whose tokens are not purged yet.
+/// Work a revocation leaves for the background: a revoked grant's tokens to purge, or a removed
+/// (or disabled, or re-passworded) user's or a deleted client's grants to revoke. What the
+/// request itself changed already takes effect at once; this is the cascade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cascade {
+    Grant(GrantId),
+    /// A user's grants made at or before the instant (the change).
+    UserGrants(Arc<str>, Timestamp),
+    /// A client's grants made at or before the instant (its deletion).
+    ClientGrants(Arc<str>, Timestamp),
+}
+
+/// Cascades not done yet, bounded.
 pub struct RevocationQueue {
-    queue: Mutex<VecDeque<GrantId>>,
+    queue: Mutex<VecDeque<Cascade>>,
     capacity: usize,
     pending: Gauge,
 }
@@ -38,16 +50,21 @@ impl RevocationQueue {
 
     /// Queues a grant for purging; `false` when the queue is full.
     pub fn push(&self, id: GrantId) -> bool {
+        self.push_cascade(Cascade::Grant(id))
+    }
+
+    /// Queues a cascade; `false` when the queue is full.
+    pub fn push_cascade(&self, job: Cascade) -> bool {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= self.capacity {
             return false;
         }
-        q.push_back(id);
+        q.push_back(job);
         self.pending.set(q.len() as f64);
         true
     }
 
-    pub fn pop(&self) -> Option<GrantId> {
+    pub fn pop(&self) -> Option<Cascade> {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let id = q.pop_front();
         self.pending.set(q.len() as f64);
@@ -100,14 +117,22 @@ impl TokenService {
     pub async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> Result<usize, ApiError> {
         let inner = &self.inner;
         let ids = inner.store.revoke_session_grants(sid, now).await?;
-        for id in &ids {
+        self.revoked(&ids).await?;
+        Ok(ids.len())
+    }
+
+    /// After grants were revoked in the store: out of this node's cache, their tokens queued
+    /// for purging.
+    async fn revoked(&self, ids: &[GrantId]) -> Result<(), ApiError> {
+        let inner = &self.inner;
+        for id in ids {
             inner.caches.grants.invalidate(id).await;
             if !inner.revocations.push(*id) {
                 tracing::warn!("revocation queue full; purging the grant inline");
                 self.purge_grant(id, 1000).await?;
             }
         }
-        Ok(ids.len())
+        Ok(())
     }
 
     /// Deletes a revoked grant's tokens in batches and drops them from the caches.
@@ -128,14 +153,35 @@ impl TokenService {
         }
     }
 
-    /// Drains the revocation queue; returns how many grants were purged.
-    pub async fn purge_pending(&self, batch: usize) -> Result<usize, ApiError> {
+    /// Drains the revocation queue; returns how many cascades were done.
+    pub async fn purge_pending(&self, batch: usize, now: Timestamp) -> Result<usize, ApiError> {
         let mut n = 0;
-        while let Some(id) = self.inner.revocations.pop() {
-            self.purge_grant(&id, batch).await?;
+        while let Some(job) = self.inner.revocations.pop() {
+            self.cascade(job, batch, now).await?;
             n += 1;
         }
         Ok(n)
+    }
+
+    /// One cascade: a grant's tokens purged, or an owner's grants revoked (and queued in turn).
+    async fn cascade(&self, job: Cascade, batch: usize, now: Timestamp) -> Result<(), ApiError> {
+        let (owner, before) = match &job {
+            Cascade::Grant(id) => return self.purge_grant(id, batch).await.map(|_| ()),
+            Cascade::UserGrants(sub, before) => (GrantOwner::User(sub), *before),
+            Cascade::ClientGrants(id, before) => (GrantOwner::Client(id), *before),
+        };
+        let ids = self.inner.store.revoke_grants_of(owner, before, now).await?;
+        tracing::info!(?job, grants = ids.len(), "cascade: grants revoked");
+        self.revoked(&ids).await
+    }
+
+    /// Queues the cascade of a user's or client's removal; when the queue is full, does it now.
+    pub async fn queue_cascade(&self, job: Cascade, now: Timestamp) -> Result<(), ApiError> {
+        if self.inner.revocations.push_cascade(job.clone()) {
+            return Ok(());
+        }
+        tracing::warn!("revocation queue full; running the cascade inline");
+        self.cascade(job, 1000, now).await
     }
 
     pub fn revocations(&self) -> &RevocationQueue {
@@ -217,7 +263,9 @@ impl TokenService {
         // Only the family's current token is active; a rotated one is not.
         let live = crypto::ct_eq(&t.hash.0, &presented.hash.0)
             && t.expires_at > now
-            && self.grant_active(&t.grant_id, now).await?;
+            && self.grant_active(&t.grant_id, now).await?
+            && self.user_accepts(&t.sub, t.issued_at).await?
+            && self.inner.clients.get(&t.client_id).await?.is_some();
         if !live || !may_see(&t.client_id) {
             return Ok(Introspection::default());
         }

@@ -73,11 +73,26 @@ impl SessionService {
                 return Err(e);
             }
         }
-        let user = inner.users.by_username(username);
-        let hash = user.map_or_else(|| inner.users.dummy_hash(), |u| Arc::clone(&u.password));
+        let give_back = || {
+            inner.throttle.release(&by_user);
+            if let Some(a) = &by_address {
+                inner.throttle.release(a);
+            }
+        };
+        let user = match inner.users.by_username(username).await {
+            Ok(u) => u,
+            Err(e) => {
+                give_back();
+                return Err(e);
+            }
+        };
+        let hash = user
+            .as_ref()
+            .map_or_else(|| inner.users.dummy_hash(), |u| Arc::clone(&u.password));
         let verified = inner.hasher.verify(hash, password).await;
+        // A disabled user fails like a wrong password, after the same verification.
         let user = match (user, verified) {
-            (Some(u), Ok(true)) => u,
+            (Some(u), Ok(true)) if !u.disabled => u,
             (user, Ok(_)) => {
                 tracing::info!(target: "security", known_user = user.is_some(), "login failed");
                 inner.throttle.failed(&by_user);
@@ -85,10 +100,7 @@ impl SessionService {
             }
             // Not a failure of the password: give the attempts back.
             (_, Err(e)) => {
-                inner.throttle.release(&by_user);
-                if let Some(a) = &by_address {
-                    inner.throttle.release(a);
-                }
+                give_back();
                 return Err(e);
             }
         };

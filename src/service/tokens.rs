@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::crypto::{self, NewRefreshToken};
 use crate::domain::{GrantId, GrantType, Scope, Timestamp};
 use crate::error::ApiError;
-use crate::service::{Caches, Client, KeyService, RevocationQueue, Ttls, UserDirectory};
+use crate::service::{Caches, Client, ClientRegistry, KeyService, RevocationQueue, Ttls, UserDirectory};
 use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store};
 use crate::telemetry::{self, Metrics};
 
@@ -58,6 +58,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) caches: Arc<Caches>,
     pub(crate) users: Arc<UserDirectory>,
+    pub(crate) clients: ClientRegistry,
     pub(crate) ttls: Ttls,
     pub(crate) revocations: Arc<RevocationQueue>,
     pub(crate) keys: KeyService,
@@ -71,6 +72,7 @@ pub struct TokenServiceParts {
     pub store: Arc<dyn Store>,
     pub caches: Arc<Caches>,
     pub users: Arc<UserDirectory>,
+    pub clients: ClientRegistry,
     pub ttls: Ttls,
     pub revocations: Arc<RevocationQueue>,
     pub keys: KeyService,
@@ -83,6 +85,7 @@ impl TokenService {
             store,
             caches,
             users,
+            clients,
             ttls,
             revocations,
             keys,
@@ -99,6 +102,7 @@ impl TokenService {
                 store,
                 caches,
                 users,
+                clients,
                 ttls,
                 revocations,
                 keys,
@@ -235,7 +239,22 @@ impl TokenService {
                 return Ok(None);
             }
         }
+        // A user or client removed (or a user disabled, or whose password changed since) takes
+        // its tokens with it at once, before the cascade revokes their grants.
+        if let Some(sub) = &record.sub {
+            if !self.user_accepts(sub, record.issued_at).await? {
+                return Ok(None);
+            }
+        }
+        if self.inner.clients.get(&record.client_id).await?.is_none() {
+            return Ok(None);
+        }
         Ok(Some(record))
+    }
+
+    /// Whether user `sub` exists, is enabled, and still stands behind what it did at `issued`.
+    pub(crate) async fn user_accepts(&self, sub: &str, issued: Timestamp) -> Result<bool, ApiError> {
+        Ok(self.inner.users.by_sub(sub).await?.is_some_and(|u| u.accepts(issued)))
     }
 
     /// The UserInfo endpoint (OIDC Core 5.3): claims by scope.
@@ -249,7 +268,7 @@ impl TokenService {
             return Err(ApiError::InsufficientScope);
         }
         // A user removed from the configuration no longer has claims to give.
-        let user = self.inner.users.by_sub(sub).ok_or(ApiError::InvalidToken)?;
+        let user = self.inner.users.by_sub(sub).await?.ok_or(ApiError::InvalidToken)?;
         let profile = record.scope.contains("profile");
         let email = record.scope.contains("email");
         Ok(UserInfo {

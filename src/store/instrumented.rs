@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AccessTokenRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantRecord, InvalidationFeed, InvalidationSink,
-    PoolStatus, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store,
-    StoreError, StoreKind, StoreResult,
+    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
+    InvalidationFeed, InvalidationSink, PoolStatus, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome,
+    SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -45,6 +45,17 @@ const OPS: &[&str] = &[
     "insert_signing_key",
     "update_signing_key",
     "delete_signing_key",
+    "insert_user",
+    "get_user",
+    "list_users",
+    "update_user",
+    "delete_user",
+    "insert_client",
+    "get_client",
+    "list_clients",
+    "update_client",
+    "delete_client",
+    "revoke_grants_of",
 ];
 
 pub struct Instrumented {
@@ -206,6 +217,46 @@ impl Store for Instrumented {
     }
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
         self.observe("delete_signing_key", self.inner.delete_signing_key(kid))
+            .await
+    }
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        self.observe("insert_user", self.inner.insert_user(user)).await
+    }
+    async fn get_user(&self, key: UserKey<'_>) -> StoreResult<Option<UserRecord>> {
+        self.observe("get_user", self.inner.get_user(key)).await
+    }
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>> {
+        self.observe("list_users", self.inner.list_users(after, limit)).await
+    }
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        self.observe("update_user", self.inner.update_user(user)).await
+    }
+    async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
+        self.observe("delete_user", self.inner.delete_user(sub)).await
+    }
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        self.observe("insert_client", self.inner.insert_client(client)).await
+    }
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.observe("get_client", self.inner.get_client(client_id)).await
+    }
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ClientRecord>> {
+        self.observe("list_clients", self.inner.list_clients(after, limit))
+            .await
+    }
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        self.observe("update_client", self.inner.update_client(client)).await
+    }
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        self.observe("delete_client", self.inner.delete_client(client_id)).await
+    }
+    async fn revoke_grants_of(
+        &self,
+        owner: GrantOwner<'_>,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantId>> {
+        self.observe("revoke_grants_of", self.inner.revoke_grants_of(owner, before, now))
             .await
     }
 }

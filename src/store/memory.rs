@@ -22,8 +22,9 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    AccessTokenRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantRecord, RecordCounts, RecordKind,
-    RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult,
+    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, RecordCounts,
+    RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind,
+    StoreResult, UserKey, UserRecord,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -115,6 +116,16 @@ impl<K> ExpiryIndex<K> {
             .map(|s| lock(s).values().map(Vec::len).sum::<usize>())
             .sum()
     }
+}
+
+/// Up to `limit` values after the key `after`, in key order (keyset pagination).
+fn page<V: Clone>(map: &BTreeMap<Arc<str>, V>, after: Option<&str>, limit: usize) -> Vec<V> {
+    use std::ops::Bound;
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    map.range::<str, _>((start, Bound::Unbounded))
+        .take(limit)
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -252,6 +263,46 @@ expires!(
     GrantRecord
 );
 
+/// The grants of each login session or user, so a logout or a user's cascade does not scan every
+/// grant. A grant leaves its list when it is swept; a cascade takes the whole list (minus what
+/// it keeps).
+#[derive(Default)]
+struct GrantIndex(DashMap<Arc<str>, Vec<GrantId>>);
+
+impl GrantIndex {
+    fn add(&self, key: &Arc<str>, id: GrantId) {
+        self.0.entry(Arc::clone(key)).or_default().push(id);
+    }
+
+    fn remove(&self, key: &str, id: &GrantId) {
+        let emptied = self.0.get_mut(key).is_some_and(|mut ids| {
+            ids.retain(|g| g != id);
+            ids.is_empty()
+        });
+        if emptied {
+            self.0.remove_if(key, |_, ids| ids.is_empty());
+        }
+    }
+
+    fn take(&self, key: &str) -> Vec<GrantId> {
+        self.0.remove(key).map(|(_, ids)| ids).unwrap_or_default()
+    }
+
+    fn extend(&self, key: &str, ids: Vec<GrantId>) {
+        if !ids.is_empty() {
+            self.0.entry(Arc::from(key)).or_default().extend(ids);
+        }
+    }
+}
+
+/// Runtime-managed users, by `sub` (ordered, for keyset pagination) and by username. Written by
+/// the admin API only, read through the services' caches: one lock is enough.
+#[derive(Default)]
+struct Users {
+    by_sub: BTreeMap<Arc<str>, UserRecord>,
+    by_username: std::collections::HashMap<String, Arc<str>>,
+}
+
 pub struct MemoryStore {
     sessions: Table<TokenHash, SessionRecord>,
     codes: Table<TokenHash, CodeRecord>,
@@ -265,7 +316,12 @@ pub struct MemoryStore {
     grant_tokens: DashMap<GrantId, Vec<TokenHash>, UniformKeys>,
     /// The grants made under each login session (`sid`), so a logout does not scan every
     /// grant. A grant leaves its session's list when it is swept; a logout takes the whole list.
-    session_grants: DashMap<Arc<str>, Vec<GrantId>>,
+    session_grants: GrantIndex,
+    /// The grants of each user (`sub`), for the cascade of a user's deletion or password change.
+    user_grants: GrantIndex,
+    users: Mutex<Users>,
+    /// Registered clients, by id (ordered, for keyset pagination).
+    clients: Mutex<BTreeMap<Arc<str>, ClientRecord>>,
     /// Consents, by user and client: at most users × third-party clients, never swept.
     consents: DashMap<(Arc<str>, Arc<str>), ConsentRecord>,
     /// A handful of keys, read at start-up and on each key refresh: one lock is enough.
@@ -298,7 +354,10 @@ impl MemoryStore {
             refresh: Table::default(),
             grants: Table::default(),
             grant_tokens: DashMap::with_hasher(UniformKeys),
-            session_grants: DashMap::new(),
+            session_grants: GrantIndex::default(),
+            user_grants: GrantIndex::default(),
+            users: Mutex::default(),
+            clients: Mutex::default(),
             consents: DashMap::new(),
             signing_keys: Mutex::new(Vec::new()),
             capacity: Capacity::new(capacity, retry_after),
@@ -398,8 +457,9 @@ impl Store for MemoryStore {
             self.grants.expiry.add(grant.id, grant.expires_at);
             added += 1;
             if let Some(sid) = &grant.sid {
-                self.session_grants.entry(Arc::clone(sid)).or_default().push(grant.id);
+                self.session_grants.add(sid, grant.id);
             }
+            self.user_grants.add(&grant.sub, grant.id);
         }
         self.index(grant.id, access.hash);
         added += self.access.insert(access.hash, access.clone());
@@ -494,9 +554,7 @@ impl Store for MemoryStore {
     }
 
     async fn revoke_session_grants(&self, sid: &str, now: Timestamp) -> StoreResult<Vec<GrantId>> {
-        let Some((_, ids)) = self.session_grants.remove(sid) else {
-            return Ok(Vec::new());
-        };
+        let ids = self.session_grants.take(sid);
         let mut revoked = Vec::new();
         let mut kept = Vec::new();
         for id in ids {
@@ -510,9 +568,7 @@ impl Store for MemoryStore {
                 revoked.push(id);
             }
         }
-        if !kept.is_empty() {
-            self.session_grants.entry(Arc::from(sid)).or_default().extend(kept);
-        }
+        self.session_grants.extend(sid, kept);
         Ok(revoked)
     }
 
@@ -548,14 +604,9 @@ impl Store for MemoryStore {
             RecordKind::Grants => self.grants.sweep(now, limit, |id, grant| {
                 self.grant_tokens.remove(id);
                 if let Some(sid) = &grant.sid {
-                    let emptied = self.session_grants.get_mut(sid).is_some_and(|mut ids| {
-                        ids.retain(|g| g != id);
-                        ids.is_empty()
-                    });
-                    if emptied {
-                        self.session_grants.remove_if(sid, |_, ids| ids.is_empty());
-                    }
+                    self.session_grants.remove(sid, id);
                 }
+                self.user_grants.remove(&grant.sub, id);
             }),
         };
         self.capacity.release(removed);
@@ -575,6 +626,140 @@ impl Store for MemoryStore {
             consent.clone(),
         );
         Ok(())
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let mut users = lock(&self.users);
+        if users.by_sub.contains_key(&user.sub) || users.by_username.contains_key(&user.username) {
+            return Ok(false);
+        }
+        self.capacity.reserve(1)?;
+        users.by_username.insert(user.username.clone(), Arc::clone(&user.sub));
+        users.by_sub.insert(Arc::clone(&user.sub), user.clone());
+        Ok(true)
+    }
+
+    async fn get_user(&self, key: UserKey<'_>) -> StoreResult<Option<UserRecord>> {
+        let users = lock(&self.users);
+        let sub = match key {
+            UserKey::Sub(sub) => sub,
+            UserKey::Username(name) => match users.by_username.get(name) {
+                Some(sub) => sub,
+                None => return Ok(None),
+            },
+        };
+        Ok(users.by_sub.get(sub).cloned())
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>> {
+        Ok(page(&lock(&self.users).by_sub, after, limit))
+    }
+
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let mut users = lock(&self.users);
+        let Some(stored) = users.by_sub.get_mut(&user.sub) else {
+            return Ok(false);
+        };
+        let username = std::mem::take(&mut stored.username);
+        *stored = UserRecord {
+            username,
+            ..user.clone()
+        };
+        Ok(true)
+    }
+
+    async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
+        let removed = {
+            let mut users = lock(&self.users);
+            let removed = users.by_sub.remove(sub);
+            if let Some(u) = &removed {
+                users.by_username.remove(&u.username);
+            }
+            removed.is_some()
+        };
+        if removed {
+            self.capacity.release(1);
+            self.consents.retain(|(s, _), _| &**s != sub);
+        }
+        Ok(removed)
+    }
+
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        let mut clients = lock(&self.clients);
+        if clients.contains_key(&client.client_id) {
+            return Ok(false);
+        }
+        self.capacity.reserve(1)?;
+        clients.insert(Arc::clone(&client.client_id), client.clone());
+        Ok(true)
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        Ok(lock(&self.clients).get(client_id).cloned())
+    }
+
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ClientRecord>> {
+        Ok(page(&lock(&self.clients), after, limit))
+    }
+
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        let mut clients = lock(&self.clients);
+        let Some(stored) = clients.get_mut(&client.client_id) else {
+            return Ok(false);
+        };
+        *stored = ClientRecord {
+            created_at: stored.created_at,
+            ..client.clone()
+        };
+        Ok(true)
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let removed = lock(&self.clients).remove(client_id).is_some();
+        if removed {
+            self.capacity.release(1);
+            self.consents.retain(|(_, c), _| &**c != client_id);
+        }
+        Ok(removed)
+    }
+
+    async fn revoke_grants_of(
+        &self,
+        owner: GrantOwner<'_>,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantId>> {
+        let ids: Vec<GrantId> = match owner {
+            GrantOwner::User(sub) => self.user_grants.take(sub),
+            // A client's grants are not indexed (a popular client has millions, and the index
+            // would be paid on every code redemption for an action that is rare): this runs in
+            // the background cascade, never on a request.
+            GrantOwner::Client(client_id) => self
+                .grants
+                .records
+                .iter()
+                .filter(|g| &*g.client_id == client_id && g.revoked_at.is_none())
+                .map(|g| g.id)
+                .collect(),
+        };
+        // Grants made after the change (the user's new logins) stay, and stay indexed.
+        let mut later = Vec::new();
+        let mut revoked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(mut grant) = self.grants.records.get_mut(&id) else {
+                continue;
+            };
+            if grant.created_at > before {
+                later.push(id);
+            } else if grant.revoked_at.is_none() {
+                grant.revoked_at = Some(now);
+                revoked.push(id);
+            }
+        }
+        if let GrantOwner::User(sub) = owner {
+            self.user_grants.extend(sub, later);
+        }
+        Ok(revoked)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

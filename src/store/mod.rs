@@ -201,6 +201,53 @@ pub struct ConsentRecord {
     pub granted_at: Timestamp,
 }
 
+/// A user managed at runtime (the admin API); config-file users never reach the store.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub sub: Arc<str>,
+    /// Unique, like `sub`; never changes.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub disabled: bool,
+    /// Sessions and tokens of this user from before this instant are void: the user's creation,
+    /// and each password change or disabling moves it (a "not before" policy, as Keycloak's).
+    pub not_before: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// How a user is looked up.
+#[derive(Clone, Copy, Debug)]
+pub enum UserKey<'a> {
+    Sub(&'a str),
+    Username(&'a str),
+}
+
+/// A client registered at runtime (dynamic registration); config-file clients never reach the
+/// store. The metadata is kept as the JSON the registration service validated, so one parser
+/// (the config file's) reads clients from either source.
+#[derive(Clone, Debug)]
+pub struct ClientRecord {
+    pub client_id: Arc<str>,
+    /// The client's metadata (JSON of [`crate::config::ClientConfig`]).
+    pub metadata: String,
+    /// SHA-256 of the RFC 7592 registration access token.
+    pub registration_token: Option<TokenHash>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Whose grants a cascade revokes.
+#[derive(Clone, Copy, Debug)]
+pub enum GrantOwner<'a> {
+    User(&'a str),
+    Client(&'a str),
+}
+
 pub enum ConsumeOutcome {
     /// This call consumed the code; the record is as it was before.
     Consumed(CodeRecord),
@@ -250,7 +297,7 @@ impl RecordKind {
 }
 
 /// A change that other nodes' caches must drop (cross-node invalidation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalidation {
     Session(TokenHash),
     AccessToken(TokenHash),
@@ -259,6 +306,10 @@ pub enum Invalidation {
     Grant(GrantId),
     /// The signing keys changed outside their schedule (a rotation at once, a withdrawal).
     SigningKeys,
+    /// A runtime-managed user (by `sub`) changed or went away.
+    User(Arc<str>),
+    /// A runtime-managed client changed or went away.
+    Client(Arc<str>),
 }
 
 impl Invalidation {
@@ -270,6 +321,8 @@ impl Invalidation {
             Self::RefreshToken(h) => ('r', &h.0),
             Self::Grant(g) => ('g', &g.0),
             Self::SigningKeys => ('k', &[]),
+            Self::User(sub) => ('u', sub.as_bytes()),
+            Self::Client(id) => ('c', id.as_bytes()),
         };
         let mut out = String::with_capacity(2 + bytes.len() * 2);
         out.push(k);
@@ -295,6 +348,8 @@ impl Invalidation {
             "r" => Self::RefreshToken(TokenHash(bytes.try_into().ok()?)),
             "g" => Self::Grant(GrantId(bytes.try_into().ok()?)),
             "k" if bytes.is_empty() => Self::SigningKeys,
+            "u" => Self::User(Arc::from(String::from_utf8(bytes).ok()?)),
+            "c" => Self::Client(Arc::from(String::from_utf8(bytes).ok()?)),
             _ => return None,
         })
     }
@@ -443,6 +498,38 @@ pub trait Store: Send + Sync + 'static {
     /// Stores (or replaces) the consent of `consent.sub` to `consent.client_id`.
     async fn put_consent(&self, consent: &ConsentRecord) -> StoreResult<()>;
 
+    // === users and clients managed at runtime (docs/reference.md section 8) ===
+
+    /// Stores a new user; `false` when its `sub` or `username` is taken.
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    async fn get_user(&self, key: UserKey<'_>) -> StoreResult<Option<UserRecord>>;
+    /// Up to `limit` users by `sub`, after `after`: keyset pagination, stable while users are added.
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>>;
+    /// Replaces the user of `user.sub` (its username excepted); `false` when there is none. The
+    /// other nodes drop it from their caches.
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    /// Deletes a user and its consents; `false` when there was none. The other nodes drop it.
+    async fn delete_user(&self, sub: &str) -> StoreResult<bool>;
+    /// Stores a new client; `false` when its id is taken.
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<bool>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// Up to `limit` clients by id, after `after`.
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ClientRecord>>;
+    /// Replaces a client's metadata; `false` when there is none. The other nodes drop it.
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
+    /// Deletes a client and the consents given to it; `false` when there was none.
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// The cascade after a user or client went away (or a password changed): revokes every
+    /// active grant of `owner` made at or before `before` (the change; grants made since are
+    /// the user's new logins), each announced to the other nodes; returns them for the caches
+    /// and the purge queue.
+    async fn revoke_grants_of(
+        &self,
+        owner: GrantOwner<'_>,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantId>>;
+
     // === signing keys (one set for every node) ===
 
     /// Every signing key, of every state.
@@ -473,10 +560,12 @@ mod tests {
             Invalidation::RefreshToken(TokenHash([0; 32])),
             Invalidation::Grant(GrantId([9; 16])),
             Invalidation::SigningKeys,
+            Invalidation::User(Arc::from("u-1 é")),
+            Invalidation::Client(Arc::from("dyn-abc")),
         ] {
-            assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
+            assert_eq!(Invalidation::decode(&inv.encode()), Some(inv.clone()));
         }
-        for bad in ["", "x:00", "s:0", "s:zz", "g:00", "s", "k:00"] {
+        for bad in ["", "x:00", "s:0", "s:zz", "g:00", "s", "k:00", "u:ff"] {
             assert_eq!(Invalidation::decode(bad), None, "{bad}");
         }
     }

@@ -7,7 +7,7 @@ use authplane_testkit::{APP, APP_SECRET, TestApp, json, s};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-async fn admin_token(app: &TestApp) -> String {
+pub async fn admin_token(app: &TestApp) -> String {
     let res = app
         .token(
             Some((ADMIN, ADMIN_SECRET)),

@@ -403,6 +403,136 @@ async fn consents_are_kept_per_user_and_client(s: Arc<dyn Store>) {
     assert!(s.get_consent("v", "c").await.unwrap().is_none());
 }
 
+fn user(sub: &str, username: &str) -> UserRecord {
+    UserRecord {
+        sub: sub.into(),
+        username: username.into(),
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        name: Some("N".into()),
+        email: None,
+        email_verified: false,
+        disabled: false,
+        not_before: now(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+/// Runtime users: unique by sub and username, read by either, paged by sub, updated (never the
+/// username), deleted with their consents.
+async fn users_are_unique_paged_and_deleted_with_their_consents(s: Arc<dyn Store>) {
+    for (sub, name) in [("u-3", "c"), ("u-1", "a"), ("u-2", "b")] {
+        assert!(s.insert_user(&user(sub, name)).await.unwrap());
+    }
+    assert!(!s.insert_user(&user("u-1", "z")).await.unwrap(), "sub taken");
+    assert!(!s.insert_user(&user("u-9", "a")).await.unwrap(), "username taken");
+    let by_name = s.get_user(UserKey::Username("b")).await.unwrap().unwrap();
+    assert_eq!(&*by_name.sub, "u-2");
+    assert!(s.get_user(UserKey::Sub("u-9")).await.unwrap().is_none());
+    let page = s.list_users(None, 2).await.unwrap();
+    assert_eq!(page.iter().map(|u| &*u.sub).collect::<Vec<_>>(), ["u-1", "u-2"]);
+    let page = s.list_users(Some("u-2"), 2).await.unwrap();
+    assert_eq!(page.iter().map(|u| &*u.sub).collect::<Vec<_>>(), ["u-3"]);
+
+    let mut changed = user("u-2", "renamed");
+    changed.disabled = true;
+    changed.not_before = now().plus(Duration::from_secs(1));
+    assert!(s.update_user(&changed).await.unwrap());
+    let got = s.get_user(UserKey::Sub("u-2")).await.unwrap().unwrap();
+    assert!(got.disabled && got.not_before == changed.not_before);
+    assert_eq!(got.username, "b", "the username never changes");
+    assert!(!s.update_user(&user("u-9", "x")).await.unwrap());
+
+    let consent = ConsentRecord {
+        sub: "u-2".into(),
+        client_id: "c".into(),
+        scope: scope(),
+        granted_at: now(),
+    };
+    s.put_consent(&consent).await.unwrap();
+    assert!(s.delete_user("u-2").await.unwrap());
+    assert!(!s.delete_user("u-2").await.unwrap());
+    assert!(s.get_user(UserKey::Username("b")).await.unwrap().is_none());
+    assert!(
+        s.get_consent("u-2", "c").await.unwrap().is_none(),
+        "consents go with the user"
+    );
+    assert!(
+        s.insert_user(&user("u-4", "b")).await.unwrap(),
+        "the username is free again"
+    );
+}
+
+/// Registered clients: unique ids, paged, updated, deleted with the consents given to them.
+async fn clients_are_unique_paged_and_deleted(s: Arc<dyn Store>) {
+    let client = |id: &str| ClientRecord {
+        client_id: id.into(),
+        metadata: format!("{{\"client_id\":\"{id}\"}}"),
+        registration_token: Some(generate_token().hash),
+        created_at: now(),
+        updated_at: now(),
+    };
+    for id in ["dyn-b", "dyn-a"] {
+        assert!(s.insert_client(&client(id)).await.unwrap());
+    }
+    assert!(!s.insert_client(&client("dyn-a")).await.unwrap());
+    let page = s.list_clients(None, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|c| &*c.client_id).collect::<Vec<_>>(),
+        ["dyn-a", "dyn-b"]
+    );
+    let mut changed = client("dyn-a");
+    changed.metadata = "{}".into();
+    changed.registration_token = None;
+    assert!(s.update_client(&changed).await.unwrap());
+    let got = s.get_client("dyn-a").await.unwrap().unwrap();
+    assert_eq!(got.metadata, "{}");
+    assert!(got.registration_token.is_none());
+    let consent = ConsentRecord {
+        sub: "u".into(),
+        client_id: "dyn-a".into(),
+        scope: scope(),
+        granted_at: now(),
+    };
+    s.put_consent(&consent).await.unwrap();
+    assert!(s.delete_client("dyn-a").await.unwrap());
+    assert!(!s.delete_client("dyn-a").await.unwrap());
+    assert!(s.get_client("dyn-a").await.unwrap().is_none());
+    assert!(s.get_consent("u", "dyn-a").await.unwrap().is_none());
+}
+
+/// A user's or client's cascade revokes their active grants made up to the change, not later ones.
+async fn an_owners_grants_are_revoked_up_to_the_change(s: Arc<dyn Store>) {
+    let mut old = grant();
+    old.sub = "owner".into();
+    let mut later = grant();
+    later.sub = "owner".into();
+    later.created_at = now().plus(Duration::from_secs(10));
+    let other = grant();
+    for g in [&old, &later, &other] {
+        s.insert_grant_tokens(g, &access(g), Some(&refresh(g))).await.unwrap();
+    }
+    let revoked = s
+        .revoke_grants_of(GrantOwner::User("owner"), now().plus(Duration::from_secs(5)), now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, vec![old.id]);
+    assert!(s.get_grant(&old.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(s.get_grant(&later.id).await.unwrap().unwrap().revoked_at.is_none());
+    assert!(s.get_grant(&other.id).await.unwrap().unwrap().revoked_at.is_none());
+    // The later grant is still found by a later cascade.
+    let revoked = s
+        .revoke_grants_of(GrantOwner::User("owner"), now().plus(Duration::from_secs(20)), now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, vec![later.id]);
+    let revoked = s
+        .revoke_grants_of(GrantOwner::Client("c"), now().plus(Duration::from_secs(20)), now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, vec![other.id], "the client's remaining active grant");
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -435,4 +565,7 @@ both_stores!(
     expired_records_are_deleted_in_batches,
     signing_keys_have_one_successor_per_generation,
     consents_are_kept_per_user_and_client,
+    users_are_unique_paged_and_deleted_with_their_consents,
+    clients_are_unique_paged_and_deleted,
+    an_owners_grants_are_revoked_up_to_the_change,
 );

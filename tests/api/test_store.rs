@@ -185,6 +185,55 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.put_consent(consent).await
     }
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.insert_user(user).await
+    }
+    async fn get_user(&self, key: UserKey<'_>) -> StoreResult<Option<UserRecord>> {
+        self.before().await?;
+        self.inner.get_user(key).await
+    }
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>> {
+        self.before().await?;
+        self.inner.list_users(after, limit).await
+    }
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.update_user(user).await
+    }
+    async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.delete_user(sub).await
+    }
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.insert_client(client).await
+    }
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.before().await?;
+        self.inner.get_client(client_id).await
+    }
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ClientRecord>> {
+        self.before().await?;
+        self.inner.list_clients(after, limit).await
+    }
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.update_client(client).await
+    }
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.delete_client(client_id).await
+    }
+    async fn revoke_grants_of(
+        &self,
+        owner: GrantOwner<'_>,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantId>> {
+        self.before().await?;
+        self.inner.revoke_grants_of(owner, before, now).await
+    }
     // Signing keys pass straight through: the key refresh runs on its own schedule and must
     // not count as (or wait like) a request's store call.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -70,6 +70,9 @@ impl TokenService {
             }
             (None, None) => {}
         }
+        if !self.user_accepts(&record.sub, record.auth_time).await? {
+            return reject("the user was disabled or deleted, or changed their password, since the login");
+        }
         let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);
         let (access, access_record) = self.new_access_token(
             &client.client_id,

@@ -63,6 +63,9 @@ impl TokenService {
         if !self.grant_active(&current.grant_id, now).await? {
             return reject("grant revoked or expired");
         }
+        if !self.user_accepts(&current.sub, current.issued_at).await? {
+            return reject("the user was disabled or deleted, or changed their password, since the token");
+        }
         let scope = Self::requested_scope(req.scope.as_deref(), &current.scope)?;
         let Some(next) = token.successor() else {
             return reject("refresh token generations exhausted");

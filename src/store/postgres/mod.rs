@@ -95,6 +95,21 @@ impl PostgresStore {
         self.query_opt(sql, &[&key]).await?.as_ref().map(map).transpose()
     }
 
+    /// A keyset page: up to `limit` rows after the key `after`.
+    async fn list<T>(
+        &self,
+        sql: &str,
+        after: Option<&str>,
+        limit: usize,
+        map: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql).await.map_err(db_err)?;
+        let rows = conn.query(&stmt, &[&after, &limit]).await.map_err(db_err)?;
+        rows.iter().map(map).collect()
+    }
+
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(sql).await.map_err(db_err)?;

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../../migrations/0002_refresh_families.sql")),
     (3, include_str!("../../../migrations/0003_openid_connect.sql")),
     (4, include_str!("../../../migrations/0004_consents.sql")),
+    (5, include_str!("../../../migrations/0005_users_clients.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

@@ -9,8 +9,8 @@ use super::pool::db_err;
 use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
 use crate::jose::Alg;
 use crate::store::{
-    AccessTokenRecord, CodeRecord, ConsentRecord, GrantRecord, RefreshTokenRecord, SessionRecord, SigningKeyRecord,
-    StoreError, StoreResult,
+    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, GrantRecord, RefreshTokenRecord, SessionRecord,
+    SigningKeyRecord, StoreError, StoreResult, UserRecord,
 };
 
 // === rows to records ===
@@ -55,6 +55,36 @@ fn opt_shared_text(row: &Row, col: &str) -> StoreResult<Option<Arc<str>>> {
     row.try_get::<_, Option<&str>>(col)
         .map(|v| v.map(Arc::from))
         .map_err(db_err)
+}
+
+pub fn user_row(row: &Row) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        sub: shared_text(row, "sub")?,
+        username: text(row, "username")?,
+        password_hash: text(row, "password_hash")?,
+        name: row.try_get("name").map_err(db_err)?,
+        email: row.try_get("email").map_err(db_err)?,
+        email_verified: row.try_get("email_verified").map_err(db_err)?,
+        disabled: row.try_get("disabled").map_err(db_err)?,
+        not_before: ts(row, "not_before")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub fn client_row(row: &Row) -> StoreResult<ClientRecord> {
+    let token: Option<Vec<u8>> = row.try_get("registration_token").map_err(db_err)?;
+    let registration_token = match token {
+        Some(_) => Some(hash(row, "registration_token")?),
+        None => None,
+    };
+    Ok(ClientRecord {
+        client_id: shared_text(row, "client_id")?,
+        metadata: text(row, "metadata")?,
+        registration_token,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
 }
 
 pub fn session_row(row: &Row) -> StoreResult<SessionRecord> {

@@ -151,6 +151,63 @@ pub const REVOKE_SESSION_GRANTS: &str = concat!(
     "', 'g:' || encode(id, 'hex')) FROM r"
 );
 
+// === users and clients managed at runtime ===
+
+pub const INSERT_USER: &str = "INSERT INTO users
+        (sub, username, password_hash, name, email, email_verified, disabled, not_before, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+pub const GET_USER_BY_SUB: &str = "SELECT * FROM users WHERE sub = $1";
+pub const GET_USER_BY_USERNAME: &str = "SELECT * FROM users WHERE username = $1";
+pub const LIST_USERS: &str = "SELECT * FROM users WHERE $1::text IS NULL OR sub > $1 ORDER BY sub LIMIT $2";
+/// The username never changes; the other nodes drop the user from their caches at commit.
+pub const UPDATE_USER: &str = concat!(
+    "WITH u AS (UPDATE users SET password_hash = $2, name = $3, email = $4, email_verified = $5,
+                               disabled = $6, not_before = $7, updated_at = $8
+                WHERE sub = $1 RETURNING 1)
+     SELECT pg_notify('",
+    channel!(),
+    "', $9) FROM u"
+);
+/// The user and its consents.
+pub const DELETE_USER: &str = concat!(
+    "WITH d AS (DELETE FROM users WHERE sub = $1 RETURNING 1),
+          c AS (DELETE FROM consents WHERE sub = $1 AND EXISTS (SELECT 1 FROM d))
+     SELECT pg_notify('",
+    channel!(),
+    "', $2) FROM d"
+);
+
+pub const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, metadata, registration_token, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+pub const GET_CLIENT: &str = "SELECT * FROM clients WHERE client_id = $1";
+pub const LIST_CLIENTS: &str =
+    "SELECT * FROM clients WHERE $1::text IS NULL OR client_id > $1 ORDER BY client_id LIMIT $2";
+pub const UPDATE_CLIENT: &str = concat!(
+    "WITH u AS (UPDATE clients SET metadata = $2, registration_token = $3, updated_at = $4
+                WHERE client_id = $1 RETURNING 1)
+     SELECT pg_notify('",
+    channel!(),
+    "', $5) FROM u"
+);
+/// The client and the consents given to it.
+pub const DELETE_CLIENT: &str = concat!(
+    "WITH d AS (DELETE FROM clients WHERE client_id = $1 RETURNING 1),
+          c AS (DELETE FROM consents WHERE client_id = $1 AND EXISTS (SELECT 1 FROM d))
+     SELECT pg_notify('",
+    channel!(),
+    "', $2) FROM d"
+);
+
+/// The cascade of a user's or client's removal: their active grants made at or before `$3`,
+/// revoked, each announced.
+pub fn revoke_grants_of(column: &str) -> String {
+    format!(
+        "WITH r AS (UPDATE grants SET revoked_at = $2
+                    WHERE {column} = $1 AND revoked_at IS NULL AND created_at <= $3 RETURNING id)
+         SELECT id, pg_notify('{CHANNEL}', 'g:' || encode(id, 'hex')) FROM r"
+    )
+}
+
 /// Up to `$2` tokens of grant `$1` from `table`, deleted, their keys returned.
 pub fn purge_grant_tokens(table: &str, key: &str) -> String {
     format!(
@@ -175,11 +232,22 @@ mod tests {
 
     #[test]
     fn every_notify_names_the_channel() {
-        for sql in [DELETE_SESSION, ROTATE_REFRESH, REVOKE_ACCESS, REVOKE_GRANT] {
+        for sql in [
+            DELETE_SESSION,
+            ROTATE_REFRESH,
+            REVOKE_ACCESS,
+            REVOKE_GRANT,
+            UPDATE_USER,
+            DELETE_USER,
+            UPDATE_CLIENT,
+            DELETE_CLIENT,
+        ] {
             assert!(sql.contains(&format!("pg_notify('{CHANNEL}', $")), "{sql}");
         }
         assert!(UPDATE_SIGNING_KEY.contains(&format!("pg_notify('{CHANNEL}', 'k:')")));
-        assert!(REVOKE_SESSION_GRANTS.contains(&format!("pg_notify('{CHANNEL}', 'g:' || encode(id, 'hex'))")));
+        let grants = format!("pg_notify('{CHANNEL}', 'g:' || encode(id, 'hex'))");
+        assert!(REVOKE_SESSION_GRANTS.contains(&grants));
+        assert!(revoke_grants_of("sub").contains(&grants));
         assert_eq!(LISTEN, format!("LISTEN {CHANNEL}"));
     }
 }

@@ -9,15 +9,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::db_err;
 use super::rows::{
-    AccessColumns, GrantColumns, Param, access_row, code_row, consent_row, grant_row, hash, refresh_row, session_row,
-    signing_key_row,
+    AccessColumns, GrantColumns, Param, access_row, client_row, code_row, consent_row, grant_row, hash, refresh_row,
+    session_row, signing_key_row, user_row,
 };
 use super::{PostgresStore, listen, sql};
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
-    AccessTokenRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantRecord, Invalidation, InvalidationFeed,
-    InvalidationSink, PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord,
-    Store, StoreKind, StoreResult,
+    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, Invalidation,
+    InvalidationFeed, InvalidationSink, PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord,
+    SigningKeyRecord, Store, StoreKind, StoreResult, UserKey, UserRecord,
 };
 
 #[async_trait]
@@ -249,14 +249,7 @@ impl Store for PostgresStore {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(sql::REVOKE_SESSION_GRANTS).await.map_err(db_err)?;
         let rows = conn.query(&stmt, &[&sid, &now.millis()]).await.map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let id: Vec<u8> = row.try_get("id").map_err(db_err)?;
-                id.try_into()
-                    .map(GrantId)
-                    .map_err(|_| crate::store::StoreError::Internal(anyhow::anyhow!("grant id is not 16 bytes")))
-            })
-            .collect()
+        rows.iter().map(grant_id_of).collect()
     }
 
     async fn purge_grant_tokens(&self, id: &GrantId, limit: usize) -> StoreResult<Vec<TokenHash>> {
@@ -311,6 +304,137 @@ impl Store for PostgresStore {
         .map(|_| ())
     }
 
+    async fn insert_user(&self, u: &UserRecord) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                sql::INSERT_USER,
+                &[
+                    &&*u.sub,
+                    &u.username,
+                    &u.password_hash,
+                    &u.name,
+                    &u.email,
+                    &u.email_verified,
+                    &u.disabled,
+                    &u.not_before.millis(),
+                    &u.created_at.millis(),
+                    &u.updated_at.millis(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn get_user(&self, key: UserKey<'_>) -> StoreResult<Option<UserRecord>> {
+        let (stmt, value) = match key {
+            UserKey::Sub(sub) => (sql::GET_USER_BY_SUB, sub),
+            UserKey::Username(name) => (sql::GET_USER_BY_USERNAME, name),
+        };
+        self.query_opt(stmt, &[&value])
+            .await?
+            .as_ref()
+            .map(user_row)
+            .transpose()
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>> {
+        self.list(sql::LIST_USERS, after, limit, user_row).await
+    }
+
+    async fn update_user(&self, u: &UserRecord) -> StoreResult<bool> {
+        let payload = Invalidation::User(Arc::clone(&u.sub)).encode();
+        let n = self
+            .execute(
+                sql::UPDATE_USER,
+                &[
+                    &&*u.sub,
+                    &u.password_hash,
+                    &u.name,
+                    &u.email,
+                    &u.email_verified,
+                    &u.disabled,
+                    &u.not_before.millis(),
+                    &u.updated_at.millis(),
+                    &payload,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
+        let payload = Invalidation::User(Arc::from(sub)).encode();
+        Ok(self.execute(sql::DELETE_USER, &[&sub, &payload]).await? == 1)
+    }
+
+    async fn insert_client(&self, c: &ClientRecord) -> StoreResult<bool> {
+        let token = c.registration_token.map(|h| h.0.to_vec());
+        let n = self
+            .execute(
+                sql::INSERT_CLIENT,
+                &[
+                    &&*c.client_id,
+                    &c.metadata,
+                    &token,
+                    &c.created_at.millis(),
+                    &c.updated_at.millis(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.query_opt(sql::GET_CLIENT, &[&client_id])
+            .await?
+            .as_ref()
+            .map(client_row)
+            .transpose()
+    }
+
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ClientRecord>> {
+        self.list(sql::LIST_CLIENTS, after, limit, client_row).await
+    }
+
+    async fn update_client(&self, c: &ClientRecord) -> StoreResult<bool> {
+        let token = c.registration_token.map(|h| h.0.to_vec());
+        let payload = Invalidation::Client(Arc::clone(&c.client_id)).encode();
+        let n = self
+            .execute(
+                sql::UPDATE_CLIENT,
+                &[&&*c.client_id, &c.metadata, &token, &c.updated_at.millis(), &payload],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let payload = Invalidation::Client(Arc::from(client_id)).encode();
+        Ok(self.execute(sql::DELETE_CLIENT, &[&client_id, &payload]).await? == 1)
+    }
+
+    async fn revoke_grants_of(
+        &self,
+        owner: GrantOwner<'_>,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantId>> {
+        let (column, key) = match owner {
+            GrantOwner::User(sub) => ("sub", sub),
+            GrantOwner::Client(id) => ("client_id", id),
+        };
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(&sql::revoke_grants_of(column))
+            .await
+            .map_err(db_err)?;
+        let rows = conn
+            .query(&stmt, &[&key, &now.millis(), &before.millis()])
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(grant_id_of).collect()
+    }
+
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(sql::SIGNING_KEYS).await.map_err(db_err)?;
@@ -358,4 +482,11 @@ impl Store for PostgresStore {
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
         self.execute(sql::DELETE_SIGNING_KEY, &[&kid]).await.map(|_| ())
     }
+}
+
+fn grant_id_of(row: &tokio_postgres::Row) -> StoreResult<GrantId> {
+    let id: Vec<u8> = row.try_get("id").map_err(db_err)?;
+    id.try_into()
+        .map(GrantId)
+        .map_err(|_| crate::store::StoreError::Internal(anyhow::anyhow!("grant id is not 16 bytes")))
 }
