@@ -85,18 +85,7 @@ impl Audit {
 
 #[derive(Clone)]
 pub struct AdminService {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    tokens: TokenService,
-    keys: KeyService,
-    users: Arc<UserDirectory>,
-    clients: ClientRegistry,
-    store: Arc<dyn Store>,
-    hasher: Hasher,
-    registration: RegistrationService,
-    audit: Audit,
+    inner: Arc<AdminParts>,
 }
 
 /// What the admin service is built from.
@@ -191,6 +180,19 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The first `limit` of `items` (the config file's and the store's, each already after the
+    /// cursor) in key order, and the cursor of the next page when this one is full.
+    fn of(mut items: Vec<T>, limit: usize, key: fn(&T) -> &String) -> Self {
+        items.sort_by(|a, b| key(a).cmp(key(b)));
+        items.truncate(limit);
+        let next = (items.len() == limit)
+            .then(|| items.last().map(|i| key(i).clone()))
+            .flatten();
+        Self { items, next }
+    }
+}
+
 /// A client as the API lists it: its metadata, never a secret.
 #[derive(Debug, Serialize)]
 pub struct ClientView {
@@ -208,28 +210,7 @@ pub struct Admin {
 
 impl AdminService {
     pub fn new(parts: AdminParts) -> Self {
-        let AdminParts {
-            tokens,
-            keys,
-            users,
-            clients,
-            store,
-            hasher,
-            registration,
-            audit,
-        } = parts;
-        Self {
-            inner: Arc::new(Inner {
-                tokens,
-                keys,
-                users,
-                clients,
-                store,
-                hasher,
-                registration,
-                audit,
-            }),
-        }
+        Self { inner: Arc::new(parts) }
     }
 
     /// The caller of an admin endpoint: a valid access token with scope `admin`. No token or an
@@ -441,12 +422,7 @@ impl AdminService {
                 metadata: ClientMetadata::of(&client),
             });
         }
-        items.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-        items.truncate(limit);
-        let next = (items.len() == limit)
-            .then(|| items.last().map(|c| c.client_id.clone()))
-            .flatten();
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit, |c| &c.client_id))
     }
 
     /// `GET /admin/clients/{client_id}`.

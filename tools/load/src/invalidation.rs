@@ -4,6 +4,11 @@
 //! active (so B has it cached); revocation on A; then B's introspection polled back to back until
 //! it answers `active: false`. The window runs from A's revocation answer to B's first inactive
 //! answer; its resolution is one introspection round trip.
+//!
+//! With `--change disable-user` (invariant 11): per trial a user is created on A through the admin
+//! API (demo-admin's token), logs in and gets a token for the client on B, which B's
+//! introspection then has cached; the user is disabled on A; the window runs from A's answer to
+//! B's first inactive answer.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,12 +19,13 @@ use reqwest::header;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::InvalidationArgs;
 use crate::stats::Stats;
 use crate::workload::Client;
+use crate::{InvalidationArgs, InvalidationChange};
 
 #[derive(Serialize)]
 struct Report {
+    change: InvalidationChange,
     node_a: String,
     node_b: String,
     trials: usize,
@@ -75,11 +81,55 @@ pub async fn run(args: InvalidationArgs) -> anyhow::Result<ExitCode> {
     let mut window = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut revoke = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut gave_up = 0;
+    let admin = match args.change {
+        InvalidationChange::Revoke => None,
+        InvalidationChange::DisableUser => {
+            let admin = Client::new(
+                &args.node_a,
+                authplane_testkit::fixture::ADMIN,
+                authplane_testkit::fixture::ADMIN_SECRET,
+                timeout,
+            )?;
+            let token = admin
+                .token_cc(&stats, Instant::now(), false)
+                .await
+                .context("demo-admin's token on A")?;
+            Some((admin, token))
+        }
+    };
+    let run_id = std::process::id();
     for trial in 0..args.trials {
-        let token = a
-            .token_cc(&stats, Instant::now(), true)
-            .await
-            .with_context(|| format!("trial {trial}: client_credentials on A failed"))?;
+        let username = format!("iw-{run_id}-{trial}");
+        let (token, sub) = match &admin {
+            None => {
+                let token = a.token_cc(&stats, Instant::now(), true).await;
+                (
+                    token.with_context(|| format!("trial {trial}: client_credentials on A failed"))?,
+                    String::new(),
+                )
+            }
+            Some((admin, admin_token)) => {
+                let res = admin
+                    .http()
+                    .post(admin.url("/admin/users"))
+                    .bearer_auth(admin_token)
+                    .json(&serde_json::json!({"username": username, "password": "window-password"}))
+                    .send()
+                    .await?;
+                if res.status() != reqwest::StatusCode::CREATED {
+                    bail!("trial {trial}: creating a user on A answered {}", res.status());
+                }
+                let sub = res.json::<serde_json::Value>().await?["sub"]
+                    .as_str()
+                    .context("no sub")?
+                    .to_owned();
+                let token = b.user_access_token(&stats, &username, "window-password").await;
+                (
+                    token.with_context(|| format!("trial {trial}: the new user's token on B failed"))?,
+                    sub,
+                )
+            }
+        };
         let warm_deadline = Instant::now() + Duration::from_secs(10);
         while !active_on(&b, &token).await? {
             if Instant::now() > warm_deadline {
@@ -88,15 +138,27 @@ pub async fn run(args: InvalidationArgs) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let sent = Instant::now();
-        let res = a
-            .http()
-            .post(a.url("/auth/revoke"))
-            .header(header::AUTHORIZATION, a.basic().clone())
-            .form(&[("token", token.as_str())])
-            .send()
-            .await?;
+        let res = match &admin {
+            None => {
+                a.http()
+                    .post(a.url("/auth/revoke"))
+                    .header(header::AUTHORIZATION, a.basic().clone())
+                    .form(&[("token", token.as_str())])
+                    .send()
+                    .await?
+            }
+            Some((admin, admin_token)) => {
+                admin
+                    .http()
+                    .patch(admin.url(&format!("/admin/users/{sub}")))
+                    .bearer_auth(admin_token)
+                    .json(&serde_json::json!({"disabled": true}))
+                    .send()
+                    .await?
+            }
+        };
         if !res.status().is_success() {
-            bail!("trial {trial}: revocation on A answered {}", res.status());
+            bail!("trial {trial}: the change on A answered {}", res.status());
         }
         let revoked = Instant::now();
         revoke.saturating_record(micros(revoked - sent));
@@ -117,6 +179,7 @@ pub async fn run(args: InvalidationArgs) -> anyhow::Result<ExitCode> {
         bail!("no trial ran (--trials 0?)");
     }
     let report = Report {
+        change: args.change,
         node_a: args.node_a,
         node_b: args.node_b,
         trials: args.trials,
@@ -127,8 +190,9 @@ pub async fn run(args: InvalidationArgs) -> anyhow::Result<ExitCode> {
     crate::emit(&report, args.json_out.as_deref(), args.json, |report| {
         let (w, r) = (&report.window_ms, &report.revoke_ms);
         format!(
-            "invalidation window over {} trials (A={} B={}): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms; gave up {}\n\
+            "invalidation window ({:?}) over {} trials (A={} B={}): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms; gave up {}\n\
              revocation on A: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n",
+            report.change,
             report.trials,
             report.node_a,
             report.node_b,

@@ -177,6 +177,10 @@ struct ServeSeededArgs {
 
 #[derive(Debug, Args)]
 struct InvalidationArgs {
+    /// What A changes: `revoke` a token, or `disable-user` (a user created on A through the
+    /// admin API, its token cached on B, then disabled on A).
+    #[arg(long, value_enum, default_value_t = InvalidationChange::Revoke)]
+    change: InvalidationChange,
     #[arg(long)]
     node_a: String,
     #[arg(long)]
@@ -194,6 +198,13 @@ struct InvalidationArgs {
     json: bool,
     #[arg(long)]
     json_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum InvalidationChange {
+    Revoke,
+    DisableUser,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

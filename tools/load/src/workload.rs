@@ -282,6 +282,12 @@ impl Client {
         Self::settle(stats, BASELINE, record, self.send(req, start).await, 200, |_| Some(())).is_some()
     }
 
+    /// login → authorize → token (code): an access token of `user` for this client.
+    pub async fn user_access_token(&self, stats: &Stats, user: &str, password: &str) -> Option<String> {
+        let session = self.login(stats, user, password).await?;
+        Some(self.code_flow(stats, &session, Instant::now(), true).await?.access)
+    }
+
     /// authorize → token (code): a fresh pair of tokens for a session.
     async fn code_flow(&self, stats: &Stats, session: &str, start: Instant, record: bool) -> Option<Tokens> {
         let pkce = Pkce::generate();
