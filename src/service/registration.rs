@@ -37,6 +37,9 @@ const MAX_NAME_LEN: usize = 256;
 /// not silently drop: `jwks`/`jwks_uri` (private_key_jwt) and `dpop_bound_access_tokens: true`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ClientMetadata {
+    /// Only in an RFC 7592 update, where it must name the client being updated.
+    #[serde(default, skip_serializing)]
+    pub client_id: Option<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +82,7 @@ impl ClientMetadata {
             client_name: c.client_name.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.iter().map(|u| u.exact.clone()).collect(),
             id_token_signed_response_alg: Some(c.id_token_alg.as_str().to_owned()),
+            client_id: None,
             jwks: None,
             jwks_uri: None,
             dpop_bound_access_tokens: Some(false),
@@ -231,6 +235,11 @@ impl RegistrationService {
     ) -> Result<Registered, ApiError> {
         let inner = &self.inner;
         let mut record = self.authorized(client_id, token).await?;
+        if metadata.client_id.as_deref().is_some_and(|id| id != client_id) {
+            return Err(ApiError::InvalidClientMetadata(
+                "client_id: must be the client's own (RFC 7592 section 2.2)".into(),
+            ));
+        }
         let before = parse_record(&record)?;
         let mut config = self.validate(client_id, metadata)?;
         let public = config.token_endpoint_auth_method == Some(TokenEndpointAuthMethod::None);

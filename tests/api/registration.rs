@@ -219,6 +219,32 @@ async fn registered_clients_are_third_party_and_never_admin() {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{metadata}");
         assert_eq!(json(res).await["error"], error, "{metadata}");
     }
+    // Hostile bodies: too big, too deep, not JSON.
+    for (body, status) in [
+        (
+            format!(
+                r#"{{"redirect_uris": ["{redirect}"], "client_name": "{}"}}"#,
+                "x".repeat(20_000)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("not json".to_owned(), StatusCode::BAD_REQUEST),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/auth/register"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status);
+    }
     // Without an admin token: nothing registered.
     let ok = json!({"redirect_uris": [redirect]});
     assert_eq!(

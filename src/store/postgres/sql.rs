@@ -153,9 +153,15 @@ pub const REVOKE_SESSION_GRANTS: &str = concat!(
 
 // === users and clients managed at runtime ===
 
-pub const INSERT_USER: &str = "INSERT INTO users
+/// Announced too: another node may have cached "no such user" for a reused `sub`.
+pub const INSERT_USER: &str = concat!(
+    "WITH i AS (INSERT INTO users
         (sub, username, password_hash, name, email, email_verified, disabled, not_before, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING 1)
+     SELECT pg_notify('",
+    channel!(),
+    "', $11) FROM i"
+);
 pub const GET_USER_BY_SUB: &str = "SELECT * FROM users WHERE sub = $1";
 pub const GET_USER_BY_USERNAME: &str = "SELECT * FROM users WHERE username = $1";
 pub const LIST_USERS: &str = "SELECT * FROM users WHERE $1::text IS NULL OR sub > $1 ORDER BY sub LIMIT $2";
@@ -177,8 +183,13 @@ pub const DELETE_USER: &str = concat!(
     "', $2) FROM d"
 );
 
-pub const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, metadata, registration_token, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+pub const INSERT_CLIENT: &str = concat!(
+    "WITH i AS (INSERT INTO clients (client_id, metadata, registration_token, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1)
+     SELECT pg_notify('",
+    channel!(),
+    "', $6) FROM i"
+);
 pub const GET_CLIENT: &str = "SELECT * FROM clients WHERE client_id = $1";
 pub const LIST_CLIENTS: &str =
     "SELECT * FROM clients WHERE $1::text IS NULL OR client_id > $1 ORDER BY client_id LIMIT $2";
@@ -237,8 +248,10 @@ mod tests {
             ROTATE_REFRESH,
             REVOKE_ACCESS,
             REVOKE_GRANT,
+            INSERT_USER,
             UPDATE_USER,
             DELETE_USER,
+            INSERT_CLIENT,
             UPDATE_CLIENT,
             DELETE_CLIENT,
         ] {

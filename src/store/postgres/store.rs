@@ -305,6 +305,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_user(&self, u: &UserRecord) -> StoreResult<bool> {
+        let payload = Invalidation::User(Arc::clone(&u.sub)).encode();
         let n = self
             .execute(
                 sql::INSERT_USER,
@@ -319,6 +320,7 @@ impl Store for PostgresStore {
                     &u.not_before.millis(),
                     &u.created_at.millis(),
                     &u.updated_at.millis(),
+                    &payload,
                 ],
             )
             .await?;
@@ -369,6 +371,7 @@ impl Store for PostgresStore {
 
     async fn insert_client(&self, c: &ClientRecord) -> StoreResult<bool> {
         let token = c.registration_token.map(|h| h.0.to_vec());
+        let payload = Invalidation::Client(Arc::clone(&c.client_id)).encode();
         let n = self
             .execute(
                 sql::INSERT_CLIENT,
@@ -378,6 +381,7 @@ impl Store for PostgresStore {
                     &token,
                     &c.created_at.millis(),
                     &c.updated_at.millis(),
+                    &payload,
                 ],
             )
             .await?;
