@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use crate::error::ApiError;
 use crate::http::extract::bearer_token;
 use crate::service::admin::{Admin, AdminService, ClientView, DEFAULT_PAGE, NewUser, UserChanges, UserView, validate};
 use crate::service::registration::{ClientMetadata, Registered, RegistrationService};
+use crate::state::AppState;
 
 /// Admin bodies are small JSON documents.
 pub const MAX_ADMIN_BODY: usize = 16 * 1024;
@@ -27,11 +29,10 @@ struct RotateBody {
 
 /// `POST /admin/keys/rotate`, body `{"retire_now": false}` (optional).
 pub async fn rotate_keys(
+    AdminCaller(caller): AdminCaller,
     State(admin): State<AdminService>,
-    State(clock): State<Clock>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = admin.authorize(bearer_token(req.headers())?, clock.now()).await?;
     let body = body(req).await?;
     let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
@@ -119,13 +120,24 @@ async fn caller(admin: &AdminService, clock: &Clock, headers: &HeaderMap) -> Res
     admin.authorize(bearer_token(headers)?, clock.now()).await
 }
 
+/// The caller of an admin endpoint, authorised (scope `admin`) before the handler runs.
+pub struct AdminCaller(Admin);
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        caller(&state.admin, &state.clock, &parts.headers).await.map(Self)
+    }
+}
+
 /// `POST /admin/users`.
 pub async fn create_user(
+    AdminCaller(who): AdminCaller,
     State(admin): State<AdminService>,
     State(clock): State<Clock>,
     req: Request,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let who = caller(&admin, &clock, req.headers()).await?;
     let b: NewUserBody = json_body(req).await?;
     validate::username(&b.username)?;
     validate::password(&b.password)?;
@@ -152,35 +164,32 @@ pub async fn create_user(
 
 /// `GET /admin/users?limit=&after=`.
 pub async fn list_users(
+    _: AdminCaller,
     State(admin): State<AdminService>,
-    State(clock): State<Clock>,
-    req: Request,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&admin, &clock, req.headers()).await?;
-    let (after, limit) = page_query(req.uri().query().unwrap_or(""))?;
+    let (after, limit) = page_query(query.as_deref().unwrap_or(""))?;
     let page = admin.users(after.as_deref(), limit).await?;
     Ok(Json(json!({ "users": page.items, "next": page.next })))
 }
 
 /// `GET /admin/users/{sub}`.
 pub async fn get_user(
+    _: AdminCaller,
     State(admin): State<AdminService>,
-    State(clock): State<Clock>,
     Path(sub): Path<String>,
-    req: Request,
 ) -> Result<Json<UserView>, ApiError> {
-    caller(&admin, &clock, req.headers()).await?;
     Ok(Json(admin.user(&sub).await?))
 }
 
 /// `PATCH /admin/users/{sub}`.
 pub async fn update_user(
+    AdminCaller(who): AdminCaller,
     State(admin): State<AdminService>,
     State(clock): State<Clock>,
     Path(sub): Path<String>,
     req: Request,
 ) -> Result<Json<UserView>, ApiError> {
-    let who = caller(&admin, &clock, req.headers()).await?;
     let b: UserChangesBody = json_body(req).await?;
     if let Some(p) = &b.password {
         validate::password(p)?;
@@ -203,47 +212,42 @@ pub async fn update_user(
 
 /// `DELETE /admin/users/{sub}`.
 pub async fn delete_user(
+    AdminCaller(who): AdminCaller,
     State(admin): State<AdminService>,
     State(clock): State<Clock>,
     Path(sub): Path<String>,
-    req: Request,
 ) -> Result<StatusCode, ApiError> {
-    let who = caller(&admin, &clock, req.headers()).await?;
     admin.delete_user(&who, &sub, clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /admin/clients?limit=&after=`.
 pub async fn list_clients(
+    _: AdminCaller,
     State(admin): State<AdminService>,
-    State(clock): State<Clock>,
-    req: Request,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&admin, &clock, req.headers()).await?;
-    let (after, limit) = page_query(req.uri().query().unwrap_or(""))?;
+    let (after, limit) = page_query(query.as_deref().unwrap_or(""))?;
     let page = admin.clients(after.as_deref(), limit).await?;
     Ok(Json(json!({ "clients": page.items, "next": page.next })))
 }
 
 /// `GET /admin/clients/{client_id}`.
 pub async fn get_client(
+    _: AdminCaller,
     State(admin): State<AdminService>,
-    State(clock): State<Clock>,
     Path(client_id): Path<String>,
-    req: Request,
 ) -> Result<Json<ClientView>, ApiError> {
-    caller(&admin, &clock, req.headers()).await?;
     Ok(Json(admin.client(&client_id).await?))
 }
 
 /// `DELETE /admin/clients/{client_id}`.
 pub async fn delete_client(
+    AdminCaller(who): AdminCaller,
     State(admin): State<AdminService>,
     State(clock): State<Clock>,
     Path(client_id): Path<String>,
-    req: Request,
 ) -> Result<StatusCode, ApiError> {
-    let who = caller(&admin, &clock, req.headers()).await?;
     admin.delete_client(&who, &client_id, clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
