@@ -49,7 +49,32 @@ async fn cc_token(app: &TestApp, id: &str, secret: &str) -> Result<String, Strin
 async fn a_client_registered_by_a_library_works_and_manages_itself() {
     // The issuer is the listening address, so registration_client_uri can be followed.
     let app = authplane_testkit::spawn_issuer(|_| {}).await;
+    registration_round_trip(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_registered_by_a_library_on_postgres() {
+    let db = crate::pg::TestDb::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let cfg = db.config(|s| s.issuer = Some(issuer));
+    let app = authplane_testkit::app::spawn_on(cfg, None, Some(listener)).await;
+    let id = registration_round_trip(&app).await;
+    // Listed with the config file's clients while it lived (checked inside); gone after.
     let admin = admin_token(&app).await;
+    let listed = json(call(&app, Method::GET, "/admin/clients", Some(&admin), None).await).await;
+    let ids: Vec<&str> = listed["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&id.as_str()) && ids.contains(&APP), "{listed}");
+}
+
+/// Registers, uses, reads, updates and deletes a client; returns its id.
+async fn registration_round_trip(app: &TestApp) -> String {
+    let admin = admin_token(app).await;
     let endpoint = RegistrationUrl::new(app.url("/auth/register")).unwrap();
     let mut name = LocalizedClaim::new();
     name.insert(None, ClientName::new("Registered by a library".into()));
@@ -64,28 +89,37 @@ async fn a_client_registered_by_a_library_works_and_manages_itself() {
     let secret = registered.client_secret().unwrap().secret().clone();
     let token = registered.registration_access_token().unwrap().secret().clone();
     let uri = registered.registration_client_uri().unwrap().to_string();
+    let listed = json(call(app, Method::GET, "/admin/clients", Some(&admin), None).await).await;
+    assert!(
+        listed["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["client_id"] == id.as_str() && c["managed_by"] == "registration"),
+        "{listed}"
+    );
     assert_eq!(uri, app.url(&format!("/auth/register/{id}")));
     let path = uri.strip_prefix(&app.base).unwrap().to_owned();
     assert_eq!(secret.len(), 43, "256 bits, base64url");
 
     // The oauth2 crate uses the registered client.
-    let access = cc_token(&app, &id, &secret).await.unwrap();
+    let access = cc_token(app, &id, &secret).await.unwrap();
     assert_eq!(app.introspect(&access).await["client_id"], id.as_str());
 
     // RFC 7592: read and update with the registration access token, nobody else.
-    let res = call(&app, Method::GET, &path, Some(&token), None).await;
+    let res = call(app, Method::GET, &path, Some(&token), None).await;
     assert_eq!(res.status(), StatusCode::OK);
     let read = json(res).await;
     assert_eq!(read["client_name"], "Registered by a library");
     assert!(read.get("client_secret").is_none() && read.get("registration_access_token").is_none());
     for wrong in [None, Some("not-the-token"), Some(admin.as_str())] {
-        let res = call(&app, Method::GET, &path, wrong, None).await;
+        let res = call(app, Method::GET, &path, wrong, None).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{wrong:?}");
     }
     // Another client's registration token does not open this one.
-    let other = register(&app, Some(&admin), json!({"grant_types": ["client_credentials"]})).await;
+    let other = register(app, Some(&admin), json!({"grant_types": ["client_credentials"]})).await;
     let res = call(
-        &app,
+        app,
         Method::DELETE,
         &path,
         Some(&s(&other, "registration_access_token")),
@@ -96,24 +130,25 @@ async fn a_client_registered_by_a_library_works_and_manages_itself() {
 
     let update =
         json!({"client_id": id, "grant_types": ["client_credentials"], "client_name": "Renamed", "scope": "profile"});
-    let res = call(&app, Method::PUT, &path, Some(&token), Some(update)).await;
+    let res = call(app, Method::PUT, &path, Some(&token), Some(update)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let updated = json(res).await;
     assert_eq!(updated["client_name"], "Renamed");
     assert_eq!(updated["scope"], "profile");
-    cc_token(&app, &id, &secret).await.expect("the secret stays");
+    cc_token(app, &id, &secret).await.expect("the secret stays");
 
-    let res = call(&app, Method::DELETE, &path, Some(&token), None).await;
+    let res = call(app, Method::DELETE, &path, Some(&token), None).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(
-        cc_token(&app, &id, &secret)
+        cc_token(app, &id, &secret)
             .await
             .unwrap_err()
             .contains("invalid_client")
     );
     assert_eq!(app.introspect(&access).await["active"], false, "its tokens end with it");
-    let res = call(&app, Method::GET, &path, Some(&token), None).await;
+    let res = call(app, Method::GET, &path, Some(&token), None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    id
 }
 
 #[tokio::test]
