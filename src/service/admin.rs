@@ -182,13 +182,20 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// The first `limit` of `items` (the config file's and the store's, each already after the
-    /// cursor) in key order, and the cursor of the next page when this one is full.
-    fn of(mut items: Vec<T>, limit: usize, key: fn(&T) -> &String) -> Self {
+    /// cursor) in key order, and the cursor of the next page. `store_full_at` is the last key of
+    /// the store's page when that page was full: the store may hold more after it, so nothing
+    /// beyond it is shown yet (a config entry past it would skip the store's rows before it), and
+    /// the next page starts there even when entries the file shadows made this one short.
+    fn of(mut items: Vec<T>, limit: usize, key: fn(&T) -> &String, store_full_at: Option<String>) -> Self {
+        if let Some(last) = &store_full_at {
+            items.retain(|i| key(i) <= last);
+        }
         items.sort_by(|a, b| key(a).cmp(key(b)));
         items.truncate(limit);
-        let next = (items.len() == limit)
-            .then(|| items.last().map(|i| key(i).clone()))
-            .flatten();
+        let next = match items.last() {
+            Some(i) if items.len() == limit => Some(key(i).clone()),
+            _ => store_full_at,
+        };
         Self { items, next }
     }
 }
@@ -304,6 +311,9 @@ impl AdminService {
             .map(|u| UserView::of_config(u))
             .collect();
         let stored = inner.store.list_users(after, limit).await?;
+        let full_at = (stored.len() == limit)
+            .then(|| stored.last().map(|u| u.sub.to_string()))
+            .flatten();
         // Where this node's file and the store share a sub, the file wins on this node.
         items.extend(
             stored
@@ -311,12 +321,7 @@ impl AdminService {
                 .filter(|u| !inner.users.is_configured(&u.sub, &u.username))
                 .map(UserView::of_record),
         );
-        items.sort_by(|a, b| a.sub.cmp(&b.sub));
-        items.truncate(limit);
-        let next = (items.len() == limit)
-            .then(|| items.last().map(|u| u.sub.clone()))
-            .flatten();
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit, |u| &u.sub, full_at))
     }
 
     /// `PATCH /admin/users/{sub}`.
@@ -411,7 +416,11 @@ impl AdminService {
                 metadata: ClientMetadata::of(c),
             })
             .collect();
-        for record in inner.store.list_clients(after, limit).await? {
+        let stored = inner.store.list_clients(after, limit).await?;
+        let full_at = (stored.len() == limit)
+            .then(|| stored.last().map(|c| c.client_id.to_string()))
+            .flatten();
+        for record in stored {
             if inner.clients.is_configured(&record.client_id) {
                 continue;
             }
@@ -422,7 +431,7 @@ impl AdminService {
                 metadata: ClientMetadata::of(&client),
             });
         }
-        Ok(Page::of(items, limit, |c| &c.client_id))
+        Ok(Page::of(items, limit, |c| &c.client_id, full_at))
     }
 
     /// `GET /admin/clients/{client_id}`.
@@ -452,6 +461,33 @@ impl AdminService {
 
     fn done(&self, admin: &Admin, action: &'static str, detail: &str) {
         self.inner.audit.record(&admin.client_id, action, detail);
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::Page;
+
+    fn page(items: &[&str], limit: usize, full_at: Option<&str>) -> (Vec<String>, Option<String>) {
+        let items = items.iter().map(|s| (*s).to_owned()).collect();
+        let p = Page::of(items, limit, |s| s, full_at.map(str::to_owned));
+        (p.items, p.next)
+    }
+
+    #[test]
+    fn a_page_never_jumps_over_store_rows_it_has_not_read() {
+        // Config "z" lies past the store's full page ending at "c": it waits for a later page.
+        assert_eq!(
+            page(&["a", "c", "z"], 3, Some("c")),
+            (vec!["a".into(), "c".into()], Some("c".into()))
+        );
+        // A shadowed store row made the page short: the cursor still moves on.
+        assert_eq!(page(&["b"], 2, Some("c")), (vec!["b".into()], Some("c".into())));
+        assert_eq!(
+            page(&["b", "a"], 2, None),
+            (vec!["a".into(), "b".into()], Some("b".into()))
+        );
+        assert_eq!(page(&["a"], 2, None), (vec!["a".into()], None));
     }
 }
 
