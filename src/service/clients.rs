@@ -132,6 +132,17 @@ impl ClientRegistry {
         if let Some(c) = self.inner.clients.get(client_id) {
             return Ok(Some(Arc::clone(c)));
         }
+        // Registered ids have one shape (`dyn-` and 22 base64url characters): anything else is
+        // unknown without a store read or a cache entry, so random ids sent by anyone cannot
+        // fill the cache or reach the store.
+        let registered_shape = client_id.len() == 26
+            && client_id.starts_with("dyn-")
+            && client_id[4..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !registered_shape {
+            return Ok(None);
+        }
         let inner = &self.inner;
         let load = async {
             match inner.store.get_client(client_id).await? {
