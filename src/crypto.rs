@@ -208,8 +208,15 @@ pub fn hash_password(password: &str, params: Argon2Params) -> Result<String, arg
 }
 
 /// A PHC string parsed once at start-up, so each verification only pays for argon2 itself.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PasswordHashString(String);
+
+/// A password hash is as good as the password to an offline guesser: never in a log.
+impl std::fmt::Debug for PasswordHashString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHashString(..)")
+    }
+}
 
 impl PasswordHashString {
     /// Accepts only argon2id PHC strings.

@@ -55,10 +55,27 @@ async fn body(req: Request) -> Result<Bytes, ApiError> {
 /// what is wrong (serde names the field and the expected type), never a 500.
 async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
     let bytes = body(req).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidField(format!("body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| body_error(&e))
 }
 
-#[derive(Debug, Deserialize)]
+/// What is wrong with a JSON body, without the values it holds: serde's message names the field
+/// or the expected type, but may quote the value sent (a password where a boolean belongs), so
+/// only what was expected is kept of those, and the whole is bounded.
+fn body_error(e: &serde_json::Error) -> ApiError {
+    let msg = e.to_string();
+    let quotes_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|p| msg.starts_with(p));
+    let what = match msg.split_once(", expected ") {
+        Some((_, expected)) if quotes_value => format!("wrong type or value, expected {expected}"),
+        _ if quotes_value => "wrong type or value".to_owned(),
+        _ => msg,
+    };
+    ApiError::InvalidField(format!("body: {}", what.chars().take(200).collect::<String>()))
+}
+
+/// No `Debug`, here and below: bodies carry passwords.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUserBody {
     username: String,
@@ -71,7 +88,7 @@ struct NewUserBody {
 }
 
 /// `PATCH` semantics: an absent field stays, `null` removes an optional claim.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserChangesBody {
     password: Option<String>,
@@ -93,26 +110,37 @@ where
 }
 
 /// A listing's query: `limit` (1 to 1000, default 100) and `after` (the previous page's `next`).
+/// Each at most once; an empty value counts as absent.
 fn page_query(q: &str) -> Result<(Option<String>, usize), ApiError> {
-    let (mut limit, mut after) = (DEFAULT_PAGE, None);
+    let (mut limit, mut after) = (None, None);
     for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-        match &*k {
-            "limit" => {
-                limit = v
-                    .parse()
-                    .map_err(|_| ApiError::InvalidField("limit: 1 to 1000".into()))?;
-            }
-            "after" if v.len() <= 255 => after = Some(v.into_owned()),
-            "after" => return Err(ApiError::InvalidField("after: at most 255 bytes".into())),
+        let slot = match &*k {
+            "limit" => &mut limit,
+            "after" => &mut after,
             other => {
                 return Err(ApiError::InvalidField(format!(
                     "query: unknown parameter {:?} (limit, after)",
                     other.chars().take(32).collect::<String>()
                 )));
             }
+        };
+        if slot.is_some() {
+            return Err(ApiError::InvalidField(format!("{k}: given more than once")));
+        }
+        if !v.is_empty() {
+            *slot = Some(v.into_owned());
         }
     }
+    let limit = match limit {
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::InvalidField("limit: 1 to 1000".into()))?,
+        None => DEFAULT_PAGE,
+    };
     validate::limit(limit)?;
+    if after.as_ref().is_some_and(|a| a.len() > 255) {
+        return Err(ApiError::InvalidField("after: at most 255 bytes".into()));
+    }
     Ok((after, limit))
 }
 
@@ -321,4 +349,20 @@ pub async fn delete_registration(
     let token = registration_token(&req)?.to_owned();
     registration.delete(&client_id, &token, clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_query;
+
+    #[test]
+    fn a_page_query_takes_each_parameter_once() {
+        assert_eq!(page_query("").unwrap(), (None, super::DEFAULT_PAGE));
+        assert_eq!(page_query("limit=5&after=u-1").unwrap(), (Some("u-1".into()), 5));
+        assert_eq!(page_query("limit=&after=").unwrap(), (None, super::DEFAULT_PAGE));
+        for bad in ["limit=1&limit=2", "after=a&after=b", "limit=x", "limit=0", "x=1"] {
+            assert!(page_query(bad).is_err(), "{bad}");
+        }
+        assert!(page_query(&format!("after={}", "a".repeat(256))).is_err());
+    }
 }

@@ -24,7 +24,7 @@ use crate::service::keys::KeyState;
 use crate::service::registration::{ClientMetadata, RegistrationService};
 use crate::service::revocation::Cascade;
 use crate::service::{ClientRegistry, KeyService, TokenService, UserDirectory};
-use crate::store::{Store, UserKey, UserRecord};
+use crate::store::{Store, UserKey, UserRecord, UserUpdate};
 use crate::telemetry::{self, Metrics};
 
 /// The actions, as `authplane_admin_actions_total`'s `action` label.
@@ -150,8 +150,8 @@ impl UserView {
     }
 }
 
-/// `POST /admin/users`, validated by the HTTP layer's parser ([`validate`]).
-#[derive(Debug)]
+/// `POST /admin/users`, validated by the HTTP layer's parser ([`validate`]). No `Debug`: it
+/// holds a password.
 pub struct NewUser {
     pub username: String,
     pub password: String,
@@ -162,8 +162,8 @@ pub struct NewUser {
 }
 
 /// `PATCH /admin/users/{sub}`: what is given changes, the rest stays. `name`/`email` set to
-/// `null` remove the claim.
-#[derive(Debug, Default)]
+/// `null` remove the claim. No `Debug`: it may hold a password.
+#[derive(Default)]
 pub struct UserChanges {
     pub password: Option<String>,
     pub name: Option<Option<String>>,
@@ -229,7 +229,8 @@ impl AdminService {
             .tokens
             .valid_access_token(token, now)
             .await?
-            .ok_or(ApiError::InvalidToken)?;
+            .ok_or(ApiError::InvalidToken)?
+            .record;
         if !record.scope.contains("admin") {
             tracing::info!(target: "security", client_id = %record.client_id, "admin call without the admin scope");
             return Err(ApiError::AdminScopeRequired);
@@ -336,37 +337,25 @@ impl AdminService {
         if inner.users.configured().any(|u| &*u.sub == sub) {
             return Err(ApiError::ManagedByConfig);
         }
-        let mut record = inner
-            .store
-            .get_user(UserKey::Sub(sub))
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        let password_changed = changes.password.is_some();
-        if let Some(p) = changes.password {
-            record.password_hash = inner.hasher.hash(p, inner.users.password_params()).await?;
-        }
-        if let Some(n) = changes.name {
-            record.name = n;
-        }
-        if let Some(e) = changes.email {
-            record.email = e;
-        }
-        if let Some(v) = changes.email_verified {
-            record.email_verified = v;
-        }
-        let disabling = changes.disabled == Some(true) && !record.disabled;
-        if let Some(d) = changes.disabled {
-            record.disabled = d;
-        }
+        let password_hash = match changes.password {
+            Some(p) => Some(inner.hasher.hash(p, inner.users.password_params()).await?),
+            None => None,
+        };
         // A new password or a disabling ends every session and token from before it.
+        let password_changed = password_hash.is_some();
+        let disabling = changes.disabled == Some(true);
         let ends_sessions = password_changed || disabling;
-        if ends_sessions {
-            record.not_before = now;
-        }
-        record.updated_at = now;
-        if !inner.store.update_user(&record).await? {
-            return Err(ApiError::NotFound);
-        }
+        let change = UserUpdate {
+            password_hash,
+            name: changes.name,
+            email: changes.email,
+            email_verified: changes.email_verified,
+            disabled: changes.disabled,
+            not_before: ends_sessions.then_some(now),
+            updated_at: now,
+        };
+        // One statement applies only what was given: concurrent changes never undo each other.
+        let record = inner.store.update_user(sub, &change).await?.ok_or(ApiError::NotFound)?;
         inner.users.cache().invalidate(&record.sub).await;
         if ends_sessions {
             let job = Cascade::UserGrants(Arc::clone(&record.sub), now);

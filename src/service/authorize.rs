@@ -56,7 +56,6 @@ pub struct AuthorizeService {
     pub(crate) inner: Arc<AuthorizeServiceParts>,
 }
 
-/// An error that goes back to the client by redirect.
 /// An authorize request's client and the index of its registered redirect URI.
 pub(crate) struct RedirectTarget {
     pub client: Arc<Client>,
@@ -69,6 +68,7 @@ impl RedirectTarget {
     }
 }
 
+/// An error that goes back to the client by redirect.
 pub(crate) struct RedirectError {
     error: &'static str,
     description: &'static str,
@@ -118,15 +118,6 @@ impl AuthorizeService {
         };
         let session = match session_cookie {
             Some(cookie) => inner.sessions.resolve(cookie, now).await?,
-            None => None,
-        };
-        // A session speaks for its user while the user exists, is enabled, and has not changed
-        // their password since the login.
-        let session = match session {
-            Some(s) => match inner.users.by_sub(&s.sub).await? {
-                Some(user) if user.accepts(s.auth_time) => Some(s),
-                _ => None,
-            },
             None => None,
         };
         // OpenID Connect Core 3.1.2.3: a new login when there is no session, when asked for one,

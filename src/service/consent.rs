@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::domain::{Scope, Timestamp};
 use crate::error::ApiError;
 use crate::service::authorize::{AuthorizeRequest, AuthorizeService, redirect_error};
-use crate::store::ConsentRecord;
+use crate::store::{ConsentRecord, SessionRecord};
 
 /// What the consent page shows and posts back.
 #[derive(Debug)]
@@ -46,12 +46,12 @@ impl AuthorizeService {
         return_to: &str,
         now: Timestamp,
     ) -> Result<ConsentPage, ApiError> {
-        let (session_hash, client_name, scope) = self.consent_request(cookie, return_to, now).await?;
+        let (session, client_name, scope) = self.consent_request(cookie, return_to, now).await?;
         Ok(ConsentPage {
             client_name,
             scopes: scope.iter().map(|s| (s.to_owned(), describe(s))).collect(),
             return_to: return_to.to_owned(),
-            tag: self.consent_tag(&session_hash, return_to),
+            tag: self.consent_tag(&session.hash, return_to),
         })
     }
 
@@ -67,8 +67,8 @@ impl AuthorizeService {
         now: Timestamp,
     ) -> Result<String, ApiError> {
         let inner = &self.inner;
-        let (session_hash, _, scope) = self.consent_request(cookie, return_to, now).await?;
-        let tagged = [b"consent".as_slice(), &session_hash.0, return_to.as_bytes()];
+        let (session, _, scope) = self.consent_request(cookie, return_to, now).await?;
+        let tagged = [b"consent".as_slice(), &session.hash.0, return_to.as_bytes()];
         if !inner.forms.verify(&tagged, tag) {
             tracing::info!(target: "security", "consent form for another request or session refused");
             return Err(ApiError::CrossSite);
@@ -81,11 +81,6 @@ impl AuthorizeService {
             let e = redirect_error(ApiError::AccessDenied);
             return Ok(self.error_redirect(&registered.base, &req.state, e));
         }
-        let session = match cookie {
-            Some(c) => inner.sessions.resolve(c, now).await?,
-            None => None,
-        }
-        .ok_or(ApiError::LoginRequired)?;
         let previous = inner.store.get_consent(&session.sub, &client.client_id).await?;
         let scope = previous.map_or(scope.clone(), |p| p.scope.union(&scope));
         inner
@@ -101,13 +96,14 @@ impl AuthorizeService {
         Ok(without_prompt(return_to))
     }
 
-    /// The session, the client's name and the scope of a consent request, all checked.
+    /// The session (one that still speaks for its user), the client's name and the scope of a
+    /// consent request, all checked.
     async fn consent_request(
         &self,
         cookie: Option<&str>,
         return_to: &str,
         now: Timestamp,
-    ) -> Result<(crate::domain::TokenHash, String, Scope), ApiError> {
+    ) -> Result<(Arc<SessionRecord>, String, Scope), ApiError> {
         let inner = &self.inner;
         let cookie = cookie.ok_or(ApiError::LoginRequired)?;
         let session = inner
@@ -127,7 +123,7 @@ impl AuthorizeService {
             .client_name
             .clone()
             .unwrap_or_else(|| client.client_id.to_string());
-        Ok((session.hash, name, checked.scope))
+        Ok((session, name, checked.scope))
     }
 
     fn consent_tag(&self, session: &crate::domain::TokenHash, return_to: &str) -> String {

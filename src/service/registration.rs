@@ -90,8 +90,9 @@ impl ClientMetadata {
     }
 }
 
-/// The answer to a registration (RFC 7591 section 3.2.1) or a read (RFC 7592 section 3).
-#[derive(Debug, Serialize)]
+/// The answer to a registration (RFC 7591 section 3.2.1) or a read (RFC 7592 section 3). No
+/// `Debug`: it carries the secret and the registration access token.
+#[derive(Serialize)]
 pub struct Registered {
     pub client_id: String,
     /// Shown once, at registration; never stored in clear.
@@ -183,6 +184,14 @@ impl RegistrationService {
         let inner = &self.inner;
         let client_id = format!("dyn-{}", &crypto::generate_token().value[..22]);
         let mut config = self.validate(&client_id, metadata)?;
+        // Machine tokens (client_credentials) act for the client alone, with no user's consent
+        // in between: only an operator's initial access token may register such a client, never
+        // anyone under open registration.
+        if by.is_none() && config.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(ApiError::InvalidClientMetadata(
+                "grant_types: client_credentials needs an initial access token".into(),
+            ));
+        }
         let public = config.token_endpoint_auth_method == Some(TokenEndpointAuthMethod::None);
         let secret = (!public).then(|| crypto::generate_token().value);
         if let Some(s) = &secret {
@@ -246,6 +255,12 @@ impl RegistrationService {
         if public != before.is_public() {
             return Err(ApiError::InvalidClientMetadata(
                 "token_endpoint_auth_method: a client cannot change between public (none) and confidential".into(),
+            ));
+        }
+        // What needed an initial access token is not gained with the registration token.
+        if config.grant_types.contains(&GrantType::ClientCredentials) && !before.allows(GrantType::ClientCredentials) {
+            return Err(ApiError::InvalidClientMetadata(
+                "grant_types: client_credentials cannot be added to a registration".into(),
             ));
         }
         config.secret_hash = before.secret.as_ref().map(|h| h.as_str().to_owned());

@@ -24,9 +24,9 @@ use crate::telemetry::{self, Metrics};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cascade {
     Grant(GrantId),
-    /// A user's grants made at or before the instant (the change).
+    /// A user's grants of logins at or before the instant (the change).
     UserGrants(Arc<str>, Timestamp),
-    /// A client's grants made at or before the instant (its deletion).
+    /// A client's grants of logins at or before the instant (its deletion).
     ClientGrants(Arc<str>, Timestamp),
 }
 
@@ -62,6 +62,14 @@ impl RevocationQueue {
         q.push_back(job);
         self.pending.set(q.len() as f64);
         true
+    }
+
+    /// Puts back a job whose cascade failed, at the end. It was in the queue a moment ago, so
+    /// the bound holds (give or take the job being drained).
+    pub fn requeue(&self, job: Cascade) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back(job);
+        self.pending.set(q.len() as f64);
     }
 
     pub fn pop(&self) -> Option<Cascade> {
@@ -153,11 +161,18 @@ impl TokenService {
         }
     }
 
-    /// Drains the revocation queue; returns how many cascades were done.
+    /// Drains the revocation queue; returns how many cascades were done. A cascade that fails
+    /// (the store is unreachable) goes back to the end of the queue for the next run, and this
+    /// run stops there: every job is idempotent, none is lost, and one that keeps failing never
+    /// holds up the others for more than one try per run.
     pub async fn purge_pending(&self, batch: usize, now: Timestamp) -> Result<usize, ApiError> {
+        let queue = &self.inner.revocations;
         let mut n = 0;
-        while let Some(job) = self.inner.revocations.pop() {
-            self.cascade(job, batch, now).await?;
+        while let Some(job) = queue.pop() {
+            if let Err(e) = self.cascade(job.clone(), batch, now).await {
+                queue.requeue(job);
+                return Err(e);
+            }
             n += 1;
         }
         Ok(n)
@@ -232,7 +247,8 @@ impl TokenService {
     /// a public client, which proves nothing about itself, only its own.
     pub async fn introspect(&self, client: &Client, token: &str, now: Timestamp) -> Result<Introspection, ApiError> {
         let may_see = |owner: &str| !client.is_public() || owner == &*client.client_id;
-        if let Some(t) = self.valid_access_token(token, now).await? {
+        if let Some(valid) = self.valid_access_token(token, now).await? {
+            let t = &valid.record;
             if !may_see(&t.client_id) {
                 return Ok(Introspection::default());
             }
@@ -263,8 +279,11 @@ impl TokenService {
         // Only the family's current token is active; a rotated one is not.
         let live = crypto::ct_eq(&t.hash.0, &presented.hash.0)
             && t.expires_at > now
-            && self.grant_active(&t.grant_id, now).await?
-            && self.user_accepts(&t.sub, t.issued_at).await?
+            && self.active_grant(&t.grant_id, now).await?.is_some()
+            && (self.inner.users)
+                .behind_login(&t.sub, t.authenticated_at())
+                .await?
+                .is_some()
             && self.inner.clients.get(&t.client_id).await?.is_some();
         if !live || !may_see(&t.client_id) {
             return Ok(Introspection::default());

@@ -139,7 +139,13 @@ impl SessionService {
             .sessions
             .get_or_load(&hash, store.get_session(&hash))
             .await?;
-        Ok(session.filter(|s| s.expires_at > now))
+        let Some(session) = session.filter(|s| s.expires_at > now) else {
+            return Ok(None);
+        };
+        // A session speaks for its user while the user exists, is enabled, and has not changed
+        // their password since the login.
+        let user = self.inner.users.behind_login(&session.sub, session.auth_time).await?;
+        Ok(user.map(|_| session))
     }
 
     /// Ends the session; once this returns, no cache on this node accepts it.

@@ -7,7 +7,7 @@ use metrics::Counter;
 use serde::Serialize;
 
 use crate::crypto::{self, NewRefreshToken};
-use crate::domain::{GrantId, GrantType, Scope, Timestamp};
+use crate::domain::{GrantId, GrantType, Scope, Timestamp, User};
 use crate::error::ApiError;
 use crate::service::{Caches, Client, ClientRegistry, KeyService, RevocationQueue, Ttls, UserDirectory};
 use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store};
@@ -47,6 +47,13 @@ pub struct UserInfo {
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+}
+
+/// An access token that is valid now, and the user it speaks for (`None` for client_credentials
+/// tokens, which act for their client).
+pub struct ValidToken {
+    pub record: Arc<AccessTokenRecord>,
+    pub user: Option<Arc<User>>,
 }
 
 #[derive(Clone)]
@@ -205,21 +212,22 @@ impl TokenService {
         }
     }
 
-    /// Whether a grant exists and is not revoked or expired. A missing grant is not active: its
-    /// tokens were issued under a grant that has since been swept or never committed.
-    pub(crate) async fn grant_active(&self, id: &GrantId, now: Timestamp) -> Result<bool, ApiError> {
+    /// The grant when it exists and is not revoked or expired. A missing grant is not active:
+    /// its tokens were issued under a grant that has since been swept or never committed.
+    pub(crate) async fn active_grant(
+        &self,
+        id: &GrantId,
+        now: Timestamp,
+    ) -> Result<Option<Arc<GrantRecord>>, ApiError> {
         let store = &self.inner.store;
         let grant = self.inner.caches.grants.get_or_load(id, store.get_grant(id)).await?;
-        Ok(grant.is_some_and(|g| g.revoked_at.is_none() && g.expires_at > now))
+        Ok(grant.filter(|g| g.revoked_at.is_none() && g.expires_at > now))
     }
 
-    /// The access token record when the token is currently valid: known, not expired, not
-    /// revoked, and its grant active. Checked on every call, cached or not.
-    pub async fn valid_access_token(
-        &self,
-        value: &str,
-        now: Timestamp,
-    ) -> Result<Option<Arc<AccessTokenRecord>>, ApiError> {
+    /// The access token when it is currently valid: known, not expired, not revoked, its grant
+    /// active, its user still behind the grant's login and its client still there. Checked on
+    /// every call, cached or not.
+    pub async fn valid_access_token(&self, value: &str, now: Timestamp) -> Result<Option<ValidToken>, ApiError> {
         let hash = crypto::hash_token(value);
         let store = &self.inner.store;
         let Some(record) = self
@@ -234,41 +242,40 @@ impl TokenService {
         if record.revoked_at.is_some() || record.expires_at <= now {
             return Ok(None);
         }
+        let mut login = record.issued_at;
         if let Some(grant) = &record.grant_id {
-            if !self.grant_active(grant, now).await? {
-                return Ok(None);
+            match self.active_grant(grant, now).await? {
+                Some(g) => login = g.authenticated_at(),
+                None => return Ok(None),
             }
         }
         // A user or client removed (or a user disabled, or whose password changed since) takes
         // its tokens with it at once, before the cascade revokes their grants.
-        if let Some(sub) = &record.sub {
-            if !self.user_accepts(sub, record.issued_at).await? {
-                return Ok(None);
-            }
-        }
+        let user = match &record.sub {
+            Some(sub) => match self.inner.users.behind_login(sub, login).await? {
+                Some(u) => Some(u),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         if self.inner.clients.get(&record.client_id).await?.is_none() {
             return Ok(None);
         }
-        Ok(Some(record))
-    }
-
-    /// Whether user `sub` exists, is enabled, and still stands behind what it did at `issued`.
-    pub(crate) async fn user_accepts(&self, sub: &str, issued: Timestamp) -> Result<bool, ApiError> {
-        Ok(self.inner.users.by_sub(sub).await?.is_some_and(|u| u.accepts(issued)))
+        Ok(Some(ValidToken { record, user }))
     }
 
     /// The UserInfo endpoint (OIDC Core 5.3): claims by scope.
     pub async fn userinfo(&self, token: &str, now: Timestamp) -> Result<UserInfo, ApiError> {
-        let record = self
+        let ValidToken { record, user } = self
             .valid_access_token(token, now)
             .await?
             .ok_or(ApiError::InvalidToken)?;
-        let sub = record.sub.as_deref().ok_or(ApiError::InsufficientScope)?;
+        let Some(user) = user else {
+            return Err(ApiError::InsufficientScope);
+        };
         if !record.scope.contains("openid") {
             return Err(ApiError::InsufficientScope);
         }
-        // A user removed from the configuration no longer has claims to give.
-        let user = self.inner.users.by_sub(sub).await?.ok_or(ApiError::InvalidToken)?;
         let profile = record.scope.contains("profile");
         let email = record.scope.contains("email");
         Ok(UserInfo {

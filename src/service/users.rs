@@ -86,6 +86,19 @@ impl UserDirectory {
         Ok(self.managed.get_or_load(&Arc::from(sub), load).await?)
     }
 
+    /// The user of `sub` when it still speaks for a login made at `login`: it exists, is
+    /// enabled, and has not changed its password or been disabled since ([`User::accepts`]).
+    /// Every session and token check asks this, with the login's time (a session's, or the
+    /// `auth_time` of the grant a token descends from), never the time a token was minted: a
+    /// grant made from an old session is as void as the session.
+    pub async fn behind_login(
+        &self,
+        sub: &str,
+        login: crate::domain::Timestamp,
+    ) -> Result<Option<Arc<User>>, ApiError> {
+        Ok(self.by_sub(sub).await?.filter(|u| u.accepts(login)))
+    }
+
     /// Whether the config file defines this subject or username (then the API cannot take it).
     pub fn is_configured(&self, sub: &str, username: &str) -> bool {
         self.by_sub.contains_key(sub) || self.by_username.contains_key(username)

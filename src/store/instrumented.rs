@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
     InvalidationFeed, InvalidationSink, PoolStatus, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome,
-    SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord,
+    SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -228,8 +228,8 @@ impl Store for Instrumented {
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>> {
         self.observe("list_users", self.inner.list_users(after, limit)).await
     }
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
-        self.observe("update_user", self.inner.update_user(user)).await
+    async fn update_user(&self, sub: &str, change: &UserUpdate) -> StoreResult<Option<UserRecord>> {
+        self.observe("update_user", self.inner.update_user(sub, change)).await
     }
     async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
         self.observe("delete_user", self.inner.delete_user(sub)).await

@@ -24,7 +24,7 @@ use dashmap::mapref::entry::Entry;
 use super::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, RecordCounts,
     RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind,
-    StoreResult, UserKey, UserRecord,
+    StoreResult, UserKey, UserRecord, UserUpdate,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -655,17 +655,25 @@ impl Store for MemoryStore {
         Ok(page(&lock(&self.users).by_sub, after, limit))
     }
 
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+    async fn update_user(&self, sub: &str, c: &UserUpdate) -> StoreResult<Option<UserRecord>> {
         let mut users = lock(&self.users);
-        let Some(stored) = users.by_sub.get_mut(&user.sub) else {
-            return Ok(false);
+        let Some(u) = users.by_sub.get_mut(sub) else {
+            return Ok(None);
         };
-        let username = std::mem::take(&mut stored.username);
-        *stored = UserRecord {
-            username,
-            ..user.clone()
-        };
-        Ok(true)
+        if let Some(h) = &c.password_hash {
+            u.password_hash.clone_from(h);
+        }
+        if let Some(n) = &c.name {
+            u.name.clone_from(n);
+        }
+        if let Some(e) = &c.email {
+            u.email.clone_from(e);
+        }
+        u.email_verified = c.email_verified.unwrap_or(u.email_verified);
+        u.disabled = c.disabled.unwrap_or(u.disabled);
+        u.not_before = c.not_before.map_or(u.not_before, |nb| nb.max(u.not_before));
+        u.updated_at = c.updated_at;
+        Ok(Some(u.clone()))
     }
 
     async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
@@ -749,7 +757,7 @@ impl Store for MemoryStore {
             let Some(mut grant) = self.grants.records.get_mut(&id) else {
                 continue;
             };
-            if grant.created_at > before {
+            if grant.authenticated_at() > before {
                 later.push(id);
             } else if grant.revoked_at.is_none() {
                 grant.revoked_at = Some(now);

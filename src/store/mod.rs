@@ -88,6 +88,13 @@ pub struct GrantRecord {
 }
 
 impl GrantRecord {
+    /// When the user logged in for this grant: what a user's `not_before` is compared with, so
+    /// a grant made from an old session (on a node that had not heard of the change yet) is as
+    /// void as the session.
+    pub fn authenticated_at(&self) -> Timestamp {
+        self.auth_time.unwrap_or(self.created_at)
+    }
+
     /// The grant a code's redemption creates (and the tombstone a replay of it revokes).
     pub fn of_code(code: &CodeRecord, now: Timestamp, lifetime: std::time::Duration) -> Self {
         Self {
@@ -158,6 +165,13 @@ pub struct RefreshTokenRecord {
     pub sid: Option<Arc<str>>,
 }
 
+impl RefreshTokenRecord {
+    /// Its grant's [`GrantRecord::authenticated_at`].
+    pub fn authenticated_at(&self) -> Timestamp {
+        self.auth_time.unwrap_or(self.issued_at)
+    }
+}
+
 /// A signing key as the store keeps it: the private half sealed with `--key-encryption-key`,
 /// the public half as its JWK. Its state follows from the times and its successor's (the key of
 /// the same algorithm with the next generation); see [`crate::service::keys`].
@@ -202,7 +216,7 @@ pub struct ConsentRecord {
 }
 
 /// A user managed at runtime (the admin API); config-file users never reach the store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UserRecord {
     pub sub: Arc<str>,
     /// Unique, like `sub`; never changes.
@@ -220,6 +234,46 @@ pub struct UserRecord {
     pub updated_at: Timestamp,
 }
 
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("sub", &self.sub)
+            .field("username", &self.username)
+            .field("disabled", &self.disabled)
+            .field("not_before", &self.not_before)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to a runtime user: what is `Some` changes, the rest stays as the store has it, so
+/// two changes made at once never undo each other.
+pub struct UserUpdate {
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub name: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+    pub email_verified: Option<bool>,
+    pub disabled: Option<bool>,
+    /// Moves the user's `not_before` up to this instant; never back.
+    pub not_before: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl UserUpdate {
+    /// A change of nothing but `updated_at`, to fill in.
+    pub fn at(updated_at: Timestamp) -> Self {
+        Self {
+            password_hash: None,
+            name: None,
+            email: None,
+            email_verified: None,
+            disabled: None,
+            not_before: None,
+            updated_at,
+        }
+    }
+}
+
 /// How a user is looked up.
 #[derive(Clone, Copy, Debug)]
 pub enum UserKey<'a> {
@@ -230,7 +284,7 @@ pub enum UserKey<'a> {
 /// A client registered at runtime (dynamic registration); config-file clients never reach the
 /// store. The metadata is kept as the JSON the registration service validated, so one parser
 /// (the config file's) reads clients from either source.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientRecord {
     pub client_id: Arc<str>,
     /// The client's metadata (JSON of [`crate::config::ClientConfig`]).
@@ -239,6 +293,15 @@ pub struct ClientRecord {
     pub registration_token: Option<TokenHash>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("client_id", &self.client_id)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whose grants a cascade revokes.
@@ -505,9 +568,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, key: UserKey<'_>) -> StoreResult<Option<UserRecord>>;
     /// Up to `limit` users by `sub`, after `after`: keyset pagination, stable while users are added.
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<UserRecord>>;
-    /// Replaces the user of `user.sub` (its username excepted); `false` when there is none. The
-    /// other nodes drop it from their caches.
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    /// Applies `change` to the user of `sub` in one step (its username never changes) and
+    /// returns the user as it now is; `None` when there is none. The other nodes drop it from
+    /// their caches.
+    async fn update_user(&self, sub: &str, change: &UserUpdate) -> StoreResult<Option<UserRecord>>;
     /// Deletes a user and its consents; `false` when there was none. The other nodes drop it.
     async fn delete_user(&self, sub: &str) -> StoreResult<bool>;
     /// Stores a new client; `false` when its id is taken.
@@ -520,8 +584,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a client and the consents given to it; `false` when there was none.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
     /// The cascade after a user or client went away (or a password changed): revokes every
-    /// active grant of `owner` made at or before `before` (the change; grants made since are
-    /// the user's new logins), each announced to the other nodes; returns them for the caches
+    /// active grant of `owner` whose login ([`GrantRecord::authenticated_at`]) was at or before
+    /// `before` (the change; grants of logins since are the user's new ones), each announced to the other nodes; returns them for the caches
     /// and the purge queue.
     async fn revoke_grants_of(
         &self,

@@ -200,3 +200,46 @@ async fn the_form_cannot_be_replayed_elsewhere_or_posted_cross_site() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
+
+/// The consent page and its form speak for the session's user only while that user may still
+/// log in: disabled between the page and the decision, nothing is remembered.
+#[tokio::test]
+async fn a_disabled_users_session_neither_sees_nor_gives_consent() {
+    use reqwest::Method;
+
+    use crate::users_admin::{call, create_user};
+
+    let app = authplane_testkit::spawn_app().await;
+    let admin = crate::admin::admin_token(&app).await;
+    let sub = authplane_testkit::s(&create_user(&app, &admin, "gina", "gina-password-1").await, "sub");
+    let session = app.login_as("gina", "gina-password-1").await;
+    let return_to = to_consent(&authorize(&app, &session, "openid", &[]).await);
+    let (_, tag) = consent_page(&app, &session, &return_to).await;
+
+    let disable = serde_json::json!({"disabled": true});
+    let path = format!("/admin/users/{sub}");
+    let res = call(&app, Method::PATCH, &path, Some(&admin), Some(disable)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let page = app
+        .client
+        .get(app.url("/auth/consent"))
+        .query(&[("return_to", return_to.as_str())])
+        .header("cookie", authplane_testkit::session_header(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+    assert!(page.text().await.unwrap().contains("sign in again"));
+    let res = decide(&app, &session, &return_to, &tag, "allow", "same-origin").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Enabled again (a new login needed, as the old session stays void): the page asks anew,
+    // so the refused decision remembered nothing.
+    let enable = serde_json::json!({"disabled": false});
+    let res = call(&app, Method::PATCH, &path, Some(&admin), Some(enable)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    app.advance(std::time::Duration::from_millis(5));
+    let fresh = app.login_as("gina", "gina-password-1").await;
+    to_consent(&authorize(&app, &fresh, "openid", &[]).await);
+}

@@ -138,3 +138,74 @@ async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_re
         "{line}"
     );
 }
+
+/// The admin API and registration: passwords, their hashes, client secrets and registration
+/// tokens appear in no answer (but the one that hands them out) and in no log line, at any level.
+#[tokio::test(flavor = "current_thread")]
+async fn admin_answers_and_logs_never_show_passwords_hashes_or_secrets() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    use crate::users_admin::{call, create_user};
+
+    let (logs, _guard) = capture();
+    let app = spawn_app().await;
+    let admin = crate::admin::admin_token(&app).await;
+    let mut answers = String::new();
+    let created = create_user(&app, &admin, "iris", "iris-password-1").await;
+    answers.push_str(&created.to_string());
+    let path = format!("/admin/users/{}", s(&created, "sub"));
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            path.as_str(),
+            Some(json!({"password": "iris-password-2"})),
+        ),
+        (Method::PATCH, path.as_str(), Some(json!({"password": 12345678}))),
+        (
+            Method::PATCH,
+            path.as_str(),
+            Some(json!({"disabled": "iris-password-3"})),
+        ),
+        (Method::GET, path.as_str(), None),
+        (Method::GET, "/admin/users", None),
+        (Method::GET, "/admin/clients", None),
+    ] {
+        let res = call(&app, method, path, Some(&admin), body).await;
+        answers.push_str(&res.text().await.unwrap());
+    }
+    let reg = crate::registration::register(
+        &app,
+        Some(&admin),
+        json!({"grant_types": ["client_credentials"], "scope": "profile"}),
+    )
+    .await;
+    let (id, secret, token) = (
+        s(&reg, "client_id"),
+        s(&reg, "client_secret"),
+        s(&reg, "registration_access_token"),
+    );
+    let reg_path = format!("/auth/register/{id}");
+    for method in [Method::GET, Method::PUT] {
+        let body = (method == Method::PUT).then(|| json!({"grant_types": ["client_credentials"]}));
+        let res = call(&app, method, &reg_path, Some(&token), body).await;
+        answers.push_str(&res.text().await.unwrap());
+    }
+    let res = call(&app, Method::GET, &format!("/admin/clients/{id}"), Some(&admin), None).await;
+    answers.push_str(&res.text().await.unwrap());
+    app.token(Some((&id, &secret)), &[("grant_type", "client_credentials")])
+        .await;
+
+    let text = logs.text();
+    assert!(text.contains("admin action"), "the audit log is captured: {text}");
+    for leak in ["iris-password-1", "iris-password-2", "iris-password-3", "12345678"] {
+        assert!(!answers.contains(leak), "{leak} in an answer: {answers}");
+        assert!(!text.contains(leak), "{leak} in the logs");
+    }
+    assert!(!answers.contains("$argon2"), "a hash in an answer: {answers}");
+    assert!(!text.contains("$argon2"), "a hash in the logs");
+    for leak in [&secret, &token] {
+        assert!(!answers.contains(leak.as_str()), "a secret in a later answer");
+        assert!(!text.contains(leak.as_str()), "a secret in the logs");
+    }
+}

@@ -1,7 +1,7 @@
 //! Dynamic client registration (RFC 7591) and management (RFC 7592), driven by client libraries
 //! nobody here wrote: the `openidconnect` crate registers, the `oauth2` crate uses the client.
 
-use authplane_testkit::{APP, APP_REDIRECT, TestApp, json, s};
+use authplane_testkit::{APP, TestApp, json, s};
 use openidconnect::core::{CoreClientRegistrationRequest, CoreGrantType};
 use openidconnect::{AccessToken, ClientName, LocalizedClaim, RegistrationUrl};
 use reqwest::{Method, StatusCode};
@@ -127,6 +127,24 @@ async fn registration_round_trip(app: &TestApp) -> String {
     )
     .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let rename = json!({"grant_types": ["client_credentials"], "client_name": "Hijacked"});
+    let res = call(
+        app,
+        Method::PUT,
+        &path,
+        Some(&s(&other, "registration_access_token")),
+        Some(rename),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Its own token cannot widen it to admin either.
+    let admin_scope = json!({"grant_types": ["client_credentials"], "scope": "profile admin"});
+    let res = call(app, Method::PUT, &path, Some(&token), Some(admin_scope)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(res).await["error"], "invalid_client_metadata");
+    let read = json(call(app, Method::GET, &path, Some(&token), None).await).await;
+    assert_eq!(read["client_name"], "Registered by a library", "unchanged");
+    assert!(!read["scope"].as_str().unwrap().contains("admin"));
 
     let update =
         json!({"client_id": id, "grant_types": ["client_credentials"], "client_name": "Renamed", "scope": "profile"});
@@ -299,7 +317,6 @@ async fn registered_clients_are_third_party_and_never_admin() {
     .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(client_count(&app, &admin).await, before, "nothing registered");
-    let _ = (APP, APP_REDIRECT);
 }
 
 #[tokio::test]
@@ -312,9 +329,26 @@ async fn open_registration_needs_no_initial_token() {
     )
     .await;
     assert!(reg.get("client_secret").is_none(), "a public client has no secret");
+    // Anyone may register a client users consent to; nobody gets machine tokens that way, at
+    // registration or later with the registration token.
+    let cc = json!({"grant_types": ["client_credentials"], "scope": "profile"});
+    let res = call(&app, Method::POST, "/auth/register", None, Some(cc)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let e = json(res).await;
+    assert_eq!(e["error"], "invalid_client_metadata");
+    assert!(s(&e, "error_description").contains("initial access token"), "{e}");
+    let web = register(&app, None, json!({"redirect_uris": ["https://rp.example/cb"]})).await;
+    let path = format!("/auth/register/{}", s(&web, "client_id"));
+    let token = s(&web, "registration_access_token");
+    let widen = json!({"redirect_uris": ["https://rp.example/cb"],
+                       "grant_types": ["authorization_code", "client_credentials"]});
+    let res = call(&app, Method::PUT, &path, Some(&token), Some(widen)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let read = json(call(&app, Method::GET, &path, Some(&token), None).await).await;
+    assert_eq!(read["grant_types"], json!(["authorization_code"]), "unchanged");
     let metrics = app.metrics_text().await;
     assert!(
-        metrics.contains("authplane_admin_actions_total{action=\"client_register\"} 1"),
+        metrics.contains("authplane_admin_actions_total{action=\"client_register\"} 2"),
         "{metrics}"
     );
 }

@@ -434,14 +434,41 @@ async fn users_are_unique_paged_and_deleted_with_their_consents(s: Arc<dyn Store
     let page = s.list_users(Some("u-2"), 2).await.unwrap();
     assert_eq!(page.iter().map(|u| &*u.sub).collect::<Vec<_>>(), ["u-3"]);
 
-    let mut changed = user("u-2", "renamed");
-    changed.disabled = true;
-    changed.not_before = now().plus(Duration::from_secs(1));
-    assert!(s.update_user(&changed).await.unwrap());
-    let got = s.get_user(UserKey::Sub("u-2")).await.unwrap().unwrap();
-    assert!(got.disabled && got.not_before == changed.not_before);
+    // Each change sets only its own fields: a disabling and a rename made at once both stay.
+    let later = now().plus(Duration::from_secs(1));
+    let disable = UserUpdate {
+        disabled: Some(true),
+        not_before: Some(later),
+        ..UserUpdate::at(later)
+    };
+    let got = s.update_user("u-2", &disable).await.unwrap().unwrap();
+    assert!(got.disabled && got.not_before == later);
+    let rename = UserUpdate {
+        name: Some(None),
+        email: Some(Some("b@example.com".into())),
+        // An older instant never moves not_before back.
+        not_before: Some(now()),
+        ..UserUpdate::at(later)
+    };
+    let got = s.update_user("u-2", &rename).await.unwrap().unwrap();
+    assert_eq!((got.name, got.email.as_deref()), (None, Some("b@example.com")));
+    assert!(got.disabled, "a change of other fields keeps the disabling");
+    assert_eq!(got.not_before, later, "not_before never moves back");
     assert_eq!(got.username, "b", "the username never changes");
-    assert!(!s.update_user(&user("u-9", "x")).await.unwrap());
+    assert_eq!(got.password_hash, user("u-2", "b").password_hash);
+    let stored = s.get_user(UserKey::Sub("u-2")).await.unwrap().unwrap();
+    assert!(stored.disabled && stored.email.as_deref() == Some("b@example.com"));
+    assert!(s.update_user("u-9", &disable).await.unwrap().is_none());
+
+    // Pages follow byte order whatever the database's collation ('B' < '_' < 'a').
+    for (sub, name) in [("u-_", "d"), ("u-B", "e"), ("u-a", "f")] {
+        assert!(s.insert_user(&user(sub, name)).await.unwrap());
+    }
+    let all = s.list_users(None, 10).await.unwrap();
+    let subs: Vec<&str> = all.iter().map(|u| &*u.sub).collect();
+    assert_eq!(subs, ["u-1", "u-2", "u-3", "u-B", "u-_", "u-a"]);
+    let page = s.list_users(Some("u-B"), 1).await.unwrap();
+    assert_eq!(&*page[0].sub, "u-_");
 
     let consent = ConsentRecord {
         sub: "u-2".into(),
@@ -501,23 +528,33 @@ async fn clients_are_unique_paged_and_deleted(s: Arc<dyn Store>) {
     assert!(s.get_consent("u", "dyn-a").await.unwrap().is_none());
 }
 
-/// A user's or client's cascade revokes their active grants made up to the change, not later ones.
+/// A user's or client's cascade revokes their active grants of logins up to the change: not the
+/// grants of later logins, but a grant made later from an old login's session (on a node that had
+/// not heard of the change yet).
 async fn an_owners_grants_are_revoked_up_to_the_change(s: Arc<dyn Store>) {
     let mut old = grant();
     old.sub = "owner".into();
     let mut later = grant();
     later.sub = "owner".into();
     later.created_at = now().plus(Duration::from_secs(10));
+    later.auth_time = Some(later.created_at);
+    let mut stale = grant();
+    stale.sub = "owner".into();
+    stale.created_at = now().plus(Duration::from_secs(10));
     let other = grant();
-    for g in [&old, &later, &other] {
+    for g in [&old, &later, &stale, &other] {
         s.insert_grant_tokens(g, &access(g), Some(&refresh(g))).await.unwrap();
     }
-    let revoked = s
+    let mut revoked = s
         .revoke_grants_of(GrantOwner::User("owner"), now().plus(Duration::from_secs(5)), now())
         .await
         .unwrap();
-    assert_eq!(revoked, vec![old.id]);
+    revoked.sort();
+    let mut expected = vec![old.id, stale.id];
+    expected.sort();
+    assert_eq!(revoked, expected);
     assert!(s.get_grant(&old.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(s.get_grant(&stale.id).await.unwrap().unwrap().revoked_at.is_some());
     assert!(s.get_grant(&later.id).await.unwrap().unwrap().revoked_at.is_none());
     assert!(s.get_grant(&other.id).await.unwrap().unwrap().revoked_at.is_none());
     // The later grant is still found by a later cascade.

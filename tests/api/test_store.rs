@@ -197,9 +197,9 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.list_users(after, limit).await
     }
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool> {
+    async fn update_user(&self, sub: &str, change: &UserUpdate) -> StoreResult<Option<UserRecord>> {
         self.before().await?;
-        self.inner.update_user(user).await
+        self.inner.update_user(sub, change).await
     }
     async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
         self.before().await?;

@@ -70,7 +70,7 @@ impl TokenService {
             }
             (None, None) => {}
         }
-        if !self.user_accepts(&record.sub, record.auth_time).await? {
+        if inner.users.behind_login(&record.sub, record.auth_time).await?.is_none() {
             return reject("the user was disabled or deleted, or changed their password, since the login");
         }
         let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);

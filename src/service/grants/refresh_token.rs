@@ -60,10 +60,15 @@ impl TokenService {
         if current.expires_at <= now {
             return reject("refresh token expired");
         }
-        if !self.grant_active(&current.grant_id, now).await? {
+        if self.active_grant(&current.grant_id, now).await?.is_none() {
             return reject("grant revoked or expired");
         }
-        if !self.user_accepts(&current.sub, current.issued_at).await? {
+        let users = &self.inner.users;
+        if users
+            .behind_login(&current.sub, current.authenticated_at())
+            .await?
+            .is_none()
+        {
             return reject("the user was disabled or deleted, or changed their password, since the token");
         }
         let scope = Self::requested_scope(req.scope.as_deref(), &current.scope)?;

@@ -164,15 +164,25 @@ pub const INSERT_USER: &str = concat!(
 );
 pub const GET_USER_BY_SUB: &str = "SELECT * FROM users WHERE sub = $1";
 pub const GET_USER_BY_USERNAME: &str = "SELECT * FROM users WHERE username = $1";
-pub const LIST_USERS: &str = "SELECT * FROM users WHERE $1::text IS NULL OR sub > $1 ORDER BY sub LIMIT $2";
-/// The username never changes; the other nodes drop the user from their caches at commit.
+/// Listings page in byte order (`COLLATE "C"`), the order the service merges the config file's
+/// entries in, whatever the database's collation.
+pub const LIST_USERS: &str =
+    r#"SELECT * FROM users WHERE sub COLLATE "C" > COALESCE($1, '') ORDER BY sub COLLATE "C" LIMIT $2"#;
+/// Only the given fields change (`$3`/`$5` say whether `name`/`email` are given, as `NULL`
+/// removes them); `not_before` only moves forward (GREATEST ignores a NULL). The username never
+/// changes; the other nodes drop the user from their caches at commit.
 pub const UPDATE_USER: &str = concat!(
-    "WITH u AS (UPDATE users SET password_hash = $2, name = $3, email = $4, email_verified = $5,
-                               disabled = $6, not_before = $7, updated_at = $8
-                WHERE sub = $1 RETURNING 1)
-     SELECT pg_notify('",
+    "WITH u AS (UPDATE users SET password_hash = COALESCE($2, password_hash),
+                               name = CASE WHEN $3 THEN $4 ELSE name END,
+                               email = CASE WHEN $5 THEN $6 ELSE email END,
+                               email_verified = COALESCE($7, email_verified),
+                               disabled = COALESCE($8, disabled),
+                               not_before = GREATEST(not_before, $9::bigint),
+                               updated_at = $10
+                WHERE sub = $1 RETURNING *)
+     SELECT u.*, pg_notify('",
     channel!(),
-    "', $9) FROM u"
+    "', $11) FROM u"
 );
 /// The user and its consents.
 pub const DELETE_USER: &str = concat!(
@@ -191,8 +201,8 @@ pub const INSERT_CLIENT: &str = concat!(
     "', $6) FROM i"
 );
 pub const GET_CLIENT: &str = "SELECT * FROM clients WHERE client_id = $1";
-pub const LIST_CLIENTS: &str =
-    "SELECT * FROM clients WHERE $1::text IS NULL OR client_id > $1 ORDER BY client_id LIMIT $2";
+pub const LIST_CLIENTS: &str = r#"SELECT * FROM clients WHERE client_id COLLATE "C" > COALESCE($1, '')
+                                   ORDER BY client_id COLLATE "C" LIMIT $2"#;
 pub const UPDATE_CLIENT: &str = concat!(
     "WITH u AS (UPDATE clients SET metadata = $2, registration_token = $3, updated_at = $4
                 WHERE client_id = $1 RETURNING 1)
@@ -209,12 +219,13 @@ pub const DELETE_CLIENT: &str = concat!(
     "', $2) FROM d"
 );
 
-/// The cascade of a user's or client's removal: their active grants made at or before `$3`,
-/// revoked, each announced.
+/// The cascade of a user's or client's removal: their active grants whose login was at or
+/// before `$3` (`GrantRecord::authenticated_at`), revoked, each announced.
 pub fn revoke_grants_of(column: &str) -> String {
     format!(
         "WITH r AS (UPDATE grants SET revoked_at = $2
-                    WHERE {column} = $1 AND revoked_at IS NULL AND created_at <= $3 RETURNING id)
+                    WHERE {column} = $1 AND revoked_at IS NULL
+                          AND COALESCE(auth_time, created_at) <= $3 RETURNING id)
          SELECT id, pg_notify('{CHANNEL}', 'g:' || encode(id, 'hex')) FROM r"
     )
 }

@@ -17,7 +17,7 @@ use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, Invalidation,
     InvalidationFeed, InvalidationSink, PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord,
-    SigningKeyRecord, Store, StoreKind, StoreResult, UserKey, UserRecord,
+    SigningKeyRecord, Store, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
 };
 
 #[async_trait]
@@ -343,25 +343,27 @@ impl Store for PostgresStore {
         self.list(sql::LIST_USERS, after, limit, user_row).await
     }
 
-    async fn update_user(&self, u: &UserRecord) -> StoreResult<bool> {
-        let payload = Invalidation::User(Arc::clone(&u.sub)).encode();
-        let n = self
-            .execute(
+    async fn update_user(&self, sub: &str, c: &UserUpdate) -> StoreResult<Option<UserRecord>> {
+        let payload = Invalidation::User(Arc::from(sub)).encode();
+        let row = self
+            .query_opt(
                 sql::UPDATE_USER,
                 &[
-                    &&*u.sub,
-                    &u.password_hash,
-                    &u.name,
-                    &u.email,
-                    &u.email_verified,
-                    &u.disabled,
-                    &u.not_before.millis(),
-                    &u.updated_at.millis(),
+                    &sub,
+                    &c.password_hash,
+                    &c.name.is_some(),
+                    &c.name.as_ref().and_then(Option::as_deref),
+                    &c.email.is_some(),
+                    &c.email.as_ref().and_then(Option::as_deref),
+                    &c.email_verified,
+                    &c.disabled,
+                    &c.not_before.map(Timestamp::millis),
+                    &c.updated_at.millis(),
                     &payload,
                 ],
             )
             .await?;
-        Ok(n == 1)
+        row.as_ref().map(user_row).transpose()
     }
 
     async fn delete_user(&self, sub: &str) -> StoreResult<bool> {
