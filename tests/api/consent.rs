@@ -205,9 +205,7 @@ async fn the_form_cannot_be_replayed_elsewhere_or_posted_cross_site() {
 /// log in: disabled between the page and the decision, nothing is remembered.
 #[tokio::test]
 async fn a_disabled_users_session_neither_sees_nor_gives_consent() {
-    use reqwest::Method;
-
-    use crate::users_admin::{call, create_user};
+    use crate::users_admin::{create_user, patch_user};
 
     let app = authplane_testkit::spawn_app().await;
     let admin = crate::admin::admin_token(&app).await;
@@ -217,8 +215,7 @@ async fn a_disabled_users_session_neither_sees_nor_gives_consent() {
     let (_, tag) = consent_page(&app, &session, &return_to).await;
 
     let disable = serde_json::json!({"disabled": true});
-    let path = format!("/admin/users/{sub}");
-    let res = call(&app, Method::PATCH, &path, Some(&admin), Some(disable)).await;
+    let res = patch_user(&app, &admin, &sub, disable).await;
     assert_eq!(res.status(), StatusCode::OK);
 
     let page = app
@@ -237,7 +234,7 @@ async fn a_disabled_users_session_neither_sees_nor_gives_consent() {
     // Enabled again (a new login needed, as the old session stays void): the page asks anew,
     // so the refused decision remembered nothing.
     let enable = serde_json::json!({"disabled": false});
-    let res = call(&app, Method::PATCH, &path, Some(&admin), Some(enable)).await;
+    let res = patch_user(&app, &admin, &sub, enable).await;
     assert_eq!(res.status(), StatusCode::OK);
     app.advance(std::time::Duration::from_millis(5));
     let fresh = app.login_as("gina", "gina-password-1").await;

@@ -36,6 +36,18 @@ pub async fn create_user(app: &TestApp, token: &str, username: &str, password: &
     json(res).await
 }
 
+/// `PATCH /admin/users/{sub}` with `body`.
+pub async fn patch_user(app: &TestApp, admin: &str, sub: &str, body: Value) -> reqwest::Response {
+    call(
+        app,
+        Method::PATCH,
+        &format!("/admin/users/{sub}"),
+        Some(admin),
+        Some(body),
+    )
+    .await
+}
+
 /// An authorize request of demo-app for a code, with `session`.
 async fn authorize_code(app: &TestApp, session: &str) -> reqwest::Response {
     let pkce = authplane_testkit::oauth::Pkce::fixed();
@@ -161,14 +173,7 @@ async fn disabling_a_user_ends_its_sessions_and_tokens_and_refuses_its_logins() 
     let (access, refresh) = tokens_of(&app, "dave", "dave-password-1").await;
     app.advance(Duration::from_millis(5));
 
-    let res = call(
-        &app,
-        Method::PATCH,
-        &format!("/admin/users/{sub}"),
-        Some(&admin),
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let res = patch_user(&app, &admin, &sub, json!({"disabled": true})).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(json(res).await["disabled"], true);
 
@@ -188,14 +193,7 @@ async fn disabling_a_user_ends_its_sessions_and_tokens_and_refuses_its_logins() 
 
     // The cascade revoked the grant in the store: enabled again, the old tokens stay dead.
     app.sweeper.sweep_once(app.clock.now()).await.unwrap();
-    let res = call(
-        &app,
-        Method::PATCH,
-        &format!("/admin/users/{sub}"),
-        Some(&admin),
-        Some(json!({"disabled": false})),
-    )
-    .await;
+    let res = patch_user(&app, &admin, &sub, json!({"disabled": false})).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.introspect(&refresh).await["active"], false);
     app.advance(Duration::from_millis(5));
@@ -210,14 +208,7 @@ async fn a_password_change_ends_the_sessions_from_before_it_only() {
     let sub = s(&create_user(&app, &admin, "erin", "erin-password-1").await, "sub");
     let (access, refresh) = tokens_of(&app, "erin", "erin-password-1").await;
     app.advance(Duration::from_millis(5));
-    let res = call(
-        &app,
-        Method::PATCH,
-        &format!("/admin/users/{sub}"),
-        Some(&admin),
-        Some(json!({"password": "erin-password-2", "name": null})),
-    )
-    .await;
+    let res = patch_user(&app, &admin, &sub, json!({"password": "erin-password-2", "name": null})).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(json(res).await.get("name").is_none(), "null removes the claim");
     assert_eq!(app.userinfo(&access).await.status(), StatusCode::UNAUTHORIZED);
@@ -450,14 +441,7 @@ async fn changes_on_one_postgres_node_reach_the_other() {
     let (access, _) = tokens_of(&b, "frank", "frank-password-1").await;
     assert_eq!(b.userinfo(&access).await.status(), StatusCode::OK, "cached on B now");
     let session = b.login_as("frank", "frank-password-1").await;
-    let res = call(
-        &a,
-        Method::PATCH,
-        &format!("/admin/users/{sub}"),
-        Some(&admin),
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let res = patch_user(&a, &admin, &sub, json!({"disabled": true})).await;
     assert_eq!(res.status(), StatusCode::OK);
     let start = std::time::Instant::now();
     while b.userinfo(&access).await.status() == StatusCode::OK {
@@ -563,14 +547,8 @@ async fn a_grant_from_an_old_login_dies_with_it_and_a_failed_cascade_is_retried(
     let sub = s(&create_user(&app, &admin, "hank", "hank-password-1").await, "sub");
     let login = app.clock.now();
     app.advance(Duration::from_millis(5));
-    let path = format!("/admin/users/{sub}");
     let change = json!({"password": "hank-password-2"});
-    assert_eq!(
-        call(&app, Method::PATCH, &path, Some(&admin), Some(change))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(patch_user(&app, &admin, &sub, change).await.status(), StatusCode::OK);
     app.advance(Duration::from_millis(5));
 
     let now = app.clock.now();
