@@ -11,6 +11,7 @@
 //! - [`invalidation`]: the cross-node invalidation window on two nodes sharing PostgreSQL.
 //! - [`memory`]: resident memory of the record cache and the memory store at N entries.
 //! - [`cpu`]: CPU time of a process from `/proc`, to report the server's CPU per request.
+//! - [`directory`]: users created through the admin API, their logins, Zipf logins' store reads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod baseline;
 mod cpu;
+mod directory;
 mod driver;
 mod invalidation;
 mod memory;
@@ -78,6 +80,9 @@ enum Command {
     InvalidationWindow(InvalidationArgs),
     /// Resident memory of a RecordCache (or the memory store) filled with N entries.
     CacheMemory(MemoryArgs),
+    /// Users created through the admin API (argon2 included), each logged in once, then Zipf
+    /// logins with the store reads each cost (issue 11).
+    Users(UsersArgs),
 }
 
 /// Options shared by every load mode.
@@ -207,6 +212,41 @@ enum InvalidationChange {
     DisableUser,
 }
 
+#[derive(Debug, Args)]
+struct UsersArgs {
+    /// Base URL of the server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Users to create.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Requests in flight at once, in every phase.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// After creating them, log each user in once.
+    #[arg(long)]
+    login_each: bool,
+    /// Then this many flows (login, authorize, token, userinfo) of Zipf-chosen users.
+    #[arg(long, default_value_t = 0)]
+    zipf_flows: usize,
+    #[arg(long, default_value_t = 1.1)]
+    zipf: f64,
+    #[arg(long, default_value = authplane_testkit::fixture::ADMIN)]
+    admin_id: String,
+    #[arg(long, default_value = authplane_testkit::fixture::ADMIN_SECRET)]
+    admin_secret: String,
+    #[arg(long, default_value = authplane_testkit::APP)]
+    client_id: String,
+    #[arg(long, default_value = authplane_testkit::APP_SECRET)]
+    client_secret: String,
+    #[arg(long, default_value = "60s", value_parser = humantime_duration)]
+    timeout: Duration,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum MemoryKind {
     /// Access-token records as the server caches them (client_id, sub, three scopes, grant id).
@@ -298,6 +338,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::ServeSeeded(a) => return seeded::serve(a.live, a.expired, a.settings).await,
         Command::InvalidationWindow(a) => return invalidation::run(a).await,
         Command::CacheMemory(a) => return memory::run(a.entries, a.kind, a.json).await,
+        Command::Users(a) => return directory::run(a).await,
         Command::Flow(a) => (Mode::Flow, a),
         Command::Userinfo(a) => (Mode::Userinfo, a),
         Command::TokenCc(a) => (Mode::TokenCc, a),

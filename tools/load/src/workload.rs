@@ -172,7 +172,7 @@ impl Client {
     }
 
     /// POST /auth/login (JSON API); the session cookie's value.
-    async fn login(&self, stats: &Stats, user: &str, password: &str) -> Option<String> {
+    pub async fn login(&self, stats: &Stats, user: &str, password: &str) -> Option<String> {
         let req = self
             .http
             .post(self.url("/auth/login"))
@@ -269,7 +269,7 @@ impl Client {
         })
     }
 
-    async fn userinfo(&self, stats: &Stats, access: &str, start: Instant, record: bool) -> bool {
+    pub async fn userinfo(&self, stats: &Stats, access: &str, start: Instant, record: bool) -> bool {
         let req = self.http.get(&self.userinfo_url).bearer_auth(access);
         Self::settle(stats, USERINFO, record, self.send(req, start).await, 200, |r| {
             r.body.starts_with(b"{\"sub\"").then_some(())
