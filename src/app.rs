@@ -28,7 +28,7 @@ use crate::service::{
     AuthorizeService, Caches, ClientRegistry, ClientRegistryParts, KeyPolicy, KeyService, LogoutService, NodeSink,
     RevocationQueue, SessionService, TokenService, Ttls, UserDirectory,
 };
-use crate::state::{AppState, WebConfig};
+use crate::state::{AppState, Services, WebConfig};
 use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::PostgresStore;
@@ -245,7 +245,7 @@ impl Application {
             registration: registration.clone(),
             audit,
         });
-        let state = AppState {
+        let state = AppState::new(Services {
             sessions,
             authorize,
             tokens,
@@ -258,7 +258,7 @@ impl Application {
             metrics,
             clock: opts.clock,
             web,
-        };
+        });
         let router = http::router(state.clone(), &admissions, cfg.management_listen.is_none());
         let listener = match opts.listener {
             Some(l) => {

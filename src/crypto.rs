@@ -19,6 +19,12 @@ pub struct NewToken {
     pub hash: TokenHash,
 }
 
+/// A random UUID (version 4) from the thread's CSPRNG (seeded from the OS, no system call per
+/// value): request ids and generated subjects, which are unique names, not secrets.
+pub fn random_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// 256 bits from the OS CSPRNG, base64url without padding (43 characters).
 pub fn generate_token() -> NewToken {
     let mut bytes = [0u8; 32];
@@ -304,6 +310,14 @@ impl PasswordHashString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_uuids_are_version_4() {
+        let u = random_uuid();
+        assert_eq!(u.get_version_num(), 4);
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(random_uuid(), u);
+    }
 
     #[test]
     fn tokens_are_256_bit_base64url_and_hash_to_sha256() {

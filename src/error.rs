@@ -292,7 +292,7 @@ enum ErrorCause {
 /// The one place where error causes are logged: a `map_response` layer inside the request span
 /// (`http::outer_layers`), so each cause is logged once, with the request id, and is then taken
 /// out of the response.
-pub async fn log_error_cause<B>(mut res: axum::http::Response<B>) -> axum::http::Response<B> {
+pub fn log_error_cause<B>(mut res: axum::http::Response<B>) -> axum::http::Response<B> {
     match res.extensions_mut().remove::<ErrorCause>() {
         Some(ErrorCause::Internal(cause)) => tracing::error!(error = ?cause, "internal error"),
         Some(ErrorCause::Unavailable(cause)) => tracing::warn!(error = ?cause, "dependency unavailable"),

@@ -1,5 +1,5 @@
-//! The application state handed to handlers: cheap-clone service handles, one field each, so a
-//! handler takes exactly the `State<...>` it needs.
+//! The application state handed to handlers: the service handles behind one `Arc`, and a
+//! `FromRef` for each, so a handler takes exactly the `State<...>` it needs.
 
 use std::sync::Arc;
 
@@ -26,8 +26,14 @@ pub struct WebConfig {
     pub jwks_max_age: u64,
 }
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What the handlers share: one `Arc`, so the router's clone of it for every request is one
+/// atomic increment however many services there are. A handler takes exactly the `State<...>` it
+/// needs (each [`FromRef`] clones one service handle).
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+/// The service handles of [`AppState`].
+pub struct Services {
     pub sessions: SessionService,
     pub authorize: AuthorizeService,
     pub tokens: TokenService,
@@ -41,3 +47,43 @@ pub struct AppState {
     pub clock: Clock,
     pub web: Arc<WebConfig>,
 }
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// `State<T>` for each service: `FromRef<AppState> for T`, a clone of that one handle.
+macro_rules! from_ref {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$field.clone()
+            }
+        })*
+    };
+}
+
+from_ref!(
+    sessions: SessionService,
+    authorize: AuthorizeService,
+    tokens: TokenService,
+    clients: ClientRegistry,
+    keys: KeyService,
+    logout: LogoutService,
+    admin: AdminService,
+    registration: RegistrationService,
+    health: HealthService,
+    metrics: Metrics,
+    clock: Clock,
+    web: Arc<WebConfig>,
+);

@@ -3,19 +3,21 @@
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
-use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::map_response_body::MapResponseBodyLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, log_error_cause};
-use crate::layers::admission::{Admission, admit};
-use crate::layers::cors::{Cors, CorsRoute, Origins, cors};
-use crate::layers::metrics::{HttpMetrics, track};
+use crate::layers::RandomRequestId;
+use crate::layers::admission::Admission;
+use crate::layers::cors::{Cors, CorsRoute, Origins};
+use crate::layers::metrics::TrackLayer;
 use crate::state::AppState;
 
 pub mod admin;
@@ -134,10 +136,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         .iter()
         .zip(admissions.all())
         .fold(Router::new(), |router, (route, admission)| {
-            router.route(
-                route.path,
-                (route.handlers)().layer(from_fn_with_state(admission.clone(), admit)),
-            )
+            router.route(route.path, (route.handlers)().layer(admission.clone()))
         });
     let routes = hot
         .route("/auth/login", get(login::page).post(login::login))
@@ -177,7 +176,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
     let routes = if management { with_management(routes) } else { routes };
     let https = state.web.secure_cookie;
     let routes = routes
-        .route_layer(from_fn_with_state(HttpMetrics::new(state.metrics.clone()), track))
+        .route_layer(TrackLayer::new(state.metrics.clone()))
         .with_state(state);
     let router = outer_layers(routes, cors);
     if https {
@@ -218,7 +217,7 @@ pub fn outer_layers(router: Router, cors: Cors) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                     let id = req
                         .headers()
@@ -230,9 +229,11 @@ pub fn outer_layers(router: Router, cors: Cors) -> Router {
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 // Inside the span, outside everything that can fail, panics included.
-                .layer(map_response(log_error_cause))
+                .layer(MapResponseLayer::new(log_error_cause))
                 // Outside the panic catcher, so that a page can read even that 500.
-                .layer(from_fn_with_state(cors, self::cors))
+                .layer(cors)
+                // CatchPanic's body type, back to axum's for the layers above.
+                .layer(MapResponseBodyLayer::new(axum::body::Body::new))
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
                 }))
@@ -262,9 +263,8 @@ pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission)
     let router = Router::new()
         .route(
             "/baseline",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) })
-                .layer(from_fn_with_state(admission, admit)),
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }).layer(admission),
         )
-        .route_layer(from_fn_with_state(HttpMetrics::new(metrics), track));
+        .route_layer(TrackLayer::new(metrics));
     outer_layers(router, Cors::new(&CORS_ROUTES, std::iter::empty()))
 }

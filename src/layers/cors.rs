@@ -23,16 +23,20 @@
 //! per-path methods and origins, and nothing for the paths outside the table.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use crate::domain::Origin;
 
@@ -100,25 +104,101 @@ impl Cors {
     }
 }
 
-/// The middleware: `from_fn_with_state(cors, cors)`, around every route (`http::outer_layers`).
-pub async fn cors(State(cors): State<Cors>, req: Request, next: Next) -> Response {
-    let Some(route) = cors.route(req.uri().path()) else {
-        return next.run(req).await;
-    };
-    let origin = single(req.headers(), &ORIGIN);
-    let allow = cors.allow_origin(route, origin.as_ref());
-    let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight && origin.is_some() {
-        return preflight_answer(route, allow);
+impl<S> Layer<S> for Cors {
+    type Service = CorsService<S>;
+
+    fn layer(&self, inner: S) -> CorsService<S> {
+        CorsService {
+            inner,
+            cors: self.clone(),
+        }
     }
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    vary_on_origin(route, h);
-    if let Some(allow) = allow {
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
-        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
+}
+
+/// The middleware, around every route (`http::outer_layers`): a tower service with a concrete
+/// future, so a path outside the table costs one lookup and nothing else.
+#[derive(Clone)]
+pub struct CorsService<S> {
+    inner: S,
+    cors: Cors,
+}
+
+impl<S> Service<Request> for CorsService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    res
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some(route) = self.cors.route(req.uri().path()) else {
+            return CorsFuture::Pass {
+                inner: self.inner.call(req),
+                route: None,
+                allow: None,
+            };
+        };
+        let origin = single(req.headers(), &ORIGIN);
+        let allow = self.cors.allow_origin(route, origin.as_ref());
+        let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight && origin.is_some() {
+            return CorsFuture::Preflight {
+                answer: Some(preflight_answer(route, allow)),
+            };
+        }
+        CorsFuture::Pass {
+            inner: self.inner.call(req),
+            route: Some(route),
+            allow,
+        }
+    }
+}
+
+pin_project! {
+    /// A preflight's answer, or the route's with the CORS headers added.
+    #[project = CorsProj]
+    pub enum CorsFuture<F> {
+        Preflight { answer: Option<Response> },
+        Pass {
+            #[pin]
+            inner: F,
+            route: Option<&'static CorsRoute>,
+            allow: Option<HeaderValue>,
+        },
+    }
+}
+
+impl<F, E> Future for CorsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CorsProj::Preflight { answer } => match answer.take() {
+                Some(res) => Poll::Ready(Ok(res)),
+                None => Poll::Pending,
+            },
+            CorsProj::Pass { inner, route, allow } => {
+                let mut res = std::task::ready!(inner.poll(cx))?;
+                if let Some(route) = route {
+                    let h = res.headers_mut();
+                    vary_on_origin(route, h);
+                    if let Some(allow) = allow.take() {
+                        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+                        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
+                    }
+                }
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
 }
 
 fn preflight_answer(route: &CorsRoute, allow: Option<HeaderValue>) -> Response {

@@ -4,16 +4,20 @@
 //! create no series. Histogram handles are kept per (method, route, status), so recording costs
 //! a hash and a map read, not a registration with its label allocations.
 
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use dashmap::DashMap;
 use metrics::Histogram;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use crate::telemetry::{HTTP_DURATION, Metrics};
 
@@ -63,37 +67,102 @@ impl HttpMetrics {
     }
 }
 
-struct Record<'a> {
-    metrics: &'a HttpMetrics,
+/// The layer: `route_layer(TrackLayer::new(metrics))`. A tower layer with a concrete future
+/// (no boxing, no clone of the inner service per request, as `from_fn` has).
+#[derive(Clone)]
+pub struct TrackLayer(HttpMetrics);
+
+impl TrackLayer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self(HttpMetrics::new(metrics))
+    }
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: HttpMetrics,
+}
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let record = Record {
+            metrics: self.metrics.clone(),
+            method: req.method().clone(),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            start: Instant::now(),
+            status: None,
+        };
+        TrackFuture {
+            inner: self.inner.call(req),
+            record,
+        }
+    }
+}
+
+pin_project! {
+    /// The inner future, and the record its drop (or end) writes.
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        record: Record,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Ok(res) = &out {
+            this.record.status = Some(res.status().as_u16());
+        }
+        Poll::Ready(out)
+    }
+}
+
+/// Written when dropped: at the end of the request, or when its client went away first.
+struct Record {
+    metrics: HttpMetrics,
     method: Method,
     route: Option<MatchedPath>,
     start: Instant,
     status: Status,
 }
 
-impl Drop for Record<'_> {
+impl Drop for Record {
     fn drop(&mut self) {
         let route = self.route.as_ref().map_or("", MatchedPath::as_str);
         self.metrics
             .histogram(&self.method, route, self.status)
             .record(self.start.elapsed().as_secs_f64());
     }
-}
-
-pub async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let mut record = Record {
-        metrics: &metrics,
-        method,
-        route,
-        start,
-        status: None,
-    };
-    let res = next.run(req).await;
-    record.status = Some(res.status().as_u16());
-    res
 }
 
 #[cfg(test)]

@@ -10,11 +10,27 @@
 //!    every other answer there, 503s and panics included, gets its CORS headers here); the panic
 //!    catcher (a panic becomes `{"error":"server_error"}`, never a dropped connection); the
 //!    security headers. The OAuth-format 404 and 405 answers are the fallbacks inside them.
-//! 2. [`metrics::track`], as a `route_layer`: only matched routes get a latency series, labelled
+//! 2. [`metrics::TrackLayer`], as a `route_layer`: only matched routes get a latency series, labelled
 //!    by the route template. It sits above admission, so shed requests are counted too.
-//! 3. [`admission::admit`], on each of `http::HOT_ROUTES` only: bounded in-flight requests, a
+//! 3. [`admission::Admission`], a layer of each of `http::HOT_ROUTES` only: bounded in-flight requests, a
 //!    bounded queue, shedding steered by queue delay, and the request timeout.
 
 pub mod admission;
 pub mod cors;
 pub mod metrics;
+
+use axum::http::{HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+/// `X-Request-Id` for a request without one: a random UUID from the thread's generator
+/// (tower-http's `MakeRequestUuid` asks the OS for every one, a system call per request).
+#[derive(Clone, Copy)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = uuid::Uuid::encode_buffer();
+        let id = crate::crypto::random_uuid().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
+}

@@ -264,7 +264,7 @@ impl AdminService {
     /// `POST /admin/users`.
     pub async fn create_user(&self, admin: &Admin, new: NewUser, now: Timestamp) -> Result<UserView, ApiError> {
         let inner = &self.inner;
-        let sub = new.sub.unwrap_or_else(generate_sub);
+        let sub = new.sub.unwrap_or_else(|| crate::crypto::random_uuid().to_string());
         if inner.users.is_configured(&sub, &new.username) {
             return Err(ApiError::ManagedByConfig);
         }
@@ -478,22 +478,6 @@ mod page_tests {
         );
         assert_eq!(page(&["a"], 2, None), (vec!["a".into()], None));
     }
-}
-
-/// A subject for a user created without one: 128 random bits as a UUID (version 4).
-fn generate_sub() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 /// Field checks of the admin API's bodies: each failure names the field and what is wrong, as a

@@ -1,7 +1,7 @@
 //! Admission control: which requests to a hot endpoint run now, which wait, and which are answered
 //! at once with 503 `temporarily_unavailable` and `Retry-After` (invariant 8 of docs/reference.md), before the handler
 //! (and so the store) is touched. One [`Admission`] per hot route (`http::HOT_ROUTES`), mounted
-//! with `from_fn_with_state(admission, admit)`.
+//! as a layer of the route (`route.layer(admission)`).
 //!
 //! - Counts ([`admit`]): at most `--max-inflight` requests run, at most `--queue-capacity` wait
 //!   for a slot, and the next one is shed. Waiting and running together are bounded by the request
@@ -16,16 +16,20 @@
 //! - Queue delay ([`queue_delay`]): the time a request waited for a slot here plus the time it
 //!   waited below (for a pooled store connection), which the store reports through a task-local.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Gauge};
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tower::{Layer, Service};
 
 use self::controller::Controller;
 use crate::error::ApiError;
@@ -138,10 +142,52 @@ impl Inner {
     }
 }
 
-/// The middleware: `from_fn_with_state(admission, admit)`.
-pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Response {
-    let inner = &*adm.inner;
-    let arrived = Instant::now();
+impl<S> Layer<S> for Admission {
+    type Service = Admit<S>;
+
+    fn layer(&self, inner: S) -> Admit<S> {
+        Admit {
+            inner,
+            admission: self.clone(),
+        }
+    }
+}
+
+/// The middleware: `route.layer(admission)`. The route's future is made at once (it does
+/// nothing until polled) and runs only once admitted; one boxed future per request, where
+/// `from_fn` also boxes and clones the inner service.
+#[derive(Clone)]
+pub struct Admit<S> {
+    inner: S,
+    admission: Admission,
+}
+
+impl<S> Service<Request> for Admit<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let arrived = Instant::now();
+        let route = self.inner.call(req);
+        let admission = self.admission.clone();
+        Box::pin(async move { Ok(admit(&admission.inner, arrived, route).await) })
+    }
+}
+
+/// Runs `route` once admitted, within the request timeout; else answers 503 at once.
+async fn admit<F>(inner: &Inner, arrived: Instant, route: F) -> Response
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
     let work = async {
         let (limit, overloaded) = inner.control.current(arrived);
         let free = if inner.in_flight() < limit {
@@ -175,7 +221,11 @@ pub async fn admit(State(adm): State<Admission>, req: Request, next: Next) -> Re
             }
         };
         let admitted = arrived.elapsed();
-        let (res, below) = queue_delay::measure(next.run(req)).await;
+        let (res, below) = queue_delay::measure(route).await;
+        let res = match res {
+            Ok(res) => res,
+            Err(never) => match never {},
+        };
         inner
             .control
             .finished(inner.route, admitted + below, arrived, Instant::now());
