@@ -2,7 +2,7 @@
 //! the result; nothing here touches a store, a cache or a credential's hash.
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
@@ -11,13 +11,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::map_response_body::MapResponseBodyLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, log_error_cause};
 use crate::layers::RandomRequestId;
 use crate::layers::admission::Admission;
 use crate::layers::cors::{Cors, CorsRoute, Origins};
 use crate::layers::metrics::TrackLayer;
+use crate::layers::span::RequestSpanLayer;
 use crate::state::AppState;
 
 pub mod admin;
@@ -218,15 +218,7 @@ pub fn outer_layers(router: Router, cors: Cors) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    // The path only: query strings can carry state and codes.
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-                }))
+                .layer(RequestSpanLayer)
                 .layer(PropagateRequestIdLayer::new(request_id))
                 // Inside the span, outside everything that can fail, panics included.
                 .layer(MapResponseLayer::new(log_error_cause))

@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod cors;
 pub mod metrics;
+pub mod span;
 
 use axum::http::{HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};

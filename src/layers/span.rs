@@ -1,0 +1,50 @@
+//! The `request` span around each request, carrying its request id, method and path (never the
+//! query: it can carry state and codes). What tower-http's `TraceLayer` would give here minus
+//! what the server does not use: its response classifier, its own events (the `error` log of a
+//! 500 or 503 comes from `error::log_error_cause`, once, with its cause), its clock reads, and the
+//! body wrapper that enters the span again for every frame.
+
+use axum::extract::Request;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+
+#[derive(Clone, Copy)]
+pub struct RequestSpanLayer;
+
+impl<S> Layer<S> for RequestSpanLayer {
+    type Service = RequestSpan<S>;
+
+    fn layer(&self, inner: S) -> RequestSpan<S> {
+        RequestSpan { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestSpan<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for RequestSpan<S>
+where
+    S: Service<Request>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+        let future = span.in_scope(|| self.inner.call(req));
+        future.instrument(span)
+    }
+}
