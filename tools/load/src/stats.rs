@@ -169,7 +169,15 @@ pub struct Percentiles {
     pub p99_9: f64,
     pub max: f64,
     pub mean: f64,
+    /// The percentile spectrum, `[percentile, ms]` from the median to the maximum, for the
+    /// HdrHistogram-style plots of `scripts/plot-percentiles`.
+    pub spectrum: Vec<(f64, f64)>,
 }
+
+/// The percentiles of [`Percentiles::spectrum`] (100 is the maximum).
+const SPECTRUM: [f64; 12] = [
+    50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0,
+];
 
 impl Percentiles {
     fn of(h: &Histogram<u64>) -> Option<Self> {
@@ -184,6 +192,10 @@ impl Percentiles {
             p99_9: ms(h.value_at_quantile(0.999)),
             max: ms(h.max()),
             mean: h.mean() / 1000.0,
+            spectrum: SPECTRUM
+                .iter()
+                .map(|&p| (p, ms(h.value_at_quantile(p / 100.0))))
+                .collect(),
         })
     }
 }
