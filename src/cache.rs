@@ -23,6 +23,7 @@
 //! stalled requests by tens of milliseconds (BENCHMARKS.md, the sweep stall). A stale entry is now
 //! simply a miss; entries leave by size (a few per insert) or by invalidation.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -149,9 +150,12 @@ where
     }
 
     /// Returns the cached record, or loads it with `load` on a miss. Concurrent misses on one key
-    /// share one load. `None` (not in the store) is cached too.
-    pub async fn get_or_load<F, E>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, E>
+    /// share one load. `None` (not in the store) is cached too. The key is borrowed (a `&str` for
+    /// `String` keys): only a miss makes an owned one.
+    pub async fn get_or_load<Q, F, E>(&self, key: &Q, load: F) -> Result<Option<Arc<V>>, E>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: Future<Output = Result<Option<V>, E>>,
         E: Unshare,
     {
@@ -170,7 +174,7 @@ where
             }
             let entry = self
                 .inner
-                .entry(key.clone())
+                .entry(key.to_owned())
                 .or_try_insert_with(async { load.await.map(|r| Cached::new(r.map(Arc::new))) })
                 .await
                 .map_err(E::unshare)?;
@@ -204,7 +208,11 @@ where
 
     /// Drops a key after its record changed in the store. Returns once no lookup on this node can
     /// be answered with the old record.
-    pub async fn invalidate(&self, key: &K) {
+    pub async fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.inner.invalidate(key).await;
     }

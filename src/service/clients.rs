@@ -80,7 +80,7 @@ struct Inner {
     /// The config file's clients: this node's, read-only through the API.
     clients: HashMap<String, Arc<Client>>,
     /// Registered clients, by id, in front of the store.
-    registered: RecordCache<Arc<str>, Client, RandomState>,
+    registered: RecordCache<String, Client, RandomState>,
     store: Arc<dyn Store>,
     verified: RecordCache<TokenHash, ()>,
     hasher: Hasher,
@@ -150,7 +150,7 @@ impl ClientRegistry {
                 None => Ok::<_, StoreError>(None),
             }
         };
-        Ok(inner.registered.get_or_load(&Arc::from(client_id), load).await?)
+        Ok(inner.registered.get_or_load(client_id, load).await?)
     }
 
     /// Whether the config file defines this client (then the API cannot change it).
@@ -164,7 +164,7 @@ impl ClientRegistry {
     }
 
     /// The cache of registered clients (health, invalidation).
-    pub fn cache(&self) -> &RecordCache<Arc<str>, Client, RandomState> {
+    pub fn cache(&self) -> &RecordCache<String, Client, RandomState> {
         &self.inner.registered
     }
 

@@ -107,8 +107,8 @@ impl InvalidationSink for NodeSink {
                     tracing::error!(error = %e, "signing key refresh after another node's rotation failed");
                 }
             }
-            Invalidation::User(sub) => self.users.cache().invalidate(&sub).await,
-            Invalidation::Client(id) => self.clients.cache().invalidate(&id).await,
+            Invalidation::User(sub) => self.users.cache().invalidate(&*sub).await,
+            Invalidation::Client(id) => self.clients.cache().invalidate(&*id).await,
             other => self.caches.invalidate(other).await,
         }
     }

@@ -19,7 +19,7 @@ pub struct UserDirectory {
     by_username: HashMap<String, Arc<User>>,
     by_sub: HashMap<Arc<str>, Arc<User>>,
     /// Runtime-managed users by `sub`, in front of the store.
-    managed: RecordCache<Arc<str>, User, RandomState>,
+    managed: RecordCache<String, User, RandomState>,
     store: Arc<dyn Store>,
     /// Verified for unknown usernames, so that they cost what a wrong password costs.
     dummy: Arc<PasswordHashString>,
@@ -83,7 +83,7 @@ impl UserDirectory {
                 None => Ok::<_, StoreError>(None),
             }
         };
-        Ok(self.managed.get_or_load(&Arc::from(sub), load).await?)
+        Ok(self.managed.get_or_load(sub, load).await?)
     }
 
     /// The user of `sub` when it still speaks for a login made at `login`: it exists, is
@@ -110,7 +110,7 @@ impl UserDirectory {
     }
 
     /// The cache of runtime-managed users (health, invalidation).
-    pub fn cache(&self) -> &RecordCache<Arc<str>, User, RandomState> {
+    pub fn cache(&self) -> &RecordCache<String, User, RandomState> {
         &self.managed
     }
 
