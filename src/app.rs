@@ -158,6 +158,7 @@ impl Application {
                 revocations: Arc::clone(&revocations),
                 keys: keys.clone(),
                 issuer: cfg.issuer.clone(),
+                access_token_alg: cfg.access_token_alg,
             },
             &metrics,
         );

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::PasswordHashString;
 pub use crate::domain::TokenEndpointAuthMethod;
-use crate::domain::{Client, GrantType, Origin, RegisteredUri, Scope, User};
+use crate::domain::{AccessTokenFormat, Client, GrantType, Origin, RegisteredUri, Resources, Scope, User};
 pub use crate::jose::Alg;
 pub use crate::store::StoreKind;
 
@@ -261,6 +261,8 @@ settings! {
     memory_store_capacity: usize = 2_000_000, env "AUTHPLANE_MEMORY_STORE_CAPACITY";
     /// Concurrent argon2 verifications (password and client secret checks) across the process.
     hash_concurrency: usize = default_hash_concurrency(), env "AUTHPLANE_HASH_CONCURRENCY";
+    /// Signature algorithm of JWT access tokens (clients with `access_token_format = "jwt"`).
+    access_token_alg: Alg = Alg::ES256, env "AUTHPLANE_ACCESS_TOKEN_ALG";
     /// ID token lifetime.
     id_token_ttl: HumanDuration = secs(3600), env "AUTHPLANE_ID_TOKEN_TTL";
     /// Each algorithm's signing key is replaced after this long.
@@ -358,6 +360,12 @@ pub struct ClientConfig {
     pub post_logout_redirect_uris: Vec<String>,
     /// `RS256` (the default), `ES256` or `EdDSA`.
     pub id_token_signed_response_alg: Option<Alg>,
+    /// `opaque` (the default) or `jwt` (RFC 9068, signed with `--access-token-alg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_format: Option<AccessTokenFormat>,
+    /// Absolute URIs of the resource servers it may ask tokens for (RFC 8707 `resource`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -605,6 +613,8 @@ impl ClientConfig {
             first_party: self.first_party,
             post_logout_redirect_uris,
             id_token_alg: self.id_token_signed_response_alg.unwrap_or(Alg::RS256),
+            access_token_format: self.access_token_format.unwrap_or_default(),
+            resources: Resources::parse(&self.resources).ok_or("resources must be absolute URIs without a fragment")?,
         })
     }
 }

@@ -146,6 +146,68 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Resource indicators (RFC 8707): the absolute URIs a token is meant for, kept like a scope
+/// (sorted, deduplicated, one shared string; URIs hold no spaces). Empty means none were asked
+/// for: the token's audience is then the issuer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Resources(Scope);
+
+impl Resources {
+    /// `resource` values as a request sends them: each an absolute URI without a fragment
+    /// (RFC 8707 section 2); `None` when one is not.
+    pub fn parse<S: AsRef<str>>(values: &[S]) -> Option<Self> {
+        let ok = |v: &str| {
+            v.len() <= MAX_RESOURCE_LEN
+                && v.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+                && url::Url::parse(v).is_ok_and(|u| u.fragment().is_none())
+        };
+        if !values.iter().all(|v| ok(v.as_ref())) {
+            return None;
+        }
+        Some(Self(values.iter().map(AsRef::as_ref).collect()))
+    }
+
+    /// Resources as stored (a space-separated list this server wrote).
+    pub fn from_stored(s: &str) -> Option<Self> {
+        Scope::parse(s).map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn is_subset(&self, other: &Resources) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn contains(&self, uri: &str) -> bool {
+        self.0.contains(uri)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
+        self.0.iter()
+    }
+
+    /// The stored form: space-separated, sorted.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// Bound on one `resource` value: it is stored with the grant and put in every token.
+const MAX_RESOURCE_LEN: usize = 2000;
+
+/// The form of a client's access tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenFormat {
+    /// A random value, checked at introspection and UserInfo (the default).
+    #[default]
+    Opaque,
+    /// An RFC 9068 JWT that resource servers verify against the JWKS on their own.
+    Jwt,
+}
+
 /// The grant types authplane implements (RFC 6749 sections 4.1, 4.4 and 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,6 +304,10 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<RegisteredUri>,
     /// `id_token_signed_response_alg`.
     pub id_token_alg: crate::jose::Alg,
+    /// Opaque or JWT access tokens.
+    pub access_token_format: AccessTokenFormat,
+    /// The resource servers (RFC 8707) it may ask tokens for.
+    pub resources: Resources,
 }
 
 impl Client {

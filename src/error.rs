@@ -30,6 +30,8 @@ pub enum ApiError {
     UnsupportedGrantType,
     UnsupportedResponseType,
     InvalidScope,
+    /// A `resource` (RFC 8707) that is malformed or not among the client's (or the grant's).
+    InvalidTarget,
     /// `prompt=none` without a session (OIDC Core 3.1.2.6); only ever sent by redirect.
     LoginRequired,
     /// `prompt=none` and the third-party client needs the user's consent (OIDC Core 3.1.2.6).
@@ -112,6 +114,7 @@ impl ApiError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
             Self::AccessDenied => "access_denied",
@@ -142,6 +145,7 @@ impl ApiError {
             Self::UnsupportedGrantType => Some("unsupported grant_type"),
             Self::UnsupportedResponseType => Some("only response_type=code is supported"),
             Self::InvalidScope => Some("the requested scope is invalid or not allowed"),
+            Self::InvalidTarget => Some("a requested resource is invalid or not allowed for this client"),
             Self::LoginRequired => Some("the user must log in"),
             Self::ConsentRequired => Some("the user has not consented to this client's request"),
             Self::AccessDenied => Some("the user denied the request"),
@@ -179,6 +183,7 @@ impl ApiError {
             | Self::UnsupportedGrantType
             | Self::UnsupportedResponseType
             | Self::InvalidScope
+            | Self::InvalidTarget
             | Self::LoginRequired
             | Self::RequestNotSupported
             | Self::RequestUriNotSupported

@@ -54,6 +54,7 @@ pub async fn authorize(
         request: q.take("request"),
         request_uri: q.take("request_uri"),
         response_mode: q.take("response_mode"),
+        resources: q.take_all("resource"),
     };
     let location = match service
         .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())

@@ -23,6 +23,9 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 pub struct Params {
     values: HashMap<String, String>,
     duplicated: Vec<String>,
+    /// The second and later values of repeated parameters, for the one parameter that may
+    /// repeat (`resource`, RFC 8707); bounded by the body's size.
+    repeats: Vec<(String, String)>,
 }
 
 impl Params {
@@ -46,6 +49,7 @@ impl Params {
                     if !p.duplicated.contains(e.key()) {
                         p.duplicated.push(e.key().clone());
                     }
+                    p.repeats.push((e.key().clone(), value));
                 }
                 Entry::Vacant(e) => {
                     e.insert(value);
@@ -61,6 +65,13 @@ impl Params {
 
     pub fn take(&mut self, name: &str) -> Option<String> {
         self.values.remove(name)
+    }
+
+    /// Every value of a parameter that may repeat, in order.
+    pub fn take_all(&mut self, name: &str) -> Vec<String> {
+        let mut all: Vec<String> = self.take(name).into_iter().collect();
+        all.extend(self.repeats.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()));
+        all
     }
 
     /// The parameters among `known` that were given more than once. Unknown parameters are
@@ -291,6 +302,14 @@ mod tests {
         assert!(Params::parse(b"a=%zz").is_err());
         assert!(Params::parse(b"a=%4").is_err());
         assert!(Params::parse(b"a=%ff").is_err());
+    }
+
+    #[test]
+    fn repeatable_parameters_keep_every_value() {
+        let mut p = Params::parse(b"resource=https%3A%2F%2Fa&x=1&resource=https%3A%2F%2Fb&resource=").unwrap();
+        assert_eq!(p.take_all("resource"), ["https://a", "https://b"]);
+        assert_eq!(p.take_all("x"), ["1"]);
+        assert!(p.take_all("y").is_empty());
     }
 
     #[test]

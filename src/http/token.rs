@@ -47,6 +47,7 @@ pub async fn token(
         code_verifier: form.take("code_verifier"),
         refresh_token: form.take("refresh_token"),
         scope: form.take("scope"),
+        resources: form.take_all("resource"),
     };
     let res = tokens.exchange(&client, req, now).await?;
     Ok(no_store(Json(res).into_response()))

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::crypto;
-use crate::domain::{CodeChallenge, RegisteredUri, Scope, Timestamp};
+use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp};
 use crate::error::ApiError;
 use crate::jose::FormKey;
 use crate::service::id_token;
@@ -30,6 +30,8 @@ pub struct AuthorizeRequest {
     pub request: Option<String>,
     pub request_uri: Option<String>,
     pub response_mode: Option<String>,
+    /// `resource` (RFC 8707), which may repeat.
+    pub resources: Vec<String>,
     /// Names of parameters that appeared more than once.
     pub duplicated: Vec<String>,
 }
@@ -169,6 +171,7 @@ impl AuthorizeService {
             consumed: false,
             nonce: checked.nonce,
             sid: Some(Arc::from(crypto::session_id(&session.hash))),
+            resources: checked.resources,
         };
         inner.store.insert_code(&record).await?;
         let state = req.state.as_deref().map(|s| ("state", s));
@@ -232,6 +235,7 @@ impl AuthorizeService {
         if scope.is_empty() || !scope.is_subset(&client.scope) {
             return Err(redirect_error(ApiError::InvalidScope));
         }
+        let resources = allowed_resources(&req.resources, &client.resources).map_err(redirect_error)?;
         let challenge = match (&req.code_challenge, req.code_challenge_method.as_deref()) {
             (None, None) if client.pkce_required() => {
                 return Err(redirect_error(ApiError::InvalidRequest(
@@ -293,6 +297,7 @@ impl AuthorizeService {
         };
         Ok(Checked {
             scope,
+            resources,
             challenge,
             nonce,
             prompt,
@@ -329,6 +334,7 @@ impl AuthorizeService {
 
 pub(crate) struct Checked {
     pub(crate) scope: Scope,
+    resources: Resources,
     challenge: Option<CodeChallenge>,
     nonce: Option<String>,
     prompt: Prompt,
@@ -336,6 +342,16 @@ pub(crate) struct Checked {
     max_age: Option<i64>,
     /// The `sub` of the `id_token_hint`.
     hint_sub: Option<String>,
+}
+
+/// The `resource`s of a request (RFC 8707), each well formed and among `allowed` (the client's,
+/// or at the token endpoint the grant's), else `invalid_target`.
+pub(crate) fn allowed_resources(requested: &[String], allowed: &Resources) -> Result<Resources, ApiError> {
+    let resources = Resources::parse(requested).ok_or(ApiError::InvalidTarget)?;
+    if !resources.is_subset(allowed) {
+        return Err(ApiError::InvalidTarget);
+    }
+    Ok(resources)
 }
 
 /// `prompt` (OpenID Connect Core 3.1.2.1): space-separated values.

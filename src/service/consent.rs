@@ -139,6 +139,13 @@ fn authorize_request(return_to: &str) -> Result<AuthorizeRequest, ApiError> {
     let mut req = AuthorizeRequest::default();
     let mut seen = std::collections::HashSet::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        // The one parameter that may repeat (RFC 8707).
+        if k == "resource" {
+            if !v.is_empty() {
+                req.resources.push(v.into_owned());
+            }
+            continue;
+        }
         if !seen.insert(k.to_string()) {
             req.duplicated.push(k.to_string());
             continue;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClientConfig;
 use crate::crypto;
-use crate::domain::{Client, GrantType, Scope, Timestamp, TokenEndpointAuthMethod};
+use crate::domain::{AccessTokenFormat, Client, GrantType, Scope, Timestamp, TokenEndpointAuthMethod};
 use crate::error::ApiError;
 use crate::jose::Alg;
 use crate::service::admin::Audit;
@@ -62,6 +62,9 @@ pub struct ClientMetadata {
     pub jwks_uri: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_bound_access_tokens: Option<bool>,
+    /// `opaque` or `jwt` (RFC 9068); not an RFC 7591 name, as in Keycloak's client settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_format: Option<AccessTokenFormat>,
 }
 
 impl ClientMetadata {
@@ -86,6 +89,7 @@ impl ClientMetadata {
             jwks: None,
             jwks_uri: None,
             dpop_bound_access_tokens: Some(false),
+            access_token_format: Some(c.access_token_format),
         }
     }
 }
@@ -419,6 +423,10 @@ impl RegistrationService {
             first_party: false,
             post_logout_redirect_uris,
             id_token_signed_response_alg: id_token_alg,
+            access_token_format: m.access_token_format,
+            // Which resource servers a client may get tokens for is the operator's decision
+            // (the config file), not the registrant's.
+            resources: Vec::new(),
         })
     }
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::crypto::{self, RefreshToken};
 use crate::domain::{GrantId, Timestamp};
 use crate::error::ApiError;
+use crate::service::tokens::Audience;
 use crate::service::{Client, TokenService};
 use crate::store::{GrantOwner, GrantRecord};
 use crate::telemetry::{self, Metrics};
@@ -104,6 +105,9 @@ pub struct Introspection {
     pub iat: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<&'static str>,
+    /// Access tokens: their audience (RFC 8707), the issuer when they name no resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
 }
 
 impl TokenService {
@@ -230,9 +234,17 @@ impl TokenService {
                     }
                     return Ok(());
                 }
-            } else if let Some(t) = store.get_access_token(&hash).await? {
+            } else if let Some((t, stored)) = match store.get_access_token(&hash).await? {
+                Some(t) => Some((t, true)),
+                None => self.unstored_access_token(token, hash).map(|t| (t, false)),
+            } {
                 if t.client_id == client.client_id {
-                    store.revoke_access_token(&hash, now).await?;
+                    if stored {
+                        store.revoke_access_token(&hash, now).await?;
+                    } else if t.expires_at > now {
+                        // A client_credentials JWT: its revocation is the first the store hears of it.
+                        store.revoke_unstored_access_token(&t, now).await?;
+                    }
                     self.inner.caches.access_tokens.invalidate(&hash).await;
                 } else {
                     tracing::info!(target: "security", client_id = %client.client_id, "revoke of another client's token ignored");
@@ -261,6 +273,11 @@ impl TokenService {
                 exp: Some(t.expires_at.secs()),
                 iat: Some(t.issued_at.secs()),
                 token_type: Some("access_token"),
+                aud: serde_json::to_value(Audience {
+                    resources: &t.resources,
+                    issuer: self.issuer(),
+                })
+                .ok(),
             });
         }
         let Some(presented) = RefreshToken::parse(token) else {
@@ -296,6 +313,7 @@ impl TokenService {
             exp: Some(t.expires_at.secs()),
             iat: Some(t.issued_at.secs()),
             token_type: Some("refresh_token"),
+            aud: None,
         })
     }
 }

@@ -7,8 +7,10 @@ use metrics::Counter;
 use serde::Serialize;
 
 use crate::crypto::{self, NewRefreshToken};
-use crate::domain::{GrantId, GrantType, Scope, Timestamp, User};
+use crate::domain::{AccessTokenFormat, GrantId, GrantType, Resources, Scope, Timestamp, TokenHash, User};
 use crate::error::ApiError;
+use crate::jose::Alg;
+use crate::service::authorize::allowed_resources;
 use crate::service::{Caches, Client, ClientRegistry, KeyService, RevocationQueue, Ttls, UserDirectory};
 use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store};
 use crate::telemetry::{self, Metrics};
@@ -22,6 +24,8 @@ pub struct TokenRequest {
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// `resource` (RFC 8707), which may repeat.
+    pub resources: Vec<String>,
 }
 
 /// RFC 6749 section 5.1.
@@ -71,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) keys: KeyService,
     pub(crate) issuer: String,
     pub(crate) id_token_ttl: std::time::Duration,
+    /// `--access-token-alg`: what JWT access tokens are signed with.
+    access_token_alg: Alg,
     issued: [Counter; 3],
 }
 
@@ -84,6 +90,60 @@ pub struct TokenServiceParts {
     pub revocations: Arc<RevocationQueue>,
     pub keys: KeyService,
     pub issuer: String,
+    pub access_token_alg: Alg,
+}
+
+/// Whom and what an access token is for.
+pub(crate) struct AccessTokenFor<'a> {
+    /// The user; `None` for client_credentials tokens, which act for their client.
+    pub sub: Option<&'a Arc<str>>,
+    pub scope: Scope,
+    /// The audience (RFC 8707); empty: the issuer.
+    pub resources: Resources,
+    /// The grant and its expiry; `None` for client_credentials.
+    pub grant: Option<(GrantId, Timestamp)>,
+    /// When the user logged in; user tokens only.
+    pub auth_time: Option<Timestamp>,
+}
+
+/// The claims of a JWT access token (RFC 9068 section 2.2).
+#[derive(Serialize)]
+struct AccessTokenClaims<'a> {
+    iss: &'a str,
+    exp: i64,
+    iat: i64,
+    aud: Audience<'a>,
+    sub: &'a str,
+    client_id: &'a str,
+    jti: String,
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
+}
+
+/// A token's `aud`: its resources, or the issuer when it names none; one value as a string,
+/// several as an array (RFC 7519 section 4.1.3).
+pub struct Audience<'a> {
+    pub resources: &'a Resources,
+    pub issuer: &'a str,
+}
+
+impl Serialize for Audience<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut all = self.resources.iter();
+        match (all.next(), all.next()) {
+            (None, _) => s.serialize_str(self.issuer),
+            (Some(one), None) => s.serialize_str(one),
+            _ => {
+                let mut seq = s.serialize_seq(None)?;
+                for r in self.resources.iter() {
+                    seq.serialize_element(r)?;
+                }
+                seq.end()
+            }
+        }
+    }
 }
 
 impl TokenService {
@@ -97,6 +157,7 @@ impl TokenService {
             revocations,
             keys,
             issuer,
+            access_token_alg,
         } = parts;
         let issued = [
             GrantType::AuthorizationCode,
@@ -115,6 +176,7 @@ impl TokenService {
                 keys,
                 issuer,
                 id_token_ttl: ttls.id_token,
+                access_token_alg,
                 issued,
             }),
         }
@@ -144,31 +206,124 @@ impl TokenService {
         Ok(res)
     }
 
-    /// A new access token record for a grant, never outliving it.
-    pub(crate) fn new_access_token(
+    /// A new access token for `client`, never outliving its grant: a random value, or for a
+    /// client with `access_token_format = "jwt"` an RFC 9068 JWT signed with
+    /// `--access-token-alg`. Either way the record is keyed by the SHA-256 of the value.
+    pub(crate) async fn new_access_token(
         &self,
-        client_id: &Arc<str>,
-        sub: Option<&Arc<str>>,
-        scope: Scope,
-        grant: Option<(GrantId, Timestamp)>,
+        client: &Client,
+        t: AccessTokenFor<'_>,
         now: Timestamp,
-    ) -> (String, AccessTokenRecord) {
-        let token = crypto::generate_token();
-        let mut expires_at = now.plus(self.inner.ttls.access_token);
-        if let Some((_, grant_expiry)) = grant {
+    ) -> Result<(String, AccessTokenRecord), ApiError> {
+        let inner = &self.inner;
+        let mut expires_at = now.plus(inner.ttls.access_token);
+        if let Some((_, grant_expiry)) = t.grant {
             expires_at = expires_at.min(grant_expiry);
         }
+        let (value, hash) = match client.access_token_format {
+            AccessTokenFormat::Opaque => {
+                let token = crypto::generate_token();
+                (token.value, token.hash)
+            }
+            AccessTokenFormat::Jwt => {
+                // The JWT says whole seconds; the record says the same, so that a node that
+                // knows the token only from its claims reaches the same expiry: the full
+                // lifetime rounded up, or the grant's end rounded down.
+                let whole = |secs: i64| Timestamp::from_millis(secs.saturating_mul(1000));
+                expires_at = whole(expires_at.millis().div_euclid(1000) + i64::from(expires_at.millis() % 1000 != 0));
+                if let Some((_, grant_expiry)) = t.grant {
+                    expires_at = expires_at.min(whole(grant_expiry.secs()));
+                }
+                let claims = AccessTokenClaims {
+                    iss: &inner.issuer,
+                    exp: expires_at.secs(),
+                    iat: now.secs(),
+                    aud: Audience {
+                        resources: &t.resources,
+                        issuer: &inner.issuer,
+                    },
+                    sub: t.sub.map_or(&*client.client_id, |s| &**s),
+                    client_id: &client.client_id,
+                    jti: crypto::random_uuid().to_string(),
+                    scope: t.scope.as_str(),
+                    auth_time: t.auth_time.map(Timestamp::secs),
+                };
+                let signed = inner
+                    .keys
+                    .sign(inner.access_token_alg, JWT_ACCESS_TOKEN_TYP, &claims)
+                    .await
+                    .map_err(ApiError::internal)?;
+                let hash = crypto::hash_token(&signed.token);
+                (signed.token, hash)
+            }
+        };
         let record = AccessTokenRecord {
-            hash: token.hash,
-            client_id: Arc::clone(client_id),
-            sub: sub.cloned(),
-            scope,
-            grant_id: grant.map(|(id, _)| id),
+            hash,
+            client_id: Arc::clone(&client.client_id),
+            sub: t.sub.cloned(),
+            scope: t.scope,
+            grant_id: t.grant.map(|(id, _)| id),
             issued_at: now,
             expires_at,
             revoked_at: None,
+            resources: t.resources,
         };
-        (token.value, record)
+        Ok((value, record))
+    }
+
+    /// The resources a token request may name (RFC 8707): those of its grant, or the client's
+    /// when the grant named none. Without `resource`, the token is for the grant's resources.
+    pub(crate) fn token_resources(
+        requested: &[String],
+        grant: &Resources,
+        client: &Client,
+    ) -> Result<Resources, ApiError> {
+        let allowed = if grant.is_empty() { &client.resources } else { grant };
+        let resources = allowed_resources(requested, allowed)?;
+        Ok(if resources.is_empty() { grant.clone() } else { resources })
+    }
+
+    /// The record of a client_credentials JWT access token, which no store holds: issued
+    /// without a write, it is known from its signature and claims alone (a revoked one is in
+    /// the store, as a revoked record, until it expires). `None` for anything else: user
+    /// tokens (with `auth_time`) are always in the store, so one that is not was purged.
+    pub(crate) fn unstored_access_token(&self, value: &str, hash: TokenHash) -> Option<AccessTokenRecord> {
+        use serde_json::Value;
+        if value.bytes().filter(|b| *b == b'.').count() != 2 {
+            return None;
+        }
+        let issuer = &self.inner.issuer;
+        let verified = self.inner.keys.verify(value).ok()?;
+        if verified.typ.as_deref() != Some(JWT_ACCESS_TOKEN_TYP) {
+            return None;
+        }
+        let c = &verified.claims;
+        let text = |k: &str| c.get(k).and_then(Value::as_str);
+        let secs = |k: &str| c.get(k).and_then(Value::as_i64);
+        let client_id = text("client_id")?;
+        if text("iss") != Some(issuer.as_str()) || c.contains_key("auth_time") || text("sub") != Some(client_id) {
+            return None;
+        }
+        let resources = match c.get("aud")? {
+            Value::String(a) if a == issuer => Resources::default(),
+            Value::String(a) => Resources::parse(&[a])?,
+            Value::Array(all) => {
+                let all: Vec<&str> = all.iter().map(Value::as_str).collect::<Option<_>>()?;
+                Resources::parse(&all)?
+            }
+            _ => return None,
+        };
+        Some(AccessTokenRecord {
+            hash,
+            client_id: Arc::from(client_id),
+            sub: None,
+            scope: Scope::parse(text("scope")?)?,
+            grant_id: None,
+            issued_at: Timestamp::from_millis(secs("iat")?.saturating_mul(1000)),
+            expires_at: Timestamp::from_millis(secs("exp")?.saturating_mul(1000)),
+            revoked_at: None,
+            resources,
+        })
     }
 
     /// The first refresh token of a new grant: a new token family.
@@ -192,6 +347,7 @@ impl TokenService {
             expires_at: grant.expires_at,
             auth_time: grant.auth_time,
             sid: grant.sid.clone(),
+            resources: grant.resources.clone(),
         }
     }
 
@@ -230,13 +386,13 @@ impl TokenService {
     pub async fn valid_access_token(&self, value: &str, now: Timestamp) -> Result<Option<ValidToken>, ApiError> {
         let hash = crypto::hash_token(value);
         let store = &self.inner.store;
-        let Some(record) = self
-            .inner
-            .caches
-            .access_tokens
-            .get_or_load(&hash, store.get_access_token(&hash))
-            .await?
-        else {
+        let load = async {
+            Ok::<_, crate::store::StoreError>(match store.get_access_token(&hash).await? {
+                Some(stored) => Some(stored),
+                None => self.unstored_access_token(value, hash),
+            })
+        };
+        let Some(record) = self.inner.caches.access_tokens.get_or_load(&hash, load).await? else {
             return Ok(None);
         };
         if record.revoked_at.is_some() || record.expires_at <= now {
@@ -270,6 +426,11 @@ impl TokenService {
             .valid_access_token(token, now)
             .await?
             .ok_or(ApiError::InvalidToken)?;
+        // UserInfo is a resource of the issuer's: a token meant for other resources only
+        // (RFC 8707, RFC 9068 section 4) is not accepted here.
+        if !record.resources.is_empty() && !record.resources.contains(&self.inner.issuer) {
+            return Err(ApiError::InvalidToken);
+        }
         let Some(user) = user else {
             return Err(ApiError::InsufficientScope);
         };
@@ -286,6 +447,11 @@ impl TokenService {
         })
     }
 
+    /// The issuer, the `aud` of tokens that name no resource.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
     /// The scope a token request asks for: all of `allowed` when absent, else a subset of it.
     pub(crate) fn requested_scope(requested: Option<&str>, allowed: &Scope) -> Result<Scope, ApiError> {
         let scope = match requested {
@@ -298,3 +464,6 @@ impl TokenService {
         Ok(scope)
     }
 }
+
+/// The `typ` of JWT access tokens (RFC 9068 section 2.1).
+pub const JWT_ACCESS_TOKEN_TYP: &str = "at+jwt";

@@ -35,6 +35,7 @@ const OPS: &[&str] = &[
     "get_grant",
     "rotate_refresh_token",
     "revoke_access_token",
+    "revoke_unstored_access_token",
     "revoke_grant",
     "revoke_session_grants",
     "purge_grant_tokens",
@@ -173,6 +174,13 @@ impl Store for Instrumented {
     async fn revoke_access_token(&self, h: &TokenHash, now: Timestamp) -> StoreResult<bool> {
         self.observe("revoke_access_token", self.inner.revoke_access_token(h, now))
             .await
+    }
+    async fn revoke_unstored_access_token(&self, a: &AccessTokenRecord, now: Timestamp) -> StoreResult<()> {
+        self.observe(
+            "revoke_unstored_access_token",
+            self.inner.revoke_unstored_access_token(a, now),
+        )
+        .await
     }
     async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
         self.observe("revoke_grant", self.inner.revoke_grant(g, now)).await

@@ -531,6 +531,25 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn revoke_unstored_access_token(&self, token: &AccessTokenRecord, now: Timestamp) -> StoreResult<()> {
+        if let Some(mut t) = self.access.records.get_mut(&token.hash) {
+            t.revoked_at.get_or_insert(now);
+            return Ok(());
+        }
+        // A revocation is never refused: the record is kept whatever the bound, until the
+        // token's expiry.
+        self.capacity.force(1);
+        let added = self.access.insert(
+            token.hash,
+            AccessTokenRecord {
+                revoked_at: Some(now),
+                ..token.clone()
+            },
+        );
+        self.capacity.release(1 - added);
+        Ok(())
+    }
+
     async fn revoke_grant(&self, tombstone: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
         Ok(match self.grants.records.entry(tombstone.id) {
             Entry::Occupied(mut e) => {

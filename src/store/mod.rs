@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
+use crate::domain::{CodeChallenge, GrantId, Resources, Scope, Timestamp, TokenHash};
 
 pub mod instrumented;
 pub mod memory;
@@ -67,6 +67,8 @@ pub struct CodeRecord {
     pub nonce: Option<String>,
     /// The login session's `sid` (see [`crate::crypto::session_id`]).
     pub sid: Option<Arc<str>>,
+    /// The `resource`s of the authorize request (RFC 8707): what the grant's tokens may be for.
+    pub resources: Resources,
 }
 
 /// One authorization: the root that a code's refresh and access tokens descend from.
@@ -85,6 +87,8 @@ pub struct GrantRecord {
     pub auth_time: Option<Timestamp>,
     /// The login session the grant was made in (`sid`): logging out ends its grants.
     pub sid: Option<Arc<str>>,
+    /// The resources the authorization named (RFC 8707); its tokens may ask for these or fewer.
+    pub resources: Resources,
 }
 
 impl GrantRecord {
@@ -107,6 +111,7 @@ impl GrantRecord {
             revoked_at: None,
             auth_time: Some(code.auth_time),
             sid: code.sid.clone(),
+            resources: code.resources.clone(),
         }
     }
 
@@ -123,6 +128,7 @@ impl GrantRecord {
             revoked_at: None,
             auth_time: token.auth_time,
             sid: token.sid.clone(),
+            resources: token.resources.clone(),
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct AccessTokenRecord {
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The token's audience (RFC 8707 resources); empty: the issuer.
+    pub resources: Resources,
 }
 
 /// A grant's refresh token: one record per grant (per token family), updated in place at each
@@ -163,6 +171,8 @@ pub struct RefreshTokenRecord {
     /// The grant's `auth_time` and `sid`, for the ID tokens of its refreshes.
     pub auth_time: Option<Timestamp>,
     pub sid: Option<Arc<str>>,
+    /// The grant's resources (RFC 8707); a refresh may ask for fewer, never more.
+    pub resources: Resources,
 }
 
 impl RefreshTokenRecord {
@@ -539,6 +549,9 @@ pub trait Store: Send + Sync + 'static {
         next: &RefreshTokenRecord,
     ) -> StoreResult<RotateOutcome>;
     async fn revoke_access_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool>;
+    /// Revokes an access token the store never held (a client_credentials JWT, issued without a
+    /// write): keeps `token` revoked at `now` until its expiry, and tells the other nodes.
+    async fn revoke_unstored_access_token(&self, token: &AccessTokenRecord, now: Timestamp) -> StoreResult<()>;
     /// Marks the grant revoked, creating a revoked tombstone when it does not exist yet (a code
     /// replay can race the first redemption). Takes effect at once: every token of the grant is
     /// checked against it. Returns whether the grant was active before.

@@ -40,6 +40,12 @@ pub const PARTNER_REDIRECT: &str = "http://127.0.0.1:9000/partner";
 pub const ADMIN: &str = "demo-admin";
 pub const ADMIN_SECRET: &str = "demo-admin-secret";
 
+/// A confidential client with JWT access tokens and two resource servers; secret demo-secret.
+pub const JWT_APP: &str = "jwt-app";
+/// The resource servers jwt-app may ask tokens for (demo-partner: the first).
+pub const API: &str = "https://api.example.test";
+pub const BILLING: &str = "https://billing.example.test";
+
 pub const OTHER: &str = "other-app";
 pub const OTHER_SECRET: &str = "other-secret";
 pub const OTHER_REDIRECT: &str = "http://127.0.0.1:9001/cb";

@@ -19,6 +19,7 @@ mod connections;
 mod consent;
 mod cors;
 mod invariants;
+mod jwt_access;
 mod login;
 mod logout;
 mod malformed;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authplane::crypto::{generate_grant_id, generate_token};
-use authplane::domain::{Scope, Timestamp};
+use authplane::domain::{Resources, Scope, Timestamp};
 use authplane::jose::Alg;
 use authplane::store::memory::MemoryStore;
 use authplane::store::*;
@@ -21,8 +21,14 @@ fn scope() -> Scope {
     Scope::parse("openid profile").unwrap()
 }
 
+/// Non-empty, so that every store shows it keeps a record's resources.
+fn resources() -> Resources {
+    Resources::parse(&["https://api.example.test", "urn:example:billing"]).unwrap()
+}
+
 fn code(grant: authplane::domain::GrantId) -> CodeRecord {
     CodeRecord {
+        resources: resources(),
         hash: generate_token().hash,
         client_id: "c".into(),
         redirect_uri: "http://x/cb".into(),
@@ -41,6 +47,7 @@ fn code(grant: authplane::domain::GrantId) -> CodeRecord {
 
 fn grant() -> GrantRecord {
     GrantRecord {
+        resources: resources(),
         id: generate_grant_id(),
         client_id: "c".into(),
         sub: "u".into(),
@@ -55,6 +62,7 @@ fn grant() -> GrantRecord {
 
 fn access(g: &GrantRecord) -> AccessTokenRecord {
     AccessTokenRecord {
+        resources: resources(),
         hash: generate_token().hash,
         client_id: g.client_id.clone(),
         sub: Some(g.sub.clone()),
@@ -69,6 +77,7 @@ fn access(g: &GrantRecord) -> AccessTokenRecord {
 /// The first token of a new family of grant `g`.
 fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        resources: resources(),
         family: generate_token().hash,
         hash: generate_token().hash,
         generation: 1,
@@ -86,6 +95,7 @@ fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
 /// The successor of `r` in its family.
 fn next(r: &RefreshTokenRecord) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        resources: resources(),
         hash: generate_token().hash,
         generation: r.generation + 1,
         issued_at: r.issued_at.plus(Duration::from_secs(1)),
@@ -104,8 +114,9 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
         (got.sub.as_deref(), got.grant_id, got.expires_at),
         (Some("u"), Some(g.id), a.expires_at)
     );
-    assert_eq!(got.scope, scope());
+    assert_eq!((&got.scope, &got.resources), (&scope(), &resources()));
     let got = s.get_refresh_token(&r.family).await.unwrap().unwrap();
+    assert_eq!(got.resources, resources());
     assert_eq!(
         (got.grant_id, got.hash, got.generation, got.expires_at),
         (g.id, r.hash, 1, g.expires_at)
@@ -115,10 +126,12 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
     let got = s.get_grant(&g.id).await.unwrap().unwrap();
     assert_eq!((&*got.client_id, got.revoked_at), ("c", None));
     assert_eq!((got.auth_time, got.sid.as_deref()), (g.auth_time, Some("sid-1")));
+    assert_eq!(got.resources, resources());
     let ConsumeOutcome::Consumed(got) = s.consume_code(&c.hash).await.unwrap() else {
         panic!("the code was not consumed");
     };
     assert_eq!((got.nonce, got.sid.as_deref()), (c.nonce.clone(), Some("sid-1")));
+    assert_eq!(got.resources, resources());
     let sess = SessionRecord {
         hash: generate_token().hash,
         sub: "u".into(),
@@ -570,6 +583,40 @@ async fn an_owners_grants_are_revoked_up_to_the_change(s: Arc<dyn Store>) {
     assert_eq!(revoked, vec![other.id], "the client's remaining active grant");
 }
 
+/// A token issued without a write (a client_credentials JWT) is revoked by writing a revoked
+/// record of it; revoking it again keeps the first time, and the record goes at its expiry.
+async fn an_unstored_access_token_is_revoked_by_a_record(s: Arc<dyn Store>) {
+    let token = AccessTokenRecord {
+        sub: None,
+        grant_id: None,
+        expires_at: now().plus(Duration::from_secs(60)),
+        ..access(&grant())
+    };
+    assert!(s.get_access_token(&token.hash).await.unwrap().is_none());
+    s.revoke_unstored_access_token(&token, now()).await.unwrap();
+    let got = s.get_access_token(&token.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.revoked_at, &got.resources, got.expires_at),
+        (Some(now()), &resources(), token.expires_at)
+    );
+    let later = now().plus(Duration::from_secs(5));
+    s.revoke_unstored_access_token(&token, later).await.unwrap();
+    assert_eq!(
+        s.get_access_token(&token.hash).await.unwrap().unwrap().revoked_at,
+        Some(now())
+    );
+    let swept = s
+        .delete_expired(
+            RecordKind::AccessTokens,
+            token.expires_at.plus(Duration::from_secs(1)),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert!(s.get_access_token(&token.hash).await.unwrap().is_none());
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -605,4 +652,5 @@ both_stores!(
     users_are_unique_paged_and_deleted_with_their_consents,
     clients_are_unique_paged_and_deleted,
     an_owners_grants_are_revoked_up_to_the_change,
+    an_unstored_access_token_is_revoked_by_a_record,
 );

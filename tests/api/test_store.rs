@@ -161,6 +161,10 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.revoke_access_token(h, now).await
     }
+    async fn revoke_unstored_access_token(&self, a: &AccessTokenRecord, now: Timestamp) -> StoreResult<()> {
+        self.before().await?;
+        self.inner.revoke_unstored_access_token(a, now).await
+    }
     async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
         self.before().await?;
         self.inner.revoke_grant(g, now).await

@@ -553,6 +553,7 @@ async fn a_grant_from_an_old_login_dies_with_it_and_a_failed_cascade_is_retried(
 
     let now = app.clock.now();
     let grant = GrantRecord {
+        resources: Default::default(),
         id: generate_grant_id(),
         client_id: APP.into(),
         sub: sub.as_str().into(),
@@ -565,6 +566,7 @@ async fn a_grant_from_an_old_login_dies_with_it_and_a_failed_cascade_is_retried(
     };
     let access = generate_token();
     let access_record = AccessTokenRecord {
+        resources: Default::default(),
         hash: access.hash,
         client_id: grant.client_id.clone(),
         sub: Some(grant.sub.clone()),
@@ -576,6 +578,7 @@ async fn a_grant_from_an_old_login_dies_with_it_and_a_failed_cascade_is_retried(
     };
     let refresh = generate_refresh_token();
     let refresh_record = RefreshTokenRecord {
+        resources: Default::default(),
         family: refresh.family,
         hash: refresh.hash,
         generation: refresh.generation,

@@ -3,8 +3,9 @@
 use crate::crypto;
 use crate::domain::{CodeVerifier, GrantType, Timestamp};
 use crate::error::ApiError;
+use crate::service::authorize::allowed_resources;
 use crate::service::id_token::Authentication;
-use crate::service::tokens::{TokenRequest, TokenResponse};
+use crate::service::tokens::{AccessTokenFor, TokenRequest, TokenResponse};
 use crate::service::{Client, TokenService};
 use crate::store::{ConsumeOutcome, GrantRecord};
 
@@ -25,6 +26,8 @@ impl TokenService {
             Some(v) => Some(CodeVerifier::parse(v).ok_or(ApiError::InvalidRequest("code_verifier is malformed"))?),
             None => None,
         };
+        // And a resource the client may never have (the grant's own are checked below).
+        allowed_resources(&req.resources, &client.resources)?;
         let hash = crypto::hash_token(code);
         let record = match inner.store.consume_code(&hash).await? {
             ConsumeOutcome::Consumed(r) => r,
@@ -73,14 +76,22 @@ impl TokenService {
         if inner.users.behind_login(&record.sub, record.auth_time).await?.is_none() {
             return reject("the user was disabled or deleted, or changed their password, since the login");
         }
+        let resources = match Self::token_resources(&req.resources, &record.resources, client) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(target: "security", client_id = %client.client_id, "code exchange for a resource the grant does not name");
+                return Err(e);
+            }
+        };
         let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);
-        let (access, access_record) = self.new_access_token(
-            &client.client_id,
-            Some(&record.sub),
-            record.scope.clone(),
-            Some((grant.id, grant.expires_at)),
-            now,
-        );
+        let access_for = AccessTokenFor {
+            sub: Some(&record.sub),
+            scope: record.scope.clone(),
+            resources,
+            grant: Some((grant.id, grant.expires_at)),
+            auth_time: Some(record.auth_time),
+        };
+        let (access, access_record) = self.new_access_token(client, access_for, now).await?;
         let refresh = client
             .allows(GrantType::RefreshToken)
             .then(|| self.new_refresh_token(&grant, now));

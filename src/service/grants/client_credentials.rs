@@ -1,9 +1,9 @@
 //! `grant_type=client_credentials` (RFC 6749 section 4.4): a token for the client itself; no user,
 //! no refresh token.
 
-use crate::domain::Timestamp;
+use crate::domain::{AccessTokenFormat, Resources, Timestamp};
 use crate::error::ApiError;
-use crate::service::tokens::{TokenRequest, TokenResponse};
+use crate::service::tokens::{AccessTokenFor, TokenRequest, TokenResponse};
 use crate::service::{Client, TokenService};
 
 impl TokenService {
@@ -17,8 +17,19 @@ impl TokenService {
             return Err(ApiError::UnauthorizedClient);
         }
         let scope = Self::requested_scope(req.scope.as_deref(), &client.scope)?;
-        let (access, record) = self.new_access_token(&client.client_id, None, scope, None, now);
-        self.inner.store.insert_access_token(&record).await?;
+        let access_for = AccessTokenFor {
+            sub: None,
+            scope,
+            resources: Self::token_resources(&req.resources, &Resources::default(), client)?,
+            grant: None,
+            auth_time: None,
+        };
+        let (access, record) = self.new_access_token(client, access_for, now).await?;
+        // A JWT is issued without a store write: its signature and claims are the record
+        // (see `TokenService::unstored_access_token`); only its revocation is ever written.
+        if client.access_token_format == AccessTokenFormat::Opaque {
+            self.inner.store.insert_access_token(&record).await?;
+        }
         let response = self.response(access, &record, None, now);
         self.inner.caches.access_tokens.insert(record.hash, record).await;
         Ok(response)

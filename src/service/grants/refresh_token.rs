@@ -10,7 +10,7 @@ use crate::crypto::{self, RefreshToken};
 use crate::domain::Timestamp;
 use crate::error::ApiError;
 use crate::service::id_token::Authentication;
-use crate::service::tokens::{TokenRequest, TokenResponse};
+use crate::service::tokens::{AccessTokenFor, TokenRequest, TokenResponse};
 use crate::service::{Client, TokenService};
 use crate::store::{GrantRecord, RotateOutcome};
 
@@ -75,13 +75,14 @@ impl TokenService {
         let Some(next) = token.successor() else {
             return reject("refresh token generations exhausted");
         };
-        let (access, access_record) = self.new_access_token(
-            &client.client_id,
-            Some(&current.sub),
+        let access_for = AccessTokenFor {
+            sub: Some(&current.sub),
             scope,
-            Some((current.grant_id, current.expires_at)),
-            now,
-        );
+            resources: Self::token_resources(&req.resources, &current.resources, client)?,
+            grant: Some((current.grant_id, current.expires_at)),
+            auth_time: Some(current.authenticated_at()),
+        };
+        let (access, access_record) = self.new_access_token(client, access_for, now).await?;
         let next_record = Self::refresh_record(&next, &grant, now);
         match store
             .rotate_refresh_token(&token.hash, &access_record, &next_record)

@@ -11,6 +11,7 @@ use crate::domain::Scope;
 
 fn access(i: usize, expires_at: Timestamp) -> AccessTokenRecord {
     AccessTokenRecord {
+        resources: Default::default(),
         hash: hash_token(&format!("t{i}")),
         client_id: Arc::from("c"),
         sub: None,
@@ -105,6 +106,7 @@ async fn leftovers_of_removed_records_are_dropped_and_not_counted() {
 
 fn grant(expires_at: Timestamp) -> GrantRecord {
     GrantRecord {
+        resources: Default::default(),
         id: generate_grant_id(),
         client_id: Arc::from("c"),
         sub: Arc::from("u"),
@@ -119,6 +121,7 @@ fn grant(expires_at: Timestamp) -> GrantRecord {
 
 fn refresh(g: &GrantRecord, i: u32) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        resources: Default::default(),
         family: hash_token("family"),
         hash: hash_token(&format!("r{i}")),
         generation: i,
@@ -143,6 +146,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
     let store = MemoryStore::bounded(6, Duration::from_secs(60));
     let g = grant(Timestamp::from_millis(3_600_000));
     let first = AccessTokenRecord {
+        resources: Default::default(),
         grant_id: Some(g.id),
         ..access(0, Timestamp::from_millis(60_000))
     };
@@ -152,6 +156,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
         .unwrap();
     for i in 1..4 {
         let a = AccessTokenRecord {
+            resources: Default::default(),
             grant_id: Some(g.id),
             ..access(i, Timestamp::from_millis(60_000))
         };
@@ -174,6 +179,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
             .await
     ));
     let a = AccessTokenRecord {
+        resources: Default::default(),
         grant_id: Some(g.id),
         ..access(9, Timestamp::from_millis(60_000))
     };
@@ -212,6 +218,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
 async fn an_expired_grant_takes_its_token_index_with_it() {
     let store = MemoryStore::new();
     let grant = GrantRecord {
+        resources: Default::default(),
         id: generate_grant_id(),
         client_id: Arc::from("c"),
         sub: Arc::from("u"),
@@ -223,6 +230,7 @@ async fn an_expired_grant_takes_its_token_index_with_it() {
         sid: None,
     };
     let token = AccessTokenRecord {
+        resources: Default::default(),
         grant_id: Some(grant.id),
         ..access(1, Timestamp::from_millis(30_000))
     };

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../../../migrations/0003_openid_connect.sql")),
     (4, include_str!("../../../migrations/0004_consents.sql")),
     (5, include_str!("../../../migrations/0005_users_clients.sql")),
+    (6, include_str!("../../../migrations/0006_resources.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_postgres::Row;
 
 use super::pool::db_err;
-use crate::domain::{CodeChallenge, GrantId, Scope, Timestamp, TokenHash};
+use crate::domain::{CodeChallenge, GrantId, Resources, Scope, Timestamp, TokenHash};
 use crate::jose::Alg;
 use crate::store::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, GrantRecord, RefreshTokenRecord, SessionRecord,
@@ -31,6 +31,11 @@ fn grant_id(v: Vec<u8>) -> StoreResult<GrantId> {
 fn scope(row: &Row) -> StoreResult<Scope> {
     let s: String = row.try_get("scope").map_err(db_err)?;
     Scope::parse(&s).ok_or_else(|| StoreError::Internal(anyhow::anyhow!("stored scope is malformed")))
+}
+
+fn resources(row: &Row) -> StoreResult<Resources> {
+    let s: &str = row.try_get("resources").map_err(db_err)?;
+    Resources::from_stored(s).ok_or_else(|| StoreError::Internal(anyhow::anyhow!("stored resources are malformed")))
 }
 
 fn ts(row: &Row, col: &str) -> StoreResult<Timestamp> {
@@ -112,6 +117,7 @@ pub fn code_row(row: &Row) -> StoreResult<CodeRecord> {
         consumed: row.try_get("consumed").map_err(db_err)?,
         nonce: row.try_get("nonce").map_err(db_err)?,
         sid: opt_shared_text(row, "sid")?,
+        resources: resources(row)?,
     })
 }
 
@@ -126,6 +132,7 @@ pub fn grant_row(row: &Row) -> StoreResult<GrantRecord> {
         revoked_at: opt_ts(row, "revoked_at")?,
         auth_time: opt_ts(row, "auth_time")?,
         sid: opt_shared_text(row, "sid")?,
+        resources: resources(row)?,
     })
 }
 
@@ -140,6 +147,7 @@ pub fn access_row(row: &Row) -> StoreResult<AccessTokenRecord> {
         issued_at: ts(row, "issued_at")?,
         expires_at: ts(row, "expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
+        resources: resources(row)?,
     })
 }
 
@@ -158,6 +166,7 @@ pub fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
         expires_at: ts(row, "expires_at")?,
         auth_time: opt_ts(row, "auth_time")?,
         sid: opt_shared_text(row, "sid")?,
+        resources: resources(row)?,
     })
 }
 
@@ -199,6 +208,7 @@ pub struct GrantColumns<'a> {
     revoked_at: Option<i64>,
     auth_time: Option<i64>,
     sid: Option<&'a str>,
+    resources: &'a str,
 }
 
 impl<'a> GrantColumns<'a> {
@@ -213,6 +223,7 @@ impl<'a> GrantColumns<'a> {
             revoked_at: g.revoked_at.map(Timestamp::millis),
             auth_time: g.auth_time.map(Timestamp::millis),
             sid: g.sid.as_deref(),
+            resources: g.resources.as_str(),
         }
     }
 
@@ -224,7 +235,7 @@ impl<'a> GrantColumns<'a> {
         }
     }
 
-    pub fn params(&self) -> [Param<'_>; 9] {
+    pub fn params(&self) -> [Param<'_>; 10] {
         [
             &self.id,
             &self.client_id,
@@ -235,6 +246,7 @@ impl<'a> GrantColumns<'a> {
             &self.revoked_at,
             &self.auth_time,
             &self.sid,
+            &self.resources,
         ]
     }
 }
@@ -248,6 +260,7 @@ pub struct AccessColumns<'a> {
     grant_id: Option<&'a [u8]>,
     issued_at: i64,
     expires_at: i64,
+    resources: &'a str,
 }
 
 impl<'a> AccessColumns<'a> {
@@ -260,10 +273,11 @@ impl<'a> AccessColumns<'a> {
             grant_id: a.grant_id.as_ref().map(|id| id.0.as_slice()),
             issued_at: a.issued_at.millis(),
             expires_at: a.expires_at.millis(),
+            resources: a.resources.as_str(),
         }
     }
 
-    pub fn params(&self) -> [Param<'_>; 7] {
+    pub fn params(&self) -> [Param<'_>; 8] {
         [
             &self.hash,
             &self.client_id,
@@ -272,6 +286,7 @@ impl<'a> AccessColumns<'a> {
             &self.grant_id,
             &self.issued_at,
             &self.expires_at,
+            &self.resources,
         ]
     }
 }

@@ -98,6 +98,7 @@ impl Store for PostgresStore {
                 &c.expires_at.millis(),
                 &c.nonce,
                 &c.sid.as_deref(),
+                &c.resources.as_str(),
             ],
         )
         .await
@@ -140,11 +141,12 @@ impl Store for PostgresStore {
             r.map(|r| r.issued_at.millis()),
             r.map(|r| r.expires_at.millis()),
         );
-        let (r_auth_time, r_sid) = (
+        let (r_auth_time, r_sid, r_resources) = (
             r.and_then(|r| r.auth_time.map(Timestamp::millis)),
             r.and_then(|r| r.sid.as_deref()),
+            r.map(|r| r.resources.as_str()),
         );
-        let refresh: [Param<'_>; 11] = [
+        let refresh: [Param<'_>; 12] = [
             &r_family,
             &r_hash,
             &r_generation,
@@ -156,6 +158,7 @@ impl Store for PostgresStore {
             &r_expires,
             &r_auth_time,
             &r_sid,
+            &r_resources,
         ];
         let params: Vec<Param<'_>> = grant
             .params()
@@ -235,6 +238,18 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(n > 0)
+    }
+
+    async fn revoke_unstored_access_token(&self, a: &AccessTokenRecord, now: Timestamp) -> StoreResult<()> {
+        let payload = Invalidation::AccessToken(a.hash).encode();
+        let revoked_at = now.millis();
+        let columns = AccessColumns::of(a);
+        let params: Vec<Param<'_>> = columns
+            .params()
+            .into_iter()
+            .chain([&revoked_at as Param<'_>, &payload as Param<'_>])
+            .collect();
+        self.query_opt(sql::REVOKE_UNSTORED_ACCESS, &params).await.map(|_| ())
     }
 
     async fn revoke_grant(&self, g: &GrantRecord, now: Timestamp) -> StoreResult<bool> {
