@@ -20,6 +20,7 @@ const ENTRIES: u64 = 100_000;
 
 fn record(hash: TokenHash, now: Timestamp) -> AccessTokenRecord {
     AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         hash,
         client_id: authplane_testkit::APP.into(),

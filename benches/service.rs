@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use authplane::AppState;
-use authplane::service::tokens::TokenRequest;
+use authplane::service::tokens::{Presented, TokenRequest};
 use authplane::service::{AuthorizeOutcome, AuthorizeRequest, ClientCredentials};
 use authplane_testkit::{APP, APP_REDIRECT, APP_SECRET, VERIFIER};
 use criterion::{Criterion, black_box};
@@ -189,11 +189,23 @@ fn service_benches(c: &mut Criterion) {
         black_box(token(&state, req).await);
     });
     bench_async(&mut g, &rt, "userinfo_cache_hit", async || {
-        black_box(state.tokens.userinfo(&access, state.clock.now()).await.unwrap());
+        black_box(
+            state
+                .tokens
+                .userinfo(&access, Presented::BEARER_GET, state.clock.now())
+                .await
+                .unwrap(),
+        );
     });
     let unknown = authplane::crypto::generate_token().value;
     bench_async(&mut g, &rt, "userinfo_unknown_token_negative_hit", async || {
-        black_box(state.tokens.userinfo(&unknown, state.clock.now()).await.is_err());
+        black_box(
+            state
+                .tokens
+                .userinfo(&unknown, Presented::BEARER_GET, state.clock.now())
+                .await
+                .is_err(),
+        );
     });
     g.finish();
 }

@@ -20,6 +20,7 @@ use crate::layers::admission::Admission;
 use crate::server::{self, ConnLimits};
 use crate::service::admin::{AdminParts, AdminService, Audit};
 use crate::service::authorize::AuthorizeServiceParts;
+use crate::service::dpop::DpopVerifier;
 use crate::service::hasher::Hasher;
 use crate::service::registration::{RegistrationParts, RegistrationService};
 use crate::service::throttle::{Limits, Throttle};
@@ -159,6 +160,9 @@ impl Application {
                 keys: keys.clone(),
                 issuer: cfg.issuer.clone(),
                 access_token_alg: cfg.access_token_alg,
+                dpop: DpopVerifier::new(cfg.dpop_max_age.0),
+                token_url: endpoint_url(&cfg.issuer, "/auth/token")?,
+                userinfo_url: endpoint_url(&cfg.issuer, "/auth/userinfo")?,
             },
             &metrics,
         );
@@ -446,4 +450,9 @@ fn origin_of(issuer: &str) -> String {
     url::Url::parse(issuer)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default()
+}
+
+/// `issuer` + `path`: an endpoint's public URL, as DPoP proofs name it.
+fn endpoint_url(issuer: &str, path: &str) -> anyhow::Result<url::Url> {
+    Ok(url::Url::parse(&format!("{}{path}", issuer.trim_end_matches('/')))?)
 }

@@ -263,6 +263,8 @@ settings! {
     hash_concurrency: usize = default_hash_concurrency(), env "AUTHPLANE_HASH_CONCURRENCY";
     /// Signature algorithm of JWT access tokens (clients with `access_token_format = "jwt"`).
     access_token_alg: Alg = Alg::ES256, env "AUTHPLANE_ACCESS_TOKEN_ALG";
+    /// How far a DPoP proof's `iat` may lie from the server's clock (either way).
+    dpop_max_age: HumanDuration = secs(60), env "AUTHPLANE_DPOP_MAX_AGE";
     /// ID token lifetime.
     id_token_ttl: HumanDuration = secs(3600), env "AUTHPLANE_ID_TOKEN_TTL";
     /// Each algorithm's signing key is replaced after this long.
@@ -366,6 +368,9 @@ pub struct ClientConfig {
     /// Absolute URIs of the resource servers it may ask tokens for (RFC 8707 `resource`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// Its token requests must carry a DPoP proof (RFC 9449), so all its tokens are bound.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn yes() -> bool {
@@ -615,6 +620,7 @@ impl ClientConfig {
             id_token_alg: self.id_token_signed_response_alg.unwrap_or(Alg::RS256),
             access_token_format: self.access_token_format.unwrap_or_default(),
             resources: Resources::parse(&self.resources).ok_or("resources must be absolute URIs without a fragment")?,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         })
     }
 }

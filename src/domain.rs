@@ -308,6 +308,8 @@ pub struct Client {
     pub access_token_format: AccessTokenFormat,
     /// The resource servers (RFC 8707) it may ask tokens for.
     pub resources: Resources,
+    /// Every token request must carry a DPoP proof (RFC 9449 section 5.2).
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {

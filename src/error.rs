@@ -32,6 +32,14 @@ pub enum ApiError {
     InvalidScope,
     /// A `resource` (RFC 8707) that is malformed or not among the client's (or the grant's).
     InvalidTarget,
+    /// A DPoP proof (RFC 9449) that is missing where required, malformed, stale, replayed, or
+    /// of another request: 400 at the token endpoint, 401 at a resource (`at_resource`).
+    InvalidDpopProof {
+        at_resource: bool,
+    },
+    /// A DPoP-bound token without the proof of its key, or a token sent with the `DPoP` scheme
+    /// that is not bound: 401 with a `DPoP` challenge.
+    InvalidDpopToken,
     /// `prompt=none` without a session (OIDC Core 3.1.2.6); only ever sent by redirect.
     LoginRequired,
     /// `prompt=none` and the third-party client needs the user's consent (OIDC Core 3.1.2.6).
@@ -115,12 +123,13 @@ impl ApiError {
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
+            Self::InvalidDpopProof { .. } => "invalid_dpop_proof",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
             Self::AccessDenied => "access_denied",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
-            Self::MissingToken | Self::InvalidToken => "invalid_token",
+            Self::MissingToken | Self::InvalidToken | Self::InvalidDpopToken => "invalid_token",
             Self::InsufficientScope | Self::AdminScopeRequired => "insufficient_scope",
             Self::InvalidCredentials => "invalid_credentials",
             Self::CrossSite => "access_denied",
@@ -146,6 +155,9 @@ impl ApiError {
             Self::UnsupportedResponseType => Some("only response_type=code is supported"),
             Self::InvalidScope => Some("the requested scope is invalid or not allowed"),
             Self::InvalidTarget => Some("a requested resource is invalid or not allowed for this client"),
+            Self::InvalidDpopProof { .. } => {
+                Some("the DPoP proof is missing, invalid, stale, replayed or for another request")
+            }
             Self::LoginRequired => Some("the user must log in"),
             Self::ConsentRequired => Some("the user has not consented to this client's request"),
             Self::AccessDenied => Some("the user denied the request"),
@@ -161,6 +173,7 @@ impl ApiError {
             }
             Self::MissingToken
             | Self::InvalidToken
+            | Self::InvalidDpopToken
             | Self::InvalidCredentials
             | Self::Throttled { .. }
             | Self::NotFound
@@ -184,13 +197,17 @@ impl ApiError {
             | Self::UnsupportedResponseType
             | Self::InvalidScope
             | Self::InvalidTarget
+            | Self::InvalidDpopProof { at_resource: false }
             | Self::LoginRequired
             | Self::RequestNotSupported
             | Self::RequestUriNotSupported
             | Self::ConsentRequired => StatusCode::BAD_REQUEST,
-            Self::InvalidClient { .. } | Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::InvalidClient { .. }
+            | Self::MissingToken
+            | Self::InvalidToken
+            | Self::InvalidDpopToken
+            | Self::InvalidDpopProof { at_resource: true }
+            | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope | Self::AdminScopeRequired | Self::CrossSite | Self::AccessDenied => {
                 StatusCode::FORBIDDEN
             }
@@ -211,6 +228,13 @@ impl ApiError {
             Self::InvalidClient { basic: true } => Some("Basic realm=\"authplane\""),
             Self::MissingToken => Some("Bearer realm=\"authplane\""),
             Self::InvalidToken => Some("Bearer realm=\"authplane\", error=\"invalid_token\""),
+            // RFC 9449 section 7.1: the DPoP scheme, with the algorithms a proof may use.
+            Self::InvalidDpopToken => {
+                Some("DPoP realm=\"authplane\", error=\"invalid_token\", algs=\"ES256 EdDSA RS256\"")
+            }
+            Self::InvalidDpopProof { at_resource: true } => {
+                Some("DPoP realm=\"authplane\", error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA RS256\"")
+            }
             Self::InsufficientScope => {
                 Some("Bearer realm=\"authplane\", error=\"insufficient_scope\", scope=\"openid\"")
             }

@@ -262,9 +262,17 @@ impl PublicKey {
 
     /// Reads back a JWK that [`PublicKey::jwk`] wrote (the store keeps public keys as JWKs).
     pub fn from_jwk(jwk: &serde_json::Value) -> Option<Self> {
+        Self::from_jwk_for(Alg::parse(jwk.get("alg")?.as_str()?)?, jwk)
+    }
+
+    /// A public JWK for use with `alg` (a DPoP proof's header names the algorithm; its `jwk` may
+    /// not): `None` when the key is not one of `alg`'s, or names another `alg`.
+    pub fn from_jwk_for(alg: Alg, jwk: &serde_json::Value) -> Option<Self> {
         let field = |k: &str| jwk.get(k).and_then(|v| v.as_str());
         let bytes = |k: &str| field(k).and_then(|s| URL_SAFE_NO_PAD.decode(s).ok());
-        let alg = Alg::parse(field("alg")?)?;
+        if jwk.get("alg").is_some_and(|a| a.as_str() != Some(alg.as_str())) {
+            return None;
+        }
         match (alg, field("kty")?) {
             (Alg::RS256, "RSA") => {
                 let (n, e) = (bytes("n")?, bytes("e")?);
@@ -299,6 +307,27 @@ impl PublicKey {
             }
             _ => None,
         }
+    }
+}
+
+impl PublicKey {
+    /// The JWK thumbprint (RFC 7638): SHA-256 over the key's required members in lexicographic
+    /// order, base64url. DPoP's `jkt` (RFC 9449 section 6).
+    pub fn thumbprint(&self) -> String {
+        let jwk = self.jwk("");
+        let v = |o: &Option<String>| o.clone().unwrap_or_default();
+        // Written out: every value is base64url or a fixed name, so nothing needs escaping,
+        // and the member order cannot depend on a JSON library's map.
+        let canonical = match self.alg {
+            Alg::RS256 => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, v(&jwk.e), v(&jwk.n)),
+            Alg::ES256 => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                v(&jwk.x),
+                v(&jwk.y)
+            ),
+            Alg::EdDSA => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, v(&jwk.x)),
+        };
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
     }
 }
 
@@ -400,33 +429,62 @@ pub struct Verified {
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Verifies a compact JWS against the key its header's `kid` names (via `key_of`), refusing
-/// `alg: none` and any `alg` that is not the key's own.
-pub fn verify_jwt<'k>(token: &str, key_of: impl FnOnce(&str) -> Option<&'k PublicKey>) -> Result<Verified, JwtError> {
-    #[derive(Deserialize)]
-    struct Header {
-        alg: String,
-        kid: Option<String>,
-        typ: Option<String>,
-    }
+/// A compact JWS split and decoded, its signature not checked yet.
+pub struct Compact<'a> {
+    pub header: serde_json::Map<String, serde_json::Value>,
+    claims: &'a str,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+/// Splits a compact JWS (three base64url parts) and decodes its header and signature.
+pub fn parse_compact(token: &str) -> Result<Compact<'_>, JwtError> {
     let mut parts = token.splitn(4, '.');
     let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
     };
     let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| JwtError::Malformed);
-    let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
-    let key = header.kid.as_deref().and_then(key_of).ok_or(JwtError::UnknownKey)?;
-    if Alg::parse(&header.alg) != Some(key.alg()) {
-        return Err(JwtError::WrongAlg);
+    Ok(Compact {
+        header: serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?,
+        claims: c,
+        signing_input: &token[..h.len() + 1 + c.len()],
+        signature: decode(s)?,
+    })
+}
+
+impl Compact<'_> {
+    /// A header member that is a string.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header.get(name).and_then(serde_json::Value::as_str)
     }
-    let signing_input = &token[..h.len() + 1 + c.len()];
-    if !key.verify(signing_input.as_bytes(), &decode(s)?) {
-        return Err(JwtError::BadSignature);
+
+    /// Whether `key` signed it: the header's `alg` must be the key's own (never `none`).
+    pub fn verify(&self, key: &PublicKey) -> Result<(), JwtError> {
+        if self.header_str("alg").and_then(Alg::parse) != Some(key.alg()) {
+            return Err(JwtError::WrongAlg);
+        }
+        match key.verify(self.signing_input.as_bytes(), &self.signature) {
+            true => Ok(()),
+            false => Err(JwtError::BadSignature),
+        }
     }
-    let claims = serde_json::from_slice(&decode(c)?).map_err(|_| JwtError::Malformed)?;
+
+    /// The claims, once verified.
+    pub fn claims(&self) -> Result<serde_json::Map<String, serde_json::Value>, JwtError> {
+        let bytes = URL_SAFE_NO_PAD.decode(self.claims).map_err(|_| JwtError::Malformed)?;
+        serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
+    }
+}
+
+/// Verifies a compact JWS against the key its header's `kid` names (via `key_of`), refusing
+/// `alg: none` and any `alg` that is not the key's own.
+pub fn verify_jwt<'k>(token: &str, key_of: impl FnOnce(&str) -> Option<&'k PublicKey>) -> Result<Verified, JwtError> {
+    let jws = parse_compact(token)?;
+    let key = jws.header_str("kid").and_then(key_of).ok_or(JwtError::UnknownKey)?;
+    jws.verify(key)?;
     Ok(Verified {
-        typ: header.typ,
-        claims,
+        typ: jws.header_str("typ").map(str::to_owned),
+        claims: jws.claims()?,
     })
 }
 

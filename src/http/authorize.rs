@@ -28,6 +28,7 @@ const AUTHORIZE_PARAMS: &[&str] = &[
     "request",
     "request_uri",
     "response_mode",
+    "dpop_jkt",
 ];
 
 pub async fn authorize(
@@ -55,6 +56,7 @@ pub async fn authorize(
         request_uri: q.take("request_uri"),
         response_mode: q.take("response_mode"),
         resources: q.take_all("resource"),
+        dpop_jkt: q.take("dpop_jkt"),
     };
     let location = match service
         .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())

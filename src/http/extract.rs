@@ -234,12 +234,19 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
 /// The bearer token of `Authorization: Bearer <token>` (RFC 6750 section 2.1). `Ok(None)` when
 /// there is no Authorization header or it names another scheme.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    Ok(access_token(headers)?.and_then(|(dpop, token)| (!dpop).then_some(token)))
+}
+
+/// The access token of `Authorization: Bearer` or `Authorization: DPoP` (RFC 9449 section 7.1),
+/// and whether the scheme was DPoP; `None` for no header or another scheme.
+pub fn access_token(headers: &HeaderMap) -> Result<Option<(bool, &str)>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let dpop = scheme.eq_ignore_ascii_case("dpop");
+    if !dpop && !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
     let token = token.trim();
@@ -248,11 +255,25 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
             .trim_end_matches('=')
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if token68 {
-        Ok(Some(token))
-    } else {
-        Err(ApiError::InvalidToken)
+    match (token68, dpop) {
+        (true, _) => Ok(Some((dpop, token))),
+        (false, false) => Err(ApiError::InvalidToken),
+        (false, true) => Err(ApiError::InvalidDpopToken),
     }
+}
+
+/// The `DPoP` header (RFC 9449 section 4.1): one, ASCII; two or more is a bad proof.
+pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut all = headers.get_all("dpop").iter();
+    let (Some(one), None) = (all.next(), all.next()) else {
+        return match headers.contains_key("dpop") {
+            true => Err(ApiError::InvalidDpopProof { at_resource: false }),
+            false => Ok(None),
+        };
+    };
+    one.to_str()
+        .map(Some)
+        .map_err(|_| ApiError::InvalidDpopProof { at_resource: false })
 }
 
 /// A cookie's value from the `Cookie` header(s).

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::domain::Scope;
 use crate::jose::Alg;
 use crate::service::KeyService;
+use crate::service::dpop::DPOP_ALGS;
 use crate::state::WebConfig;
 
 /// `GET /auth/jwks`: the public keys, cacheable for less than `--key-publish-ahead` so that a
@@ -62,5 +63,6 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
+        "dpop_signing_alg_values_supported": DPOP_ALGS.map(Alg::as_str),
     })
 }

@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use crate::clock::Clock;
 use crate::domain::Timestamp;
 use crate::error::ApiError;
-use crate::http::extract::{Form, Params, client_credentials};
+use crate::http::extract::{Form, Params, client_credentials, dpop_proof};
 use crate::service::tokens::TokenRequest;
 use crate::service::{Client, ClientRegistry, TokenService};
 
@@ -48,6 +48,7 @@ pub async fn token(
         refresh_token: form.take("refresh_token"),
         scope: form.take("scope"),
         resources: form.take_all("resource"),
+        dpop: dpop_proof(&headers)?.map(str::to_owned),
     };
     let res = tokens.exchange(&client, req, now).await?;
     Ok(no_store(Json(res).into_response()))

@@ -1,16 +1,18 @@
 //! `GET`/`POST /auth/userinfo` (OIDC Core 5.3). The token comes in the Authorization header, or
 //! (POST only) as `access_token` in a form body (RFC 6750 section 2.2); both at once is
-//! `invalid_request`.
+//! `invalid_request`. A DPoP-bound token comes as `Authorization: DPoP` with a `DPoP` proof
+//! (RFC 9449 section 7).
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::http::extract::{Form, bearer_token};
+use crate::http::extract::{Form, access_token, dpop_proof};
 use crate::service::TokenService;
+use crate::service::tokens::Presented;
 
 pub async fn userinfo(
     State(tokens): State<TokenService>,
@@ -19,20 +21,37 @@ pub async fn userinfo(
 ) -> Result<Response, ApiError> {
     // GET (the hot case) borrows the token from the header; only POST reads a body.
     if req.method() != Method::POST {
-        let token = bearer_token(req.headers())?.ok_or(ApiError::MissingToken)?;
-        return respond(tokens.userinfo(token, clock.now()).await?);
+        let (dpop_scheme, token) = access_token(req.headers())?.ok_or(ApiError::MissingToken)?;
+        let presented = Presented {
+            dpop_scheme,
+            proof: proof(req.headers())?,
+            method: req.method().as_str(),
+        };
+        return respond(tokens.userinfo(token, presented, clock.now()).await?);
     }
-    let from_header = bearer_token(req.headers())?.map(str::to_owned);
+    let from_header = access_token(req.headers())?.map(|(dpop, t)| (dpop, t.to_owned()));
+    let dpop = proof(req.headers())?.map(str::to_owned);
     let Form(mut form) = Form::from_request(req, &()).await?;
     form.reject_duplicates(&["access_token"])?;
-    let token = match (from_header, form.take("access_token")) {
+    let (dpop_scheme, token) = match (from_header, form.take("access_token")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidRequest("the token was sent in more than one way"));
         }
-        (Some(t), None) | (None, Some(t)) => t,
+        (Some(h), None) => h,
+        (None, Some(t)) => (false, t),
         (None, None) => return Err(ApiError::MissingToken),
     };
-    respond(tokens.userinfo(&token, clock.now()).await?)
+    let presented = Presented {
+        dpop_scheme,
+        proof: dpop.as_deref(),
+        method: "POST",
+    };
+    respond(tokens.userinfo(&token, presented, clock.now()).await?)
+}
+
+/// The `DPoP` proof header at a resource: a bad one is a 401 there.
+fn proof(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    dpop_proof(headers).map_err(|_| ApiError::InvalidDpopProof { at_resource: true })
 }
 
 fn respond(claims: crate::service::tokens::UserInfo) -> Result<Response, ApiError> {

@@ -8,8 +8,8 @@ use crate::crypto;
 use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp};
 use crate::error::ApiError;
 use crate::jose::FormKey;
-use crate::service::id_token;
 use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
+use crate::service::{dpop, id_token};
 use crate::store::{CodeRecord, Store};
 
 /// The authorize parameters as they arrived (empty values already count as absent).
@@ -32,6 +32,8 @@ pub struct AuthorizeRequest {
     pub response_mode: Option<String>,
     /// `resource` (RFC 8707), which may repeat.
     pub resources: Vec<String>,
+    /// `dpop_jkt` (RFC 9449 section 10).
+    pub dpop_jkt: Option<String>,
     /// Names of parameters that appeared more than once.
     pub duplicated: Vec<String>,
 }
@@ -172,6 +174,7 @@ impl AuthorizeService {
             nonce: checked.nonce,
             sid: Some(Arc::from(crypto::session_id(&session.hash))),
             resources: checked.resources,
+            dpop_jkt: checked.dpop_jkt,
         };
         inner.store.insert_code(&record).await?;
         let state = req.state.as_deref().map(|s| ("state", s));
@@ -236,6 +239,13 @@ impl AuthorizeService {
             return Err(redirect_error(ApiError::InvalidScope));
         }
         let resources = allowed_resources(&req.resources, &client.resources).map_err(redirect_error)?;
+        let dpop_jkt = match &req.dpop_jkt {
+            Some(j) => Some(
+                dpop::parse_jkt(j)
+                    .ok_or_else(|| redirect_error(ApiError::InvalidRequest("dpop_jkt is not a JWK thumbprint")))?,
+            ),
+            None => None,
+        };
         let challenge = match (&req.code_challenge, req.code_challenge_method.as_deref()) {
             (None, None) if client.pkce_required() => {
                 return Err(redirect_error(ApiError::InvalidRequest(
@@ -298,6 +308,7 @@ impl AuthorizeService {
         Ok(Checked {
             scope,
             resources,
+            dpop_jkt,
             challenge,
             nonce,
             prompt,
@@ -335,6 +346,7 @@ impl AuthorizeService {
 pub(crate) struct Checked {
     pub(crate) scope: Scope,
     resources: Resources,
+    dpop_jkt: Option<String>,
     challenge: Option<CodeChallenge>,
     nonce: Option<String>,
     prompt: Prompt,

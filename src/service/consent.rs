@@ -164,6 +164,7 @@ fn authorize_request(return_to: &str) -> Result<AuthorizeRequest, ApiError> {
             "code_challenge_method" => req.code_challenge_method = v,
             "nonce" => req.nonce = v,
             "login_hint" => req.login_hint = v,
+            "dpop_jkt" => req.dpop_jkt = v,
             _ => {}
         }
     }

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod consent;
+pub mod dpop;
 pub mod grants;
 pub mod hasher;
 pub mod id_token;

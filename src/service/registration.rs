@@ -88,7 +88,7 @@ impl ClientMetadata {
             client_id: None,
             jwks: None,
             jwks_uri: None,
-            dpop_bound_access_tokens: Some(false),
+            dpop_bound_access_tokens: Some(c.dpop_bound_access_tokens),
             access_token_format: Some(c.access_token_format),
         }
     }
@@ -336,9 +336,6 @@ impl RegistrationService {
         if m.jwks.is_some() || m.jwks_uri.is_some() {
             return Err(bad("jwks, jwks_uri: private_key_jwt is not supported"));
         }
-        if m.dpop_bound_access_tokens == Some(true) {
-            return Err(bad("dpop_bound_access_tokens: DPoP is not supported"));
-        }
         let grant_types = match &m.grant_types {
             None => vec![GrantType::AuthorizationCode],
             Some(g) if g.is_empty() => return Err(bad("grant_types: empty")),
@@ -427,6 +424,7 @@ impl RegistrationService {
             // Which resource servers a client may get tokens for is the operator's decision
             // (the config file), not the registrant's.
             resources: Vec::new(),
+            dpop_bound_access_tokens: m.dpop_bound_access_tokens.unwrap_or(false),
         })
     }
 }

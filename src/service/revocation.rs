@@ -108,6 +108,9 @@ pub struct Introspection {
     /// Access tokens: their audience (RFC 8707), the issuer when they name no resource.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
+    /// A DPoP-bound access token: the thumbprint of its key (RFC 9449 section 6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<serde_json::Value>,
 }
 
 impl TokenService {
@@ -278,6 +281,7 @@ impl TokenService {
                     issuer: self.issuer(),
                 })
                 .ok(),
+                cnf: t.jkt.as_ref().map(|jkt| serde_json::json!({ "jkt": jkt })),
             });
         }
         let Some(presented) = RefreshToken::parse(token) else {
@@ -314,6 +318,7 @@ impl TokenService {
             iat: Some(t.issued_at.secs()),
             token_type: Some("refresh_token"),
             aud: None,
+            cnf: None,
         })
     }
 }

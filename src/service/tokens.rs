@@ -11,6 +11,7 @@ use crate::domain::{AccessTokenFormat, GrantId, GrantType, Resources, Scope, Tim
 use crate::error::ApiError;
 use crate::jose::Alg;
 use crate::service::authorize::allowed_resources;
+use crate::service::dpop::{DpopVerifier, Proof, ProofFor};
 use crate::service::{Caches, Client, ClientRegistry, KeyService, RevocationQueue, Ttls, UserDirectory};
 use crate::store::{AccessTokenRecord, GrantRecord, RefreshTokenRecord, Store};
 use crate::telemetry::{self, Metrics};
@@ -26,6 +27,28 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// `resource` (RFC 8707), which may repeat.
     pub resources: Vec<String>,
+    /// The `DPoP` header (RFC 9449), not yet verified.
+    pub dpop: Option<String>,
+}
+
+/// How a request at a resource (UserInfo) presented its access token.
+#[derive(Clone, Copy, Debug)]
+pub struct Presented<'a> {
+    /// `Authorization: DPoP` rather than `Bearer`.
+    pub dpop_scheme: bool,
+    /// The `DPoP` proof header.
+    pub proof: Option<&'a str>,
+    /// The request's method, which the proof must name.
+    pub method: &'a str,
+}
+
+impl Presented<'_> {
+    /// A bearer token with no proof (the common case, and every test of an unbound token).
+    pub const BEARER_GET: Presented<'static> = Presented {
+        dpop_scheme: false,
+        proof: None,
+        method: "GET",
+    };
 }
 
 /// RFC 6749 section 5.1.
@@ -77,6 +100,10 @@ pub(crate) struct Inner {
     pub(crate) id_token_ttl: std::time::Duration,
     /// `--access-token-alg`: what JWT access tokens are signed with.
     access_token_alg: Alg,
+    pub(crate) dpop: DpopVerifier,
+    /// The token endpoint's and UserInfo's URLs, which DPoP proofs name (`htu`).
+    token_url: url::Url,
+    userinfo_url: url::Url,
     issued: [Counter; 3],
 }
 
@@ -91,6 +118,10 @@ pub struct TokenServiceParts {
     pub keys: KeyService,
     pub issuer: String,
     pub access_token_alg: Alg,
+    pub dpop: DpopVerifier,
+    /// `<issuer>/auth/token` and `<issuer>/auth/userinfo`, which DPoP proofs name.
+    pub token_url: url::Url,
+    pub userinfo_url: url::Url,
 }
 
 /// Whom and what an access token is for.
@@ -104,6 +135,14 @@ pub(crate) struct AccessTokenFor<'a> {
     pub grant: Option<(GrantId, Timestamp)>,
     /// When the user logged in; user tokens only.
     pub auth_time: Option<Timestamp>,
+    /// The thumbprint of the DPoP key the token is bound to (RFC 9449 section 6).
+    pub jkt: Option<&'a str>,
+}
+
+/// `cnf` (RFC 7800) of a DPoP-bound token.
+#[derive(Serialize)]
+pub struct Confirmation<'a> {
+    pub jkt: &'a str,
 }
 
 /// The claims of a JWT access token (RFC 9068 section 2.2).
@@ -119,6 +158,8 @@ struct AccessTokenClaims<'a> {
     scope: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
 }
 
 /// A token's `aud`: its resources, or the issuer when it names none; one value as a string,
@@ -158,6 +199,9 @@ impl TokenService {
             keys,
             issuer,
             access_token_alg,
+            dpop,
+            token_url,
+            userinfo_url,
         } = parts;
         let issued = [
             GrantType::AuthorizationCode,
@@ -177,6 +221,9 @@ impl TokenService {
                 issuer,
                 id_token_ttl: ttls.id_token,
                 access_token_alg,
+                dpop,
+                token_url,
+                userinfo_url,
                 issued,
             }),
         }
@@ -197,10 +244,20 @@ impl TokenService {
         if !client.allows(grant) {
             return Err(ApiError::UnauthorizedClient);
         }
+        // DPoP (RFC 9449 section 5): a proof binds what is issued to its key.
+        let proof = match req.dpop.as_deref() {
+            Some(p) => Some(self.dpop_proof(&client.client_id, p, "POST", &self.inner.token_url, None, now, false)?),
+            None if client.dpop_bound_access_tokens => {
+                tracing::info!(target: "security", client_id = %client.client_id, "token request without the DPoP proof the client must send");
+                return Err(ApiError::InvalidDpopProof { at_resource: false });
+            }
+            None => None,
+        };
+        let jkt = proof.as_ref().map(|p| p.jkt.as_str());
         let res = match grant {
-            GrantType::AuthorizationCode => self.authorization_code(client, req, now).await,
-            GrantType::RefreshToken => self.refresh_token(client, req, now).await,
-            GrantType::ClientCredentials => self.client_credentials(client, req, now).await,
+            GrantType::AuthorizationCode => self.authorization_code(client, req, jkt, now).await,
+            GrantType::RefreshToken => self.refresh_token(client, req, jkt, now).await,
+            GrantType::ClientCredentials => self.client_credentials(client, req, jkt, now).await,
         }?;
         self.inner.issued[grant as usize].increment(1);
         Ok(res)
@@ -247,6 +304,7 @@ impl TokenService {
                     jti: crypto::random_uuid().to_string(),
                     scope: t.scope.as_str(),
                     auth_time: t.auth_time.map(Timestamp::secs),
+                    cnf: t.jkt.map(|jkt| Confirmation { jkt }),
                 };
                 let signed = inner
                     .keys
@@ -267,6 +325,7 @@ impl TokenService {
             expires_at,
             revoked_at: None,
             resources: t.resources,
+            jkt: t.jkt.map(str::to_owned),
         };
         Ok((value, record))
     }
@@ -323,6 +382,10 @@ impl TokenService {
             expires_at: Timestamp::from_millis(secs("exp")?.saturating_mul(1000)),
             revoked_at: None,
             resources,
+            jkt: match c.get("cnf") {
+                Some(cnf) => Some(cnf.get("jkt")?.as_str()?.to_owned()),
+                None => None,
+            },
         })
     }
 
@@ -348,6 +411,8 @@ impl TokenService {
             auth_time: grant.auth_time,
             sid: grant.sid.clone(),
             resources: grant.resources.clone(),
+            // Set by the grant that issues it: only a public client's family is bound.
+            jkt: None,
         }
     }
 
@@ -360,7 +425,7 @@ impl TokenService {
     ) -> TokenResponse {
         TokenResponse {
             access_token: access,
-            token_type: "Bearer",
+            token_type: if record.jkt.is_some() { "DPoP" } else { "Bearer" },
             expires_in: now.secs_until(record.expires_at),
             scope: record.scope.clone(),
             refresh_token: refresh,
@@ -420,12 +485,67 @@ impl TokenService {
         Ok(Some(ValidToken { record, user }))
     }
 
+    /// Verifies a DPoP proof for `client` (`None` at a resource, before the token is known to
+    /// be valid), logging why it was refused.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dpop_proof(
+        &self,
+        client: impl std::fmt::Display,
+        proof: &str,
+        method: &str,
+        url: &url::Url,
+        access_token: Option<&str>,
+        now: Timestamp,
+        at_resource: bool,
+    ) -> Result<Proof, ApiError> {
+        let req = ProofFor {
+            method,
+            url,
+            access_token,
+        };
+        self.inner.dpop.verify(proof, &req, now).map_err(|e| {
+            tracing::info!(target: "security", client_id = %client, reason = %e, "DPoP proof refused");
+            ApiError::InvalidDpopProof { at_resource }
+        })
+    }
+
+    /// RFC 9449 section 7: a bound token needs the `DPoP` scheme and a proof of its key (with
+    /// `ath`); an unbound one the `Bearer` scheme.
+    fn check_presentation(
+        &self,
+        record: &AccessTokenRecord,
+        token: &str,
+        p: Presented<'_>,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        match (&record.jkt, p.dpop_scheme) {
+            (None, false) => Ok(()),
+            (Some(_), false) => {
+                tracing::info!(target: "security", client_id = %record.client_id, "DPoP-bound token sent as a bearer token");
+                Err(ApiError::InvalidToken)
+            }
+            (None, true) => Err(ApiError::InvalidDpopToken),
+            (Some(jkt), true) => {
+                let proof = p.proof.ok_or(ApiError::InvalidDpopToken)?;
+                let url = &self.inner.userinfo_url;
+                let got = self.dpop_proof(&record.client_id, proof, p.method, url, Some(token), now, true)?;
+                if got.jkt != *jkt {
+                    tracing::info!(target: "security", client_id = %record.client_id, "DPoP proof of another key than the token's");
+                    return Err(ApiError::InvalidDpopToken);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The UserInfo endpoint (OIDC Core 5.3): claims by scope.
-    pub async fn userinfo(&self, token: &str, now: Timestamp) -> Result<UserInfo, ApiError> {
-        let ValidToken { record, user } = self
-            .valid_access_token(token, now)
-            .await?
-            .ok_or(ApiError::InvalidToken)?;
+    pub async fn userinfo(&self, token: &str, presented: Presented<'_>, now: Timestamp) -> Result<UserInfo, ApiError> {
+        let invalid = match presented.dpop_scheme {
+            true => ApiError::InvalidDpopToken,
+            false => ApiError::InvalidToken,
+        };
+        let ValidToken { record, user } = self.valid_access_token(token, now).await?.ok_or(invalid)?;
+        self.check_presentation(&record, token, presented, now)?;
         // UserInfo is a resource of the issuer's: a token meant for other resources only
         // (RFC 8707, RFC 9068 section 4) is not accepted here.
         if !record.resources.is_empty() && !record.resources.contains(&self.inner.issuer) {

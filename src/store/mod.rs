@@ -69,6 +69,9 @@ pub struct CodeRecord {
     pub sid: Option<Arc<str>>,
     /// The `resource`s of the authorize request (RFC 8707): what the grant's tokens may be for.
     pub resources: Resources,
+    /// `dpop_jkt` of the authorize request (RFC 9449 section 10): the code is exchanged only
+    /// with a DPoP proof of that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// One authorization: the root that a code's refresh and access tokens descend from.
@@ -147,6 +150,8 @@ pub struct AccessTokenRecord {
     pub revoked_at: Option<Timestamp>,
     /// The token's audience (RFC 8707 resources); empty: the issuer.
     pub resources: Resources,
+    /// DPoP-bound (RFC 9449): the thumbprint of the key every use must prove (`cnf.jkt`).
+    pub jkt: Option<String>,
 }
 
 /// A grant's refresh token: one record per grant (per token family), updated in place at each
@@ -173,6 +178,9 @@ pub struct RefreshTokenRecord {
     pub sid: Option<Arc<str>>,
     /// The grant's resources (RFC 8707); a refresh may ask for fewer, never more.
     pub resources: Resources,
+    /// A public client's family bound to a DPoP key (RFC 9449 section 5): every refresh must
+    /// prove it. The same for every generation.
+    pub jkt: Option<String>,
 }
 
 impl RefreshTokenRecord {

@@ -46,6 +46,9 @@ pub const JWT_APP: &str = "jwt-app";
 pub const API: &str = "https://api.example.test";
 pub const BILLING: &str = "https://billing.example.test";
 
+/// A confidential client that must send a DPoP proof with every token request; secret demo-secret.
+pub const DPOP_APP: &str = "dpop-app";
+
 pub const OTHER: &str = "other-app";
 pub const OTHER_SECRET: &str = "other-secret";
 pub const OTHER_REDIRECT: &str = "http://127.0.0.1:9001/cb";

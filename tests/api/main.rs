@@ -18,6 +18,7 @@ mod config;
 mod connections;
 mod consent;
 mod cors;
+mod dpop;
 mod invariants;
 mod jwt_access;
 mod login;

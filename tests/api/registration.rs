@@ -248,10 +248,6 @@ async fn registered_clients_are_third_party_and_never_admin() {
             "invalid_client_metadata",
         ),
         (
-            json!({"redirect_uris": [redirect], "dpop_bound_access_tokens": true}),
-            "invalid_client_metadata",
-        ),
-        (
             json!({"redirect_uris": [redirect], "jwks": {"keys": []}}),
             "invalid_client_metadata",
         ),

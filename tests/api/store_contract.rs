@@ -28,6 +28,7 @@ fn resources() -> Resources {
 
 fn code(grant: authplane::domain::GrantId) -> CodeRecord {
     CodeRecord {
+        dpop_jkt: Some("thumbprint-0".into()),
         resources: resources(),
         hash: generate_token().hash,
         client_id: "c".into(),
@@ -62,6 +63,7 @@ fn grant() -> GrantRecord {
 
 fn access(g: &GrantRecord) -> AccessTokenRecord {
     AccessTokenRecord {
+        jkt: Some("thumbprint-1".into()),
         resources: resources(),
         hash: generate_token().hash,
         client_id: g.client_id.clone(),
@@ -77,6 +79,7 @@ fn access(g: &GrantRecord) -> AccessTokenRecord {
 /// The first token of a new family of grant `g`.
 fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        jkt: Some("thumbprint-1".into()),
         resources: resources(),
         family: generate_token().hash,
         hash: generate_token().hash,
@@ -95,6 +98,7 @@ fn refresh(g: &GrantRecord) -> RefreshTokenRecord {
 /// The successor of `r` in its family.
 fn next(r: &RefreshTokenRecord) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        jkt: Some("thumbprint-1".into()),
         resources: resources(),
         hash: generate_token().hash,
         generation: r.generation + 1,
@@ -115,8 +119,9 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
         (Some("u"), Some(g.id), a.expires_at)
     );
     assert_eq!((&got.scope, &got.resources), (&scope(), &resources()));
+    assert_eq!(got.jkt, a.jkt);
     let got = s.get_refresh_token(&r.family).await.unwrap().unwrap();
-    assert_eq!(got.resources, resources());
+    assert_eq!((&got.resources, &got.jkt), (&resources(), &r.jkt));
     assert_eq!(
         (got.grant_id, got.hash, got.generation, got.expires_at),
         (g.id, r.hash, 1, g.expires_at)
@@ -131,7 +136,7 @@ async fn records_roundtrip(s: Arc<dyn Store>) {
         panic!("the code was not consumed");
     };
     assert_eq!((got.nonce, got.sid.as_deref()), (c.nonce.clone(), Some("sid-1")));
-    assert_eq!(got.resources, resources());
+    assert_eq!((&got.resources, &got.dpop_jkt), (&resources(), &c.dpop_jkt));
     let sess = SessionRecord {
         hash: generate_token().hash,
         sub: "u".into(),
@@ -587,6 +592,7 @@ async fn an_owners_grants_are_revoked_up_to_the_change(s: Arc<dyn Store>) {
 /// record of it; revoking it again keeps the first time, and the record goes at its expiry.
 async fn an_unstored_access_token_is_revoked_by_a_record(s: Arc<dyn Store>) {
     let token = AccessTokenRecord {
+        jkt: Some("thumbprint-1".into()),
         sub: None,
         grant_id: None,
         expires_at: now().plus(Duration::from_secs(60)),

@@ -566,6 +566,7 @@ async fn a_grant_from_an_old_login_dies_with_it_and_a_failed_cascade_is_retried(
     };
     let access = generate_token();
     let access_record = AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         hash: access.hash,
         client_id: grant.client_id.clone(),
@@ -578,6 +579,7 @@ async fn a_grant_from_an_old_login_dies_with_it_and_a_failed_cascade_is_retried(
     };
     let refresh = generate_refresh_token();
     let refresh_record = RefreshTokenRecord {
+        jkt: None,
         resources: Default::default(),
         family: refresh.family,
         hash: refresh.hash,

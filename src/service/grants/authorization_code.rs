@@ -14,6 +14,7 @@ impl TokenService {
         &self,
         client: &Client,
         req: TokenRequest,
+        jkt: Option<&str>,
         now: Timestamp,
     ) -> Result<TokenResponse, ApiError> {
         let inner = &self.inner;
@@ -73,6 +74,11 @@ impl TokenService {
             }
             (None, None) => {}
         }
+        // RFC 9449 section 10: a code bound at authorize needs a proof of that key.
+        if record.dpop_jkt.is_some() && record.dpop_jkt.as_deref() != jkt {
+            tracing::info!(target: "security", client_id = %client.client_id, "code exchange without a DPoP proof of the key named at authorize");
+            return Err(ApiError::InvalidDpopProof { at_resource: false });
+        }
         if inner.users.behind_login(&record.sub, record.auth_time).await?.is_none() {
             return reject("the user was disabled or deleted, or changed their password, since the login");
         }
@@ -90,11 +96,16 @@ impl TokenService {
             resources,
             grant: Some((grant.id, grant.expires_at)),
             auth_time: Some(record.auth_time),
+            jkt,
         };
         let (access, access_record) = self.new_access_token(client, access_for, now).await?;
-        let refresh = client
-            .allows(GrantType::RefreshToken)
-            .then(|| self.new_refresh_token(&grant, now));
+        // A public client's refresh tokens are bound to its DPoP key (RFC 9449 section 5); a
+        // confidential client's are bound to its authentication already.
+        let refresh = client.allows(GrantType::RefreshToken).then(|| {
+            let (value, mut record) = self.new_refresh_token(&grant, now);
+            record.jkt = jkt.filter(|_| client.is_public()).map(str::to_owned);
+            (value, record)
+        });
         inner
             .store
             .insert_grant_tokens(&grant, &access_record, refresh.as_ref().map(|(_, r)| r))

@@ -11,6 +11,7 @@ impl TokenService {
         &self,
         client: &Client,
         req: TokenRequest,
+        jkt: Option<&str>,
         now: Timestamp,
     ) -> Result<TokenResponse, ApiError> {
         if client.is_public() {
@@ -23,6 +24,7 @@ impl TokenService {
             resources: Self::token_resources(&req.resources, &Resources::default(), client)?,
             grant: None,
             auth_time: None,
+            jkt,
         };
         let (access, record) = self.new_access_token(client, access_for, now).await?;
         // A JWT is issued without a store write: its signature and claims are the record

@@ -19,6 +19,7 @@ impl TokenService {
         &self,
         client: &Client,
         req: TokenRequest,
+        jkt: Option<&str>,
         now: Timestamp,
     ) -> Result<TokenResponse, ApiError> {
         let inner = &self.inner;
@@ -71,6 +72,12 @@ impl TokenService {
         {
             return reject("the user was disabled or deleted, or changed their password, since the token");
         }
+        // A bound family (a public client's, RFC 9449 section 5) is refreshed only with a
+        // proof of its key. Nothing changes when it is not.
+        if current.jkt.is_some() && current.jkt.as_deref() != jkt {
+            tracing::info!(target: "security", client_id = %client.client_id, "refresh of a DPoP-bound token without a proof of its key");
+            return Err(ApiError::InvalidDpopProof { at_resource: false });
+        }
         let scope = Self::requested_scope(req.scope.as_deref(), &current.scope)?;
         let Some(next) = token.successor() else {
             return reject("refresh token generations exhausted");
@@ -81,9 +88,11 @@ impl TokenService {
             resources: Self::token_resources(&req.resources, &current.resources, client)?,
             grant: Some((current.grant_id, current.expires_at)),
             auth_time: Some(current.authenticated_at()),
+            jkt,
         };
         let (access, access_record) = self.new_access_token(client, access_for, now).await?;
-        let next_record = Self::refresh_record(&next, &grant, now);
+        let mut next_record = Self::refresh_record(&next, &grant, now);
+        next_record.jkt = current.jkt.clone();
         match store
             .rotate_refresh_token(&token.hash, &access_record, &next_record)
             .await?

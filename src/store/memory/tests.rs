@@ -11,6 +11,7 @@ use crate::domain::Scope;
 
 fn access(i: usize, expires_at: Timestamp) -> AccessTokenRecord {
     AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         hash: hash_token(&format!("t{i}")),
         client_id: Arc::from("c"),
@@ -121,6 +122,7 @@ fn grant(expires_at: Timestamp) -> GrantRecord {
 
 fn refresh(g: &GrantRecord, i: u32) -> RefreshTokenRecord {
     RefreshTokenRecord {
+        jkt: None,
         resources: Default::default(),
         family: hash_token("family"),
         hash: hash_token(&format!("r{i}")),
@@ -146,6 +148,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
     let store = MemoryStore::bounded(6, Duration::from_secs(60));
     let g = grant(Timestamp::from_millis(3_600_000));
     let first = AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         grant_id: Some(g.id),
         ..access(0, Timestamp::from_millis(60_000))
@@ -156,6 +159,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
         .unwrap();
     for i in 1..4 {
         let a = AccessTokenRecord {
+            jkt: None,
             resources: Default::default(),
             grant_id: Some(g.id),
             ..access(i, Timestamp::from_millis(60_000))
@@ -179,6 +183,7 @@ async fn the_bound_counts_every_record_and_refuses_only_issuance() {
             .await
     ));
     let a = AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         grant_id: Some(g.id),
         ..access(9, Timestamp::from_millis(60_000))
@@ -230,6 +235,7 @@ async fn an_expired_grant_takes_its_token_index_with_it() {
         sid: None,
     };
     let token = AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         grant_id: Some(grant.id),
         ..access(1, Timestamp::from_millis(30_000))

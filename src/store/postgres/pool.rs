@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../../../migrations/0004_consents.sql")),
     (5, include_str!("../../../migrations/0005_users_clients.sql")),
     (6, include_str!("../../../migrations/0006_resources.sql")),
+    (7, include_str!("../../../migrations/0007_dpop.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

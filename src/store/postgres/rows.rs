@@ -118,6 +118,7 @@ pub fn code_row(row: &Row) -> StoreResult<CodeRecord> {
         nonce: row.try_get("nonce").map_err(db_err)?,
         sid: opt_shared_text(row, "sid")?,
         resources: resources(row)?,
+        dpop_jkt: row.try_get("dpop_jkt").map_err(db_err)?,
     })
 }
 
@@ -148,6 +149,7 @@ pub fn access_row(row: &Row) -> StoreResult<AccessTokenRecord> {
         expires_at: ts(row, "expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
         resources: resources(row)?,
+        jkt: row.try_get("jkt").map_err(db_err)?,
     })
 }
 
@@ -167,6 +169,7 @@ pub fn refresh_row(row: &Row) -> StoreResult<RefreshTokenRecord> {
         auth_time: opt_ts(row, "auth_time")?,
         sid: opt_shared_text(row, "sid")?,
         resources: resources(row)?,
+        jkt: row.try_get("jkt").map_err(db_err)?,
     })
 }
 
@@ -261,6 +264,7 @@ pub struct AccessColumns<'a> {
     issued_at: i64,
     expires_at: i64,
     resources: &'a str,
+    jkt: Option<&'a str>,
 }
 
 impl<'a> AccessColumns<'a> {
@@ -274,10 +278,11 @@ impl<'a> AccessColumns<'a> {
             issued_at: a.issued_at.millis(),
             expires_at: a.expires_at.millis(),
             resources: a.resources.as_str(),
+            jkt: a.jkt.as_deref(),
         }
     }
 
-    pub fn params(&self) -> [Param<'_>; 8] {
+    pub fn params(&self) -> [Param<'_>; 9] {
         [
             &self.hash,
             &self.client_id,
@@ -287,6 +292,7 @@ impl<'a> AccessColumns<'a> {
             &self.issued_at,
             &self.expires_at,
             &self.resources,
+            &self.jkt,
         ]
     }
 }

@@ -42,8 +42,8 @@ pub const DELETE_SESSION: &str = concat!(
 
 pub const INSERT_CODE: &str =
     "INSERT INTO codes (hash, client_id, redirect_uri, redirect_uri_given, sub, scope, challenge, grant_id,
-                                auth_time, expires_at, nonce, sid, resources)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+                                auth_time, expires_at, nonce, sid, resources, dpop_jkt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 /// Of concurrent callers on any nodes exactly one gets the row back.
 pub const CONSUME_CODE: &str = "UPDATE codes SET consumed = true WHERE hash = $1 AND NOT consumed RETURNING *";
 pub const GET_CODE: &str = "SELECT * FROM codes WHERE hash = $1";
@@ -51,24 +51,24 @@ pub const GET_CODE: &str = "SELECT * FROM codes WHERE hash = $1";
 // === grants and tokens ===
 
 pub const INSERT_ACCESS: &str =
-    "INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    "INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// A code grant's records in one statement (one round trip, atomic as any statement is): the grant
 /// (an existing one, a tombstone from a racing code replay, is kept as it is), its access token
-/// and, when `$19` is not null, its refresh token family.
+/// and, when `$20` is not null, its refresh token family.
 pub const INSERT_GRANT_TOKENS: &str = "WITH g AS (
         INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at, auth_time, sid, resources)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING
     ), a AS (
-        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources)
-        VALUES ($11, $12, $13, $14, $15, $16, $17, $18)
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt)
+        VALUES ($11, $12, $13, $14, $15, $16, $17, $18, $19)
     )
     INSERT INTO refresh_tokens (family, hash, generation, client_id, sub, scope, grant_id, issued_at, expires_at,
-                                auth_time, sid, resources)
-    SELECT $19::bytea, $20::bytea, $21::bigint, $22::text, $23::text, $24::text, $25::bytea, $26::bigint,
-           $27::bigint, $28::bigint, $29::text, $30::text
-    WHERE $19::bytea IS NOT NULL";
+                                auth_time, sid, resources, jkt)
+    SELECT $20::bytea, $21::bytea, $22::bigint, $23::text, $24::text, $25::text, $26::bytea, $27::bigint,
+           $28::bigint, $29::bigint, $30::text, $31::text, $32::text
+    WHERE $20::bytea IS NOT NULL";
 
 pub const GET_ACCESS: &str = "SELECT * FROM access_tokens WHERE hash = $1";
 pub const GET_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE family = $1";
@@ -84,12 +84,13 @@ pub const ROTATE_REFRESH: &str = concat!(
         UPDATE refresh_tokens SET hash = $3, generation = $4, issued_at = $5
         WHERE family = $1 AND hash = $2 RETURNING 1
     ), a AS (
-        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources)
-        SELECT $6::bytea, $7::text, $8::text, $9::text, $10::bytea, $11::bigint, $12::bigint, $13::text FROM won
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt)
+        SELECT $6::bytea, $7::text, $8::text, $9::text, $10::bytea, $11::bigint, $12::bigint, $13::text, $14::text
+        FROM won
     )
     SELECT pg_notify('",
     channel!(),
-    "', $14) FROM won"
+    "', $15) FROM won"
 );
 pub const REFRESH_EXISTS: &str = "SELECT 1 FROM refresh_tokens WHERE family = $1";
 
@@ -104,13 +105,14 @@ pub const REVOKE_ACCESS: &str = concat!(
 /// kept until the token's expiry; revoking it again keeps the first revocation time.
 pub const REVOKE_UNSTORED_ACCESS: &str = concat!(
     "WITH up AS (
-        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, revoked_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt,
+                                   revoked_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (hash) DO UPDATE SET revoked_at = COALESCE(access_tokens.revoked_at, EXCLUDED.revoked_at)
         RETURNING 1)
      SELECT pg_notify('",
     channel!(),
-    "', $10) FROM up"
+    "', $11) FROM up"
 );
 
 /// One upsert: revokes the grant, or creates it revoked when a code replay races the first

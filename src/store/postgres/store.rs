@@ -99,6 +99,7 @@ impl Store for PostgresStore {
                 &c.nonce,
                 &c.sid.as_deref(),
                 &c.resources.as_str(),
+                &c.dpop_jkt,
             ],
         )
         .await
@@ -141,12 +142,13 @@ impl Store for PostgresStore {
             r.map(|r| r.issued_at.millis()),
             r.map(|r| r.expires_at.millis()),
         );
-        let (r_auth_time, r_sid, r_resources) = (
+        let (r_auth_time, r_sid, r_resources, r_jkt) = (
             r.and_then(|r| r.auth_time.map(Timestamp::millis)),
             r.and_then(|r| r.sid.as_deref()),
             r.map(|r| r.resources.as_str()),
+            r.and_then(|r| r.jkt.as_deref()),
         );
-        let refresh: [Param<'_>; 12] = [
+        let refresh: [Param<'_>; 13] = [
             &r_family,
             &r_hash,
             &r_generation,
@@ -159,6 +161,7 @@ impl Store for PostgresStore {
             &r_auth_time,
             &r_sid,
             &r_resources,
+            &r_jkt,
         ];
         let params: Vec<Param<'_>> = grant
             .params()

@@ -34,6 +34,7 @@ struct Report {
 /// worst case: a grant's tokens share theirs).
 fn record(i: u64, now: Timestamp, client_id: &Arc<str>, sub: &Arc<str>) -> AccessTokenRecord {
     AccessTokenRecord {
+        jkt: None,
         resources: Default::default(),
         hash: crypto::hash_token(&i.to_string()),
         client_id: Arc::clone(client_id),

@@ -30,6 +30,7 @@ pub async fn serve(live: u64, expired: u64, settings: Settings) -> anyhow::Resul
             Timestamp::from_millis(now.millis() - 1_000)
         };
         let record = AccessTokenRecord {
+            jkt: None,
             resources: Default::default(),
             hash: crypto::hash_token(&format!("seeded-{i}")),
             client_id: Arc::clone(&client),
