@@ -127,6 +127,10 @@ impl Application {
                 throttle: Arc::clone(&throttle),
                 cache_capacity: cfg.cache_capacity,
                 cache_ttl: cfg.cache_ttl.0,
+                assertion_audiences: vec![
+                    cfg.issuer.clone(),
+                    endpoint_url(&cfg.issuer, "/auth/token")?.to_string(),
+                ],
             },
             &metrics,
         );

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::PasswordHashString;
 pub use crate::domain::TokenEndpointAuthMethod;
-use crate::domain::{AccessTokenFormat, Client, GrantType, Origin, RegisteredUri, Resources, Scope, User};
+use crate::domain::{AccessTokenFormat, Client, ClientKey, GrantType, Origin, RegisteredUri, Resources, Scope, User};
 pub use crate::jose::Alg;
+use crate::jose::PublicKey;
 pub use crate::store::StoreKind;
 
 #[derive(Debug, Parser)]
@@ -371,6 +372,53 @@ pub struct ClientConfig {
     /// Its token requests must carry a DPoP proof (RFC 9449), so all its tokens are bound.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// `private_key_jwt` (RFC 7523): the client's public keys, a JWK Set
+    /// (`jwks = { keys = [ { kty = "EC", crv = "P-256", x = "...", y = "..." } ] }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwkSet>,
+}
+
+/// A JWK Set as a config file writes it (RFC 7517 section 5).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct JwkSet {
+    pub keys: Vec<serde_json::Value>,
+}
+
+impl JwkSet {
+    /// Each key with the algorithm it is for: its `alg`, else what its type implies (an RSA
+    /// key RS256, a P-256 key ES256, an Ed25519 key EdDSA). Private members are refused: a
+    /// config file must not hold the client's private key.
+    fn parse(&self) -> Result<Vec<ClientKey>, String> {
+        self.keys
+            .iter()
+            .map(|jwk| {
+                let text = |k: &str| jwk.get(k).and_then(|v| v.as_str());
+                if ["d", "p", "q", "dp", "dq", "qi", "k"]
+                    .iter()
+                    .any(|m| jwk.get(m).is_some())
+                {
+                    return Err("jwks: a key holds private or symmetric members; give the public key only".to_owned());
+                }
+                if text("use").is_some_and(|u| u != "sig") {
+                    return Err("jwks: a key's use must be sig".to_owned());
+                }
+                let alg = match (text("alg"), text("kty"), text("crv")) {
+                    (Some(a), _, _) => Alg::parse(a),
+                    (None, Some("RSA"), _) => Some(Alg::RS256),
+                    (None, Some("EC"), Some("P-256")) => Some(Alg::ES256),
+                    (None, Some("OKP"), Some("Ed25519")) => Some(Alg::EdDSA),
+                    _ => None,
+                };
+                let key = alg
+                    .and_then(|alg| PublicKey::from_jwk_for(alg, jwk))
+                    .ok_or("jwks: each key must be an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key")?;
+                Ok(ClientKey {
+                    kid: text("kid").map(str::to_owned),
+                    key,
+                })
+            })
+            .collect()
+    }
 }
 
 fn yes() -> bool {
@@ -550,10 +598,10 @@ impl UserConfig {
 impl ClientConfig {
     pub fn auth_method(&self) -> TokenEndpointAuthMethod {
         self.token_endpoint_auth_method
-            .unwrap_or(if self.secret_hash.is_some() {
-                TokenEndpointAuthMethod::ClientSecretBasic
-            } else {
-                TokenEndpointAuthMethod::None
+            .unwrap_or(match (&self.secret_hash, &self.jwks) {
+                (Some(_), _) => TokenEndpointAuthMethod::ClientSecretBasic,
+                (None, Some(_)) => TokenEndpointAuthMethod::PrivateKeyJwt,
+                (None, None) => TokenEndpointAuthMethod::None,
             })
     }
 
@@ -566,8 +614,23 @@ impl ClientConfig {
             None => None,
         };
         let auth_method = self.auth_method();
-        if (auth_method == TokenEndpointAuthMethod::None) != secret.is_none() {
+        let secret_method = matches!(
+            auth_method,
+            TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
+        );
+        if secret_method != secret.is_some() {
             return Err("a secret_hash goes with client_secret_* and only with it".into());
+        }
+        let jwks = match (&self.jwks, auth_method) {
+            (Some(set), TokenEndpointAuthMethod::PrivateKeyJwt) => set.parse()?,
+            (None, TokenEndpointAuthMethod::PrivateKeyJwt) => {
+                return Err("private_key_jwt needs jwks (the client's public keys)".into());
+            }
+            (Some(_), _) => return Err("jwks goes with token_endpoint_auth_method = \"private_key_jwt\"".into()),
+            (None, _) => Vec::new(),
+        };
+        if auth_method == TokenEndpointAuthMethod::PrivateKeyJwt && jwks.is_empty() {
+            return Err("private_key_jwt needs at least one key in jwks".into());
         }
         if auth_method == TokenEndpointAuthMethod::None && self.grant_types.contains(&GrantType::ClientCredentials) {
             return Err("a public client cannot use client_credentials".into());
@@ -621,6 +684,7 @@ impl ClientConfig {
             access_token_format: self.access_token_format.unwrap_or_default(),
             resources: Resources::parse(&self.resources).ok_or("resources must be absolute URIs without a fragment")?,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            jwks: jwks.into(),
         })
     }
 }

@@ -279,7 +279,27 @@ fn is_base64url(b: u8) -> bool {
 pub enum TokenEndpointAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with a key of the client's `jwks` (RFC 7523 section 2.2).
+    PrivateKeyJwt,
     None,
+}
+
+impl TokenEndpointAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A public key of a `private_key_jwt` client, from its `jwks`.
+#[derive(Clone, Debug)]
+pub struct ClientKey {
+    pub kid: Option<String>,
+    pub key: crate::jose::PublicKey,
 }
 
 /// A client, parsed and validated once (from the config file): the registry serves it as it is.
@@ -310,11 +330,14 @@ pub struct Client {
     pub resources: Resources,
     /// Every token request must carry a DPoP proof (RFC 9449 section 5.2).
     pub dpop_bound_access_tokens: bool,
+    /// The keys its `private_key_jwt` assertions are signed with.
+    pub jwks: Arc<[ClientKey]>,
 }
 
 impl Client {
+    /// Authenticates with nothing (`token_endpoint_auth_method = "none"`).
     pub fn is_public(&self) -> bool {
-        self.secret.is_none()
+        self.auth_method == TokenEndpointAuthMethod::None
     }
 
     pub fn allows(&self, grant: GrantType) -> bool {

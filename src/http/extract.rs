@@ -15,6 +15,9 @@ use base64::engine::general_purpose::STANDARD;
 use crate::error::ApiError;
 use crate::service::ClientCredentials;
 
+/// `client_assertion_type` of `private_key_jwt` (RFC 7523 section 2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// Largest form body accepted; OAuth requests are a few hundred bytes.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -183,6 +186,25 @@ pub fn client_credentials(headers: &HeaderMap, params: &mut Params) -> Result<Cl
     let basic = basic_credentials(headers)?;
     let body_id = params.take("client_id");
     let body_secret = params.take("client_secret");
+    // RFC 7521 section 4.2: an assertion, with its type; alone.
+    match (params.take("client_assertion_type"), params.take("client_assertion")) {
+        (None, None) => {}
+        (Some(kind), Some(assertion)) => {
+            if basic.is_some() || body_secret.is_some() {
+                return Err(ApiError::InvalidRequest("more than one client authentication method"));
+            }
+            return Ok(ClientCredentials::Assertion {
+                client_id: body_id,
+                jwt_bearer: kind == JWT_BEARER,
+                assertion,
+            });
+        }
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+    }
     match (basic, body_id, body_secret) {
         (Some(_), _, Some(_)) => Err(ApiError::InvalidRequest("more than one client authentication method")),
         (Some((id, _)), Some(body_id), None) if body_id != id => Err(ApiError::InvalidRequest(

@@ -33,7 +33,9 @@ pub async fn jwks(State(keys): State<KeyService>, State(web): State<Arc<WebConfi
 pub fn document(issuer: &str, scopes: &Scope) -> Value {
     let base = issuer.trim_end_matches('/');
     let at = |path: &str| format!("{base}{path}");
-    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+    // private_key_jwt assertions and DPoP proofs: the algorithms of the keys this server reads.
+    let signing_algs = DPOP_ALGS.map(Alg::as_str);
     json!({
         "issuer": issuer,
         "authorization_endpoint": at("/auth/authorize"),
@@ -46,8 +48,11 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         "scopes_supported": scopes.iter().collect::<Vec<_>>(),
         "claims_supported": [
             "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
@@ -63,6 +68,6 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
-        "dpop_signing_alg_values_supported": DPOP_ALGS.map(Alg::as_str),
+        "dpop_signing_alg_values_supported": signing_algs,
     })
 }

@@ -25,8 +25,17 @@ const TOKEN_PARAMS: &[&str] = &[
     "scope",
     "client_id",
     "client_secret",
+    "client_assertion_type",
+    "client_assertion",
 ];
-const TOKEN_HINT_PARAMS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
+const TOKEN_HINT_PARAMS: &[&str] = &[
+    "token",
+    "token_type_hint",
+    "client_id",
+    "client_secret",
+    "client_assertion_type",
+    "client_assertion",
+];
 
 pub async fn token(
     State(clients): State<ClientRegistry>,

@@ -14,8 +14,10 @@ use crate::cache::{RecordCache, Unshare};
 use crate::config::ClientConfig;
 use crate::crypto;
 pub use crate::domain::Client;
-use crate::domain::{Timestamp, TokenHash};
+use crate::domain::{Timestamp, TokenEndpointAuthMethod, TokenHash};
 use crate::error::ApiError;
+use crate::jose;
+use crate::service::assertions::ClientAssertions;
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Key, Throttle};
 use crate::store::{ClientRecord, Store, StoreError};
@@ -38,6 +40,13 @@ pub enum ClientCredentials {
     /// `client_id` alone: a public client.
     Public {
         client_id: String,
+    },
+    /// `client_assertion` (RFC 7523 section 2.2), with the `client_id` of the body if any.
+    Assertion {
+        client_id: Option<String>,
+        /// `client_assertion_type` was `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+        jwt_bearer: bool,
+        assertion: String,
     },
     None,
 }
@@ -85,6 +94,7 @@ struct Inner {
     verified: RecordCache<TokenHash, ()>,
     hasher: Hasher,
     throttle: Arc<Throttle>,
+    assertions: ClientAssertions,
 }
 
 /// What the registry is built from.
@@ -95,6 +105,8 @@ pub struct ClientRegistryParts<'a> {
     pub throttle: Arc<Throttle>,
     pub cache_capacity: u64,
     pub cache_ttl: Duration,
+    /// What `private_key_jwt` assertions may name as `aud`: the issuer, the token endpoint.
+    pub assertion_audiences: Vec<String>,
 }
 
 impl ClientRegistry {
@@ -106,6 +118,7 @@ impl ClientRegistry {
             throttle,
             cache_capacity,
             cache_ttl,
+            assertion_audiences,
         } = parts;
         let clients = configured
             .iter()
@@ -123,6 +136,7 @@ impl ClientRegistry {
                 verified,
                 hasher,
                 throttle,
+                assertions: ClientAssertions::new(assertion_audiences),
             }),
         }
     }
@@ -193,6 +207,48 @@ impl ClientRegistry {
                 Some(_) => Err(fail("confidential client sent no secret", &client_id)),
                 None => Err(fail("unknown client", &client_id)),
             },
+            ClientCredentials::Assertion {
+                client_id,
+                jwt_bearer,
+                assertion,
+            } => {
+                let named = client_id.as_deref().unwrap_or("");
+                if !jwt_bearer {
+                    return Err(fail("client_assertion_type is not jwt-bearer", named));
+                }
+                let Ok(jws) = jose::parse_compact(&assertion) else {
+                    return Err(fail("client assertion is not a JWS", named));
+                };
+                let Ok(claims) = jws.claims() else {
+                    return Err(fail("client assertion claims are not JSON", named));
+                };
+                // The client is the one the assertion names (and the body's client_id, if any,
+                // must agree): its keys decide whether the assertion is genuine.
+                let id = match (client_id.as_deref(), claims.get("sub").and_then(|v| v.as_str())) {
+                    (Some(body), Some(sub)) if body == sub => body,
+                    (None, Some(sub)) => sub,
+                    _ => return Err(fail("client assertion sub is missing or not the client_id", named)),
+                };
+                let Some(client) = self.get(id).await? else {
+                    return Err(fail("unknown client", id));
+                };
+                if client.auth_method != TokenEndpointAuthMethod::PrivateKeyJwt {
+                    return Err(fail("client does not authenticate with private_key_jwt", id));
+                }
+                let throttle_key = Key::Client(id.to_owned(), address);
+                let throttle = &self.inner.throttle;
+                throttle.reserve(&throttle_key, now)?;
+                match self.inner.assertions.check(&client, &jws, &claims, now) {
+                    Ok(()) => {
+                        throttle.release(&throttle_key);
+                        Ok(client)
+                    }
+                    Err(why) => {
+                        throttle.failed(&throttle_key);
+                        Err(fail(why, id))
+                    }
+                }
+            }
             ClientCredentials::Basic { client_id, secret } | ClientCredentials::Post { client_id, secret } => {
                 let Some(client) = self.get(&client_id).await? else {
                     return Err(fail("unknown client", &client_id));

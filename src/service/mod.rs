@@ -12,6 +12,7 @@ use crate::store::{AccessTokenRecord, GrantRecord, Invalidation, InvalidationSin
 use crate::telemetry::Metrics;
 
 pub mod admin;
+pub mod assertions;
 pub mod authorize;
 pub mod clients;
 pub mod consent;

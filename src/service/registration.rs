@@ -70,11 +70,7 @@ pub struct ClientMetadata {
 impl ClientMetadata {
     /// A client's metadata as the API shows it (every value filled in).
     pub fn of(c: &Client) -> Self {
-        let auth = match c.auth_method {
-            TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
-            TokenEndpointAuthMethod::ClientSecretPost => "client_secret_post",
-            TokenEndpointAuthMethod::None => "none",
-        };
+        let auth = c.auth_method.as_str();
         let code = c.allows(GrantType::AuthorizationCode);
         Self {
             redirect_uris: c.redirect_uris.iter().map(|u| u.exact.clone()).collect(),
@@ -425,6 +421,7 @@ impl RegistrationService {
             // (the config file), not the registrant's.
             resources: Vec::new(),
             dpop_bound_access_tokens: m.dpop_bound_access_tokens.unwrap_or(false),
+            jwks: None,
         })
     }
 }

@@ -31,6 +31,7 @@ mod otlp;
 mod overload;
 mod pg;
 mod postgres;
+mod private_key_jwt;
 mod process;
 mod reference;
 mod refresh;

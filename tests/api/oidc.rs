@@ -770,6 +770,9 @@ async fn every_advertised_value_works() {
                 )
                 .await
             }
+            // Needs a client whose private key the test holds: shown at every endpoint by
+            // `private_key_jwt::a_client_authenticates_with_a_signed_assertion_at_every_endpoint`.
+            "private_key_jwt" => continue,
             other => panic!("advertised but untested: {other}"),
         };
         assert_eq!(res.status(), StatusCode::OK, "{method}");
@@ -799,6 +802,16 @@ async fn every_advertised_value_works() {
     }
     for alg in list("id_token_signing_alg_values_supported") {
         assert!(Alg::parse(&alg).is_some(), "{alg}");
+    }
+    // Proofs and assertions of each of these algorithms are made and accepted by the `dpop::`
+    // and `private_key_jwt::` tests; here, that the lists name exactly those.
+    for key in [
+        "dpop_signing_alg_values_supported",
+        "token_endpoint_auth_signing_alg_values_supported",
+        "revocation_endpoint_auth_signing_alg_values_supported",
+        "introspection_endpoint_auth_signing_alg_values_supported",
+    ] {
+        assert_eq!(list(key), ["ES256", "EdDSA", "RS256"], "{key}");
     }
 }
 

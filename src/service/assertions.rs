@@ -1,0 +1,124 @@
+//! `private_key_jwt` client authentication (RFC 7523 section 2.2, OpenID Connect Core 9): a JWT
+//! the client signs with a key of its `jwks`, naming itself (`iss` = `sub` = client_id) and this
+//! server (`aud`: the issuer or the token endpoint's URL), short-lived (`exp` at most
+//! [`MAX_LIFETIME`] ahead) and used once (`jti`).
+//!
+//! Used `jti`s are remembered per node until their assertion expires: an assertion replayed to the
+//! node that accepted it is refused; one replayed to another node before its `exp` is not (README,
+//! private_key_jwt).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Client, Timestamp};
+use crate::jose::{Alg, Compact};
+
+/// Longest an assertion may live: its `exp` at most this far ahead of the server's clock.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How far a client's clock may run ahead for `iat` and `nbf`.
+const SKEW_SECS: i64 = 30;
+
+/// Assertion `jti`s a node remembers at most (LRU beyond).
+const REPLAY_CAPACITY: u64 = 1_000_000;
+
+const MAX_JTI_LEN: usize = 256;
+
+#[derive(Clone)]
+pub struct ClientAssertions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// What `aud` may name: the issuer, the token endpoint's URL.
+    audiences: Vec<String>,
+    seen: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl ClientAssertions {
+    pub fn new(audiences: Vec<String>) -> Self {
+        let seen = moka::sync::Cache::builder()
+            .max_capacity(REPLAY_CAPACITY)
+            .time_to_live(MAX_LIFETIME + Duration::from_secs(SKEW_SECS.unsigned_abs()))
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .build();
+        Self {
+            inner: Arc::new(Inner { audiences, seen }),
+        }
+    }
+
+    /// Checks `jws` (with its `claims`, read before the signature was checked) as `client`'s
+    /// assertion at `now`, and spends its `jti`. The error says why, for the security log.
+    pub fn check(
+        &self,
+        client: &Client,
+        jws: &Compact<'_>,
+        claims: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<(), &'static str> {
+        let alg = jws
+            .header_str("alg")
+            .and_then(Alg::parse)
+            .ok_or("assertion alg is not RS256, ES256 or EdDSA")?;
+        let kid = jws.header_str("kid");
+        let signed = client
+            .jwks
+            .iter()
+            .filter(|k| k.key.alg() == alg && kid.is_none_or(|kid| k.kid.as_deref().is_none_or(|own| own == kid)))
+            .any(|k| jws.verify(&k.key).is_ok());
+        if !signed {
+            return Err("assertion not signed by a key of the client's jwks");
+        }
+        let text = |k: &str| claims.get(k).and_then(Value::as_str);
+        let id = &*client.client_id;
+        if text("iss") != Some(id) || text("sub") != Some(id) {
+            return Err("assertion iss and sub must be the client_id");
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => self.inner.audiences.contains(a),
+            Some(Value::Array(all)) => all
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| self.inner.audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err("assertion aud is neither the issuer nor the token endpoint");
+        }
+        let now_s = now.secs();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or("assertion has no exp")?;
+        let max = i64::try_from(MAX_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+        if exp <= now_s {
+            return Err("assertion expired");
+        }
+        if exp - now_s > max {
+            return Err("assertion exp too far ahead");
+        }
+        for early in ["iat", "nbf"] {
+            if claims
+                .get(early)
+                .and_then(Value::as_i64)
+                .is_some_and(|t| t > now_s + SKEW_SECS)
+            {
+                return Err("assertion iat or nbf in the future");
+            }
+        }
+        let jti = text("jti")
+            .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN)
+            .ok_or("assertion jti missing or too long")?;
+        let mut h = Sha256::new();
+        h.update(id.as_bytes());
+        h.update([0]);
+        h.update(jti.as_bytes());
+        if !self.inner.seen.entry(h.finalize().into()).or_insert(()).is_fresh() {
+            return Err("assertion jti used before");
+        }
+        Ok(())
+    }
+}
