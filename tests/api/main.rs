@@ -36,6 +36,7 @@ mod process;
 mod reference;
 mod refresh;
 mod registration;
+mod resource_server;
 mod revoke;
 mod signals;
 mod store_contract;
