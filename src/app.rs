@@ -99,6 +99,7 @@ impl Application {
             access_token: cfg.access_token_ttl.0,
             refresh_token: cfg.refresh_token_ttl.0,
             id_token: cfg.id_token_ttl.0,
+            pushed_request: cfg.par_ttl.0,
         };
         let (keys, forms) = start_keys(&cfg, &store, &opts.clock, &metrics).await?;
         let hasher = Hasher::new(cfg.hash_concurrency);
@@ -167,6 +168,7 @@ impl Application {
                 dpop: DpopVerifier::new(cfg.dpop_max_age.0),
                 token_url: endpoint_url(&cfg.issuer, "/auth/token")?,
                 userinfo_url: endpoint_url(&cfg.issuer, "/auth/userinfo")?,
+                par_url: endpoint_url(&cfg.issuer, "/auth/par")?,
             },
             &metrics,
         );

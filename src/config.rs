@@ -264,6 +264,8 @@ settings! {
     hash_concurrency: usize = default_hash_concurrency(), env "AUTHPLANE_HASH_CONCURRENCY";
     /// Signature algorithm of JWT access tokens (clients with `access_token_format = "jwt"`).
     access_token_alg: Alg = Alg::ES256, env "AUTHPLANE_ACCESS_TOKEN_ALG";
+    /// Lifetime of a pushed authorization request's `request_uri`.
+    par_ttl: HumanDuration = secs(60), env "AUTHPLANE_PAR_TTL";
     /// How far a DPoP proof's `iat` may lie from the server's clock (either way).
     dpop_max_age: HumanDuration = secs(60), env "AUTHPLANE_DPOP_MAX_AGE";
     /// ID token lifetime.
@@ -376,6 +378,9 @@ pub struct ClientConfig {
     /// (`jwks = { keys = [ { kty = "EC", crv = "P-256", x = "...", y = "..." } ] }`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<JwkSet>,
+    /// Its authorize requests must be pushed to `/auth/par` first (RFC 9126).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// A JWK Set as a config file writes it (RFC 7517 section 5).
@@ -685,6 +690,7 @@ impl ClientConfig {
             resources: Resources::parse(&self.resources).ok_or("resources must be absolute URIs without a fragment")?,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             jwks: jwks.into(),
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
         })
     }
 }

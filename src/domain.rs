@@ -332,6 +332,8 @@ pub struct Client {
     pub dpop_bound_access_tokens: bool,
     /// The keys its `private_key_jwt` assertions are signed with.
     pub jwks: Arc<[ClientKey]>,
+    /// Its authorize requests must come through `/auth/par` (RFC 9126 section 5).
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl Client {

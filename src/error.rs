@@ -50,6 +50,8 @@ pub enum ApiError {
     RequestNotSupported,
     /// `request_uri` other than from PAR; only ever sent by redirect.
     RequestUriNotSupported,
+    /// A PAR `request_uri` that is unknown, expired, used, or another client's (RFC 9126).
+    InvalidRequestUri,
     /// No bearer token at all: 401 with a bare `WWW-Authenticate: Bearer` (RFC 6750 section 3.1).
     MissingToken,
     InvalidToken,
@@ -129,6 +131,7 @@ impl ApiError {
             Self::AccessDenied => "access_denied",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::InvalidRequestUri => "invalid_request_uri",
             Self::MissingToken | Self::InvalidToken | Self::InvalidDpopToken => "invalid_token",
             Self::InsufficientScope | Self::AdminScopeRequired => "insufficient_scope",
             Self::InvalidCredentials => "invalid_credentials",
@@ -163,6 +166,7 @@ impl ApiError {
             Self::AccessDenied => Some("the user denied the request"),
             Self::RequestNotSupported => Some("request objects are not supported"),
             Self::RequestUriNotSupported => Some("request_uri is not supported"),
+            Self::InvalidRequestUri => Some("the request_uri is unknown, expired, already used or another client's"),
             Self::InsufficientScope => Some("the token lacks the openid scope or a user"),
             Self::AdminScopeRequired => Some("the token lacks the admin scope"),
             Self::CrossSite => Some("cross-site request refused"),
@@ -201,6 +205,7 @@ impl ApiError {
             | Self::LoginRequired
             | Self::RequestNotSupported
             | Self::RequestUriNotSupported
+            | Self::InvalidRequestUri
             | Self::ConsentRequired => StatusCode::BAD_REQUEST,
             Self::InvalidClient { .. }
             | Self::MissingToken

@@ -6,13 +6,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::http::extract::{Query, cookie};
+use crate::http::extract::{Params, Query, cookie};
 use crate::http::login::SESSION_COOKIE;
 use crate::service::consent::without_params;
 use crate::service::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
 
 /// The parameters authorize reads; repeating any of them is `invalid_request`.
-const AUTHORIZE_PARAMS: &[&str] = &[
+pub(crate) const AUTHORIZE_PARAMS: &[&str] = &[
     "response_type",
     "client_id",
     "redirect_uri",
@@ -38,26 +38,7 @@ pub async fn authorize(
     uri: Uri,
     Query(mut q): Query,
 ) -> Result<Response, ApiError> {
-    let req = AuthorizeRequest {
-        duplicated: q.duplicated(AUTHORIZE_PARAMS).cloned().collect(),
-        response_type: q.take("response_type"),
-        client_id: q.take("client_id"),
-        redirect_uri: q.take("redirect_uri"),
-        scope: q.take("scope"),
-        state: q.take("state"),
-        code_challenge: q.take("code_challenge"),
-        code_challenge_method: q.take("code_challenge_method"),
-        prompt: q.take("prompt"),
-        nonce: q.take("nonce"),
-        max_age: q.take("max_age"),
-        login_hint: q.take("login_hint"),
-        id_token_hint: q.take("id_token_hint"),
-        request: q.take("request"),
-        request_uri: q.take("request_uri"),
-        response_mode: q.take("response_mode"),
-        resources: q.take_all("resource"),
-        dpop_jkt: q.take("dpop_jkt"),
-    };
+    let req = authorize_request(&mut q);
     let location = match service
         .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())
         .await?
@@ -87,6 +68,30 @@ pub async fn authorize(
         }
     };
     found(&location)
+}
+
+/// The authorize parameters of a query (or of a pushed request's form).
+pub(crate) fn authorize_request(q: &mut Params) -> AuthorizeRequest {
+    AuthorizeRequest {
+        duplicated: q.duplicated(AUTHORIZE_PARAMS).cloned().collect(),
+        response_type: q.take("response_type"),
+        client_id: q.take("client_id"),
+        redirect_uri: q.take("redirect_uri"),
+        scope: q.take("scope"),
+        state: q.take("state"),
+        code_challenge: q.take("code_challenge"),
+        code_challenge_method: q.take("code_challenge_method"),
+        prompt: q.take("prompt"),
+        nonce: q.take("nonce"),
+        max_age: q.take("max_age"),
+        login_hint: q.take("login_hint"),
+        id_token_hint: q.take("id_token_hint"),
+        request: q.take("request"),
+        request_uri: q.take("request_uri"),
+        response_mode: q.take("response_mode"),
+        resources: q.take_all("resource"),
+        dpop_jkt: q.take("dpop_jkt"),
+    }
 }
 
 /// 302 with `Cache-Control: no-store` (a redirect with a code must not be cached).

@@ -43,6 +43,8 @@ pub fn document(issuer: &str, scopes: &Scope) -> Value {
         "userinfo_endpoint": at("/auth/userinfo"),
         "revocation_endpoint": at("/auth/revoke"),
         "introspection_endpoint": at("/auth/introspect"),
+        "pushed_authorization_request_endpoint": at("/auth/par"),
+        "require_pushed_authorization_requests": false,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -29,6 +29,7 @@ pub mod login;
 pub mod logout;
 pub mod metadata;
 pub mod pages;
+pub mod par;
 pub mod token;
 pub mod userinfo;
 
@@ -148,6 +149,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         )
         .route("/auth/revoke", post(token::revoke))
         .route("/auth/introspect", post(token::introspect))
+        .route("/auth/par", post(par::par))
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
         .route("/.well-known/openid-configuration", get(health::metadata))
         .route("/auth/jwks", get(metadata::jwks))

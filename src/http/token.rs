@@ -110,11 +110,11 @@ async fn client_and_token(
 }
 
 /// The socket's address: behind a proxy, that is the proxy's (see README, brute force).
-fn address(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
+pub(crate) fn address(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
     peer.map(|Extension(ConnectInfo(a))| a.ip())
 }
 
-fn no_store(mut res: Response) -> Response {
+pub(crate) fn no_store(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

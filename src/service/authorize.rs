@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use crate::crypto;
-use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp};
+use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp, TokenHash};
 use crate::error::ApiError;
 use crate::jose::FormKey;
 use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
 use crate::service::{dpop, id_token};
-use crate::store::{CodeRecord, Store};
+use crate::store::{CodeRecord, PushedRequestRecord, Store};
 
 /// The authorize parameters as they arrived (empty values already count as absent).
 #[derive(Debug, Default)]
@@ -36,6 +36,84 @@ pub struct AuthorizeRequest {
     pub dpop_jkt: Option<String>,
     /// Names of parameters that appeared more than once.
     pub duplicated: Vec<String>,
+}
+
+impl AuthorizeRequest {
+    /// The parameters of a query string this server wrote or was sent (a consent page's
+    /// `return_to`, a pushed request); a parameter given twice is recorded as duplicated,
+    /// `resource` excepted (it may repeat).
+    pub fn from_query(query: &str) -> Self {
+        let mut req = AuthorizeRequest::default();
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if k == "resource" {
+                if !v.is_empty() {
+                    req.resources.push(v.into_owned());
+                }
+                continue;
+            }
+            if !seen.insert(k.to_string()) {
+                req.duplicated.push(k.to_string());
+                continue;
+            }
+            if v.is_empty() {
+                continue;
+            }
+            let v = Some(v.into_owned());
+            match &*k {
+                "response_type" => req.response_type = v,
+                "client_id" => req.client_id = v,
+                "redirect_uri" => req.redirect_uri = v,
+                "scope" => req.scope = v,
+                "state" => req.state = v,
+                "code_challenge" => req.code_challenge = v,
+                "code_challenge_method" => req.code_challenge_method = v,
+                "prompt" => req.prompt = v,
+                "nonce" => req.nonce = v,
+                "max_age" => req.max_age = v,
+                "login_hint" => req.login_hint = v,
+                "id_token_hint" => req.id_token_hint = v,
+                "request" => req.request = v,
+                "request_uri" => req.request_uri = v,
+                "response_mode" => req.response_mode = v,
+                "dpop_jkt" => req.dpop_jkt = v,
+                _ => {}
+            }
+        }
+        req
+    }
+
+    /// The parameters as a query string ([`AuthorizeRequest::from_query`] reads it back).
+    pub fn to_query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        let one = [
+            ("response_type", &self.response_type),
+            ("client_id", &self.client_id),
+            ("redirect_uri", &self.redirect_uri),
+            ("scope", &self.scope),
+            ("state", &self.state),
+            ("code_challenge", &self.code_challenge),
+            ("code_challenge_method", &self.code_challenge_method),
+            ("prompt", &self.prompt),
+            ("nonce", &self.nonce),
+            ("max_age", &self.max_age),
+            ("login_hint", &self.login_hint),
+            ("id_token_hint", &self.id_token_hint),
+            ("request", &self.request),
+            ("request_uri", &self.request_uri),
+            ("response_mode", &self.response_mode),
+            ("dpop_jkt", &self.dpop_jkt),
+        ];
+        for (name, value) in one {
+            if let Some(v) = value {
+                q.append_pair(name, v);
+            }
+        }
+        for r in &self.resources {
+            q.append_pair("resource", r);
+        }
+        q.finish()
+    }
 }
 
 pub enum AuthorizeOutcome {
@@ -72,17 +150,21 @@ impl RedirectTarget {
     }
 }
 
-/// An error that goes back to the client by redirect.
-pub(crate) struct RedirectError {
-    error: &'static str,
-    description: &'static str,
-}
+/// An error that goes back to the client by redirect (or, for a pushed request, in the answer).
+pub(crate) struct RedirectError(ApiError);
 
 pub(crate) fn redirect_error(e: ApiError) -> RedirectError {
-    RedirectError {
-        error: e.code(),
-        description: e.description().unwrap_or(""),
-    }
+    RedirectError(e)
+}
+
+/// The prefix of the `request_uri`s `/auth/par` hands out (RFC 9126 section 2.2).
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// The answer to a pushed authorization request (RFC 9126 section 2.2).
+#[derive(Debug, serde::Serialize)]
+pub struct Pushed {
+    pub request_uri: String,
+    pub expires_in: u64,
 }
 
 /// What the authorization service is built from.
@@ -110,10 +192,17 @@ impl AuthorizeService {
         now: Timestamp,
     ) -> Result<AuthorizeOutcome, ApiError> {
         let inner = &self.inner;
+        let (mut req, pushed) = self.resolve_pushed(req, now).await?;
         let target = self.redirect_target(&req).await?;
         let (client, registered) = (&target.client, target.registered());
         let (redirect_uri, base) = (&registered.exact, &registered.base);
         // From here on, errors go back to the client.
+        if pushed.is_none() && client.require_pushed_authorization_requests {
+            let e = redirect_error(ApiError::InvalidRequest(
+                "this client must push its authorization requests to /auth/par",
+            ));
+            return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
+        }
         let checked = match self.check(client, &req) {
             Ok(c) => c,
             Err(e) => {
@@ -140,6 +229,11 @@ impl AuthorizeService {
                 let e = redirect_error(ApiError::LoginRequired);
                 return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
             }
+            if let (true, Some(hash)) = (forced, &pushed) {
+                // The way back must not force the login again: a pushed request's prompt is in
+                // the store, not in the URL the login page returns to.
+                self.spend_prompt(hash, &mut req, true).await?;
+            }
             return Ok(AuthorizeOutcome::Login {
                 login_hint: req.login_hint.clone(),
                 forced,
@@ -155,7 +249,18 @@ impl AuthorizeService {
                     let e = redirect_error(ApiError::ConsentRequired);
                     return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
                 }
+                if let (true, Some(hash)) = (checked.prompt.consent, &pushed) {
+                    self.spend_prompt(hash, &mut req, false).await?;
+                }
                 return Ok(AuthorizeOutcome::Consent);
+            }
+        }
+        // A pushed request authorizes once (RFC 9126 section 4): of two uses racing on any
+        // nodes, one gets the code.
+        if let Some(hash) = &pushed {
+            if !inner.store.consume_pushed_request(hash).await? {
+                tracing::info!(target: "security", client_id = %client.client_id, "pushed request used twice");
+                return Err(ApiError::InvalidRequestUri);
             }
         }
         let code = crypto::generate_token();
@@ -183,6 +288,90 @@ impl AuthorizeService {
             base,
             pairs.into_iter().flatten(),
         )))
+    }
+
+    /// An authorize request that names a pushed one (`request_uri` from `/auth/par`, with its
+    /// `client_id`): the pushed parameters, and the key to consume once the authorization is
+    /// done. Every other parameter of the request is ignored (RFC 9126 section 4). Any other
+    /// `request_uri` is left for [`AuthorizeService::check`] to refuse.
+    pub(crate) async fn resolve_pushed(
+        &self,
+        req: AuthorizeRequest,
+        now: Timestamp,
+    ) -> Result<(AuthorizeRequest, Option<TokenHash>), ApiError> {
+        let Some(uri) = req.request_uri.as_deref().filter(|u| u.starts_with(REQUEST_URI_PREFIX)) else {
+            return Ok((req, None));
+        };
+        let client_id = req
+            .client_id
+            .as_deref()
+            .ok_or(ApiError::InvalidRequest("client_id is required"))?;
+        let hash = crypto::hash_token(uri);
+        let refuse = |why: &'static str| {
+            tracing::info!(target: "security", client_id, reason = why, "pushed request refused");
+            Err(ApiError::InvalidRequestUri)
+        };
+        let pushed = match self.inner.store.get_pushed_request(&hash).await? {
+            None => return refuse("unknown request_uri"),
+            Some(p) if *p.client_id != *client_id => return refuse("request_uri of another client"),
+            Some(p) if p.expires_at <= now => return refuse("request_uri expired"),
+            Some(p) if p.consumed => return refuse("request_uri already used"),
+            Some(p) => p,
+        };
+        Ok((AuthorizeRequest::from_query(&pushed.params), Some(hash)))
+    }
+
+    /// Takes `prompt` (and with `login`, `max_age`) out of a pushed request once the login or
+    /// consent it asks for is under way, as the way back of a request by URL leaves them out.
+    async fn spend_prompt(&self, hash: &TokenHash, req: &mut AuthorizeRequest, login: bool) -> Result<(), ApiError> {
+        req.prompt = None;
+        if login {
+            req.max_age = None;
+        }
+        self.inner.store.update_pushed_request(hash, &req.to_query()).await?;
+        Ok(())
+    }
+
+    /// `POST /auth/par` (RFC 9126) after client authentication: checks the request as authorize
+    /// would (errors in the answer, never by redirect) and keeps it for `--par-ttl`. A DPoP proof
+    /// at the push (its thumbprint in `proof_jkt`) binds the code like `dpop_jkt` (RFC 9449
+    /// section 10.1).
+    pub async fn push(
+        &self,
+        client: &Client,
+        mut req: AuthorizeRequest,
+        proof_jkt: Option<String>,
+        now: Timestamp,
+    ) -> Result<Pushed, ApiError> {
+        let inner = &self.inner;
+        if req.request_uri.is_some() {
+            return Err(ApiError::InvalidRequest("request_uri cannot be pushed"));
+        }
+        if req.client_id.as_deref().is_some_and(|id| id != &*client.client_id) {
+            return Err(ApiError::InvalidRequest("client_id is not the authenticated client"));
+        }
+        req.client_id = Some(client.client_id.to_string());
+        if let Some(jkt) = proof_jkt {
+            if req.dpop_jkt.as_deref().is_some_and(|j| j != jkt) {
+                return Err(ApiError::InvalidDpopProof { at_resource: false });
+            }
+            req.dpop_jkt = Some(jkt);
+        }
+        let target = self.redirect_target(&req).await?;
+        self.check(&target.client, &req).map_err(|e| e.0)?;
+        let uri = format!("{REQUEST_URI_PREFIX}{}", crypto::generate_token().value);
+        let record = PushedRequestRecord {
+            hash: crypto::hash_token(&uri),
+            client_id: Arc::clone(&client.client_id),
+            params: req.to_query(),
+            expires_at: now.plus(inner.ttls.pushed_request),
+            consumed: false,
+        };
+        inner.store.insert_pushed_request(&record).await?;
+        Ok(Pushed {
+            request_uri: uri,
+            expires_in: now.secs_until(record.expires_at),
+        })
     }
 
     /// The client and the registered redirect URI of a request: until both are known good,
@@ -331,10 +520,10 @@ impl AuthorizeService {
     }
 
     pub(crate) fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {
-        let description = (!e.description.is_empty()).then_some(("error_description", e.description));
+        let description = e.0.description().map(|d| ("error_description", d));
         let state = state.as_deref().map(|s| ("state", s));
         let pairs = [
-            Some(("error", e.error)),
+            Some(("error", e.0.code())),
             description,
             state,
             Some(("iss", &self.inner.issuer)),

@@ -111,7 +111,7 @@ impl AuthorizeService {
             .resolve(cookie, now)
             .await?
             .ok_or(ApiError::LoginRequired)?;
-        let req = authorize_request(return_to)?;
+        let (req, _) = self.resolve_pushed(authorize_request(return_to)?, now).await?;
         let client = self.redirect_target(&req).await?.client;
         if client.first_party {
             return Err(ApiError::InvalidRequest("this client needs no consent"));
@@ -136,39 +136,7 @@ impl AuthorizeService {
 /// The authorize request a `return_to` path carries.
 fn authorize_request(return_to: &str) -> Result<AuthorizeRequest, ApiError> {
     let query = return_to.split_once('?').map_or("", |(_, q)| q);
-    let mut req = AuthorizeRequest::default();
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        // The one parameter that may repeat (RFC 8707).
-        if k == "resource" {
-            if !v.is_empty() {
-                req.resources.push(v.into_owned());
-            }
-            continue;
-        }
-        if !seen.insert(k.to_string()) {
-            req.duplicated.push(k.to_string());
-            continue;
-        }
-        if v.is_empty() {
-            continue;
-        }
-        let v = Some(v.into_owned());
-        match &*k {
-            "response_type" => req.response_type = v,
-            "client_id" => req.client_id = v,
-            "redirect_uri" => req.redirect_uri = v,
-            "scope" => req.scope = v,
-            "state" => req.state = v,
-            "code_challenge" => req.code_challenge = v,
-            "code_challenge_method" => req.code_challenge_method = v,
-            "nonce" => req.nonce = v,
-            "login_hint" => req.login_hint = v,
-            "dpop_jkt" => req.dpop_jkt = v,
-            _ => {}
-        }
-    }
-    Ok(req)
+    Ok(AuthorizeRequest::from_query(query))
 }
 
 /// `return_to` without its `prompt` (so that `prompt=consent` is not asked again).

@@ -46,6 +46,8 @@ pub struct Ttls {
     pub access_token: Duration,
     pub refresh_token: Duration,
     pub id_token: Duration,
+    /// A pushed authorization request's `request_uri` (`--par-ttl`).
+    pub pushed_request: Duration,
 }
 
 /// The record caches in front of the store, shared by the services and the invalidation paths.

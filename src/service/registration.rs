@@ -422,6 +422,7 @@ impl RegistrationService {
             resources: Vec::new(),
             dpop_bound_access_tokens: m.dpop_bound_access_tokens.unwrap_or(false),
             jwks: None,
+            require_pushed_authorization_requests: false,
         })
     }
 }

@@ -104,6 +104,7 @@ pub(crate) struct Inner {
     /// The token endpoint's and UserInfo's URLs, which DPoP proofs name (`htu`).
     token_url: url::Url,
     userinfo_url: url::Url,
+    par_url: url::Url,
     issued: [Counter; 3],
 }
 
@@ -119,9 +120,11 @@ pub struct TokenServiceParts {
     pub issuer: String,
     pub access_token_alg: Alg,
     pub dpop: DpopVerifier,
-    /// `<issuer>/auth/token` and `<issuer>/auth/userinfo`, which DPoP proofs name.
+    /// `<issuer>/auth/token`, `<issuer>/auth/userinfo` and `<issuer>/auth/par`, which DPoP
+    /// proofs name.
     pub token_url: url::Url,
     pub userinfo_url: url::Url,
+    pub par_url: url::Url,
 }
 
 /// Whom and what an access token is for.
@@ -202,6 +205,7 @@ impl TokenService {
             dpop,
             token_url,
             userinfo_url,
+            par_url,
         } = parts;
         let issued = [
             GrantType::AuthorizationCode,
@@ -224,6 +228,7 @@ impl TokenService {
                 dpop,
                 token_url,
                 userinfo_url,
+                par_url,
                 issued,
             }),
         }
@@ -507,6 +512,14 @@ impl TokenService {
             tracing::info!(target: "security", client_id = %client, reason = %e, "DPoP proof refused");
             ApiError::InvalidDpopProof { at_resource }
         })
+    }
+
+    /// The thumbprint of a DPoP proof sent to `/auth/par` (RFC 9449 section 10.1).
+    pub fn pushed_request_proof(&self, client: &Client, proof: &str, now: Timestamp) -> Result<String, ApiError> {
+        let url = &self.inner.par_url;
+        Ok(self
+            .dpop_proof(&client.client_id, proof, "POST", url, None, now, false)?
+            .jkt)
     }
 
     /// RFC 9449 section 7: a bound token needs the `DPoP` scheme and a proof of its key (with

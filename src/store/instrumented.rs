@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
-    InvalidationFeed, InvalidationSink, PoolStatus, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome,
-    SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
+    InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordCounts, RecordKind, RefreshTokenRecord,
+    RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord,
+    UserUpdate,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -28,6 +29,10 @@ const OPS: &[&str] = &[
     "delete_session",
     "insert_code",
     "consume_code",
+    "insert_pushed_request",
+    "get_pushed_request",
+    "consume_pushed_request",
+    "update_pushed_request",
     "insert_grant_tokens",
     "insert_access_token",
     "get_access_token",
@@ -137,8 +142,24 @@ impl Store for Instrumented {
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
         self.observe("insert_code", self.inner.insert_code(c)).await
     }
+    async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
+        self.observe("update_pushed_request", self.inner.update_pushed_request(h, params))
+            .await
+    }
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
         self.observe("consume_code", self.inner.consume_code(h)).await
+    }
+    async fn insert_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<()> {
+        self.observe("insert_pushed_request", self.inner.insert_pushed_request(p))
+            .await
+    }
+    async fn get_pushed_request(&self, h: &TokenHash) -> StoreResult<Option<PushedRequestRecord>> {
+        self.observe("get_pushed_request", self.inner.get_pushed_request(h))
+            .await
+    }
+    async fn consume_pushed_request(&self, h: &TokenHash) -> StoreResult<bool> {
+        self.observe("consume_pushed_request", self.inner.consume_pushed_request(h))
+            .await
     }
     async fn insert_grant_tokens(
         &self,

@@ -22,9 +22,9 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, RecordCounts,
-    RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind,
-    StoreResult, UserKey, UserRecord, UserUpdate,
+    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
+    PushedRequestRecord, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord,
+    Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -258,6 +258,7 @@ macro_rules! expires {
 expires!(
     SessionRecord,
     CodeRecord,
+    PushedRequestRecord,
     AccessTokenRecord,
     RefreshTokenRecord,
     GrantRecord
@@ -310,6 +311,7 @@ pub struct MemoryStore {
     /// By family: one record per grant, replaced in place at each rotation.
     refresh: Table<TokenHash, RefreshTokenRecord>,
     grants: Table<GrantId, GrantRecord>,
+    pushed: Table<TokenHash, PushedRequestRecord>,
     /// The live tokens of each grant (its access tokens' hashes and its refresh family), so a
     /// revocation's cascade does not scan every token. An access token leaves its grant's list
     /// when it is swept: the list holds what is live, not every token a grant ever had.
@@ -353,6 +355,7 @@ impl MemoryStore {
             access: Table::default(),
             refresh: Table::default(),
             grants: Table::default(),
+            pushed: Table::default(),
             grant_tokens: DashMap::with_hasher(UniformKeys),
             session_grants: GrantIndex::default(),
             user_grants: GrantIndex::default(),
@@ -385,6 +388,7 @@ impl MemoryStore {
             RecordKind::AccessTokens => self.access.records.len(),
             RecordKind::RefreshTokens => self.refresh.records.len(),
             RecordKind::Grants => self.grants.records.len(),
+            RecordKind::PushedRequests => self.pushed.records.len(),
         }
     }
 }
@@ -428,6 +432,36 @@ impl Store for MemoryStore {
         self.capacity.reserve(1)?;
         let added = self.codes.insert(code.hash, code.clone());
         self.capacity.release(1 - added);
+        Ok(())
+    }
+
+    async fn insert_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<()> {
+        self.capacity.reserve(1)?;
+        let added = self.pushed.insert(pushed.hash, pushed.clone());
+        self.capacity.release(1 - added);
+        Ok(())
+    }
+
+    async fn get_pushed_request(&self, hash: &TokenHash) -> StoreResult<Option<PushedRequestRecord>> {
+        Ok(self.pushed.records.get(hash).map(|r| r.clone()))
+    }
+
+    async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool> {
+        Ok(match self.pushed.records.get_mut(hash) {
+            Some(mut p) if !p.consumed => {
+                p.consumed = true;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()> {
+        if let Some(mut p) = self.pushed.records.get_mut(hash) {
+            if !p.consumed {
+                p.params = params.to_owned();
+            }
+        }
         Ok(())
     }
 
@@ -627,6 +661,7 @@ impl Store for MemoryStore {
                 }
                 self.user_grants.remove(&grant.sub, id);
             }),
+            RecordKind::PushedRequests => self.pushed.sweep(now, limit, |_, _| ()),
         };
         self.capacity.release(removed);
         Ok(removed)

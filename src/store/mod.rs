@@ -74,6 +74,20 @@ pub struct CodeRecord {
     pub dpop_jkt: Option<String>,
 }
 
+/// A pushed authorization request (RFC 9126): the authorize parameters a client sent to
+/// `/auth/par`, used once by `/auth/authorize` with its `request_uri`.
+#[derive(Clone, Debug)]
+pub struct PushedRequestRecord {
+    /// SHA-256 of the `request_uri`.
+    pub hash: TokenHash,
+    pub client_id: Arc<str>,
+    /// The authorize parameters, form-encoded, as the server checked them at the push.
+    pub params: String,
+    pub expires_at: Timestamp,
+    /// Set by the authorization that used it; the sweeper removes it at expiry.
+    pub consumed: bool,
+}
+
 /// One authorization: the root that a code's refresh and access tokens descend from.
 #[derive(Clone, Debug)]
 pub struct GrantRecord {
@@ -355,15 +369,17 @@ pub enum RecordKind {
     AccessTokens,
     RefreshTokens,
     Grants,
+    PushedRequests,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 6] = [
         Self::Sessions,
         Self::Codes,
         Self::AccessTokens,
         Self::RefreshTokens,
         Self::Grants,
+        Self::PushedRequests,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -373,6 +389,7 @@ impl RecordKind {
             Self::AccessTokens => "access_tokens",
             Self::RefreshTokens => "refresh_tokens",
             Self::Grants => "grants",
+            Self::PushedRequests => "pushed_requests",
         }
     }
 }
@@ -477,7 +494,7 @@ pub struct RecordCounts {
     pub held: usize,
     /// Records by kind, in [`RecordKind::ALL`] order.
     #[serde(skip)]
-    pub by_kind: [usize; 5],
+    pub by_kind: [usize; 6],
 }
 
 impl RecordCounts {
@@ -530,6 +547,12 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, hash: &TokenHash) -> StoreResult<bool>;
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()>;
+    async fn insert_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<()>;
+    async fn get_pushed_request(&self, hash: &TokenHash) -> StoreResult<Option<PushedRequestRecord>>;
+    /// Marks a pushed request used; `true` for exactly one caller, on any node.
+    async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool>;
+    /// Replaces an unused pushed request's parameters (a `prompt` it has satisfied).
+    async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()>;
     /// Marks the code consumed, atomically: of concurrent callers exactly one gets `Consumed`.
     async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome>;
 

@@ -49,6 +49,9 @@ pub const BILLING: &str = "https://billing.example.test";
 /// A confidential client that must send a DPoP proof with every token request; secret demo-secret.
 pub const DPOP_APP: &str = "dpop-app";
 
+/// A confidential client whose authorize requests must be pushed; secret demo-secret.
+pub const PAR_APP: &str = "par-app";
+
 pub const OTHER: &str = "other-app";
 pub const OTHER_SECRET: &str = "other-secret";
 pub const OTHER_REDIRECT: &str = "http://127.0.0.1:9001/cb";

@@ -19,6 +19,6 @@ pub mod oauth;
 pub use app::{TestApp, json, location_params, param, s, spawn_app, spawn_issuer, spawn_with, test_config};
 pub use fixture::{
     ALICE, ALICE_PASSWORD, ALICE_SUB, API, APP, APP_BASIC, APP_REDIRECT, APP_SECRET, BILLING, BOB, BOB_PASSWORD,
-    DPOP_APP, JWT_APP, OTHER, OTHER_REDIRECT, OTHER_SECRET, SPA, SPA_REDIRECT,
+    DPOP_APP, JWT_APP, OTHER, OTHER_REDIRECT, OTHER_SECRET, PAR_APP, SPA, SPA_REDIRECT,
 };
 pub use oauth::{Pkce, SESSION_COOKIE, VERIFIER, session_cookie, session_header};

@@ -19,7 +19,7 @@ const DPOP_CLIENT: (&str, &str) = (DPOP_APP, APP_SECRET);
 const JWT_CLIENT: (&str, &str) = (JWT_APP, APP_SECRET);
 
 /// A client's DPoP key pair, and its thumbprint as the outside library computes it.
-struct DpopKey {
+pub(crate) struct DpopKey {
     alg: Algorithm,
     encoding: EncodingKey,
     jwk: Jwk,
@@ -27,7 +27,7 @@ struct DpopKey {
 }
 
 impl DpopKey {
-    fn es256() -> Self {
+    pub(crate) fn es256() -> Self {
         use p256::pkcs8::EncodePrivateKey;
         let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
         let encoding = EncodingKey::from_ec_der(key.to_pkcs8_der().unwrap().as_bytes());
@@ -76,7 +76,7 @@ impl DpopKey {
     }
 
     /// A proof for `htm htu` at the app's clock, with `ath` for `token`.
-    fn proof(&self, app: &TestApp, htm: &str, path: &str, token: Option<&str>) -> String {
+    pub(crate) fn proof(&self, app: &TestApp, htm: &str, path: &str, token: Option<&str>) -> String {
         self.proof_with(app, htm, &app.url(path), token, |_, _| {})
     }
 

@@ -29,6 +29,7 @@ mod oidc;
 mod openapi;
 mod otlp;
 mod overload;
+mod par;
 mod pg;
 mod postgres;
 mod private_key_jwt;

@@ -497,7 +497,7 @@ fn goes_to_login(res: &reqwest::Response) -> Vec<(String, String)> {
     authplane_testkit::oauth::query_pairs(&loc)
 }
 
-/// `request`, `request_uri`, `response_mode` other than query, and malformed `prompt` and
+/// `request`, a `request_uri` not from `/auth/par` (those are in `par::`), `response_mode` other than query, and malformed `prompt` and
 /// `max_age` go back to the client as errors, and issue nothing.
 #[tokio::test]
 async fn unsupported_and_malformed_openid_parameters_are_errors_for_the_client() {
@@ -506,7 +506,7 @@ async fn unsupported_and_malformed_openid_parameters_are_errors_for_the_client()
     for (extra, error) in [
         (("request", "eyJhbGciOiJub25lIn0.e30."), "request_not_supported"),
         (
-            ("request_uri", "urn:ietf:params:oauth:request_uri:x"),
+            ("request_uri", "https://client.example/request.jwt"),
             "request_uri_not_supported",
         ),
         (("response_mode", "form_post"), "invalid_request"),

@@ -84,8 +84,9 @@ async fn spawn_with_keys(keys: &[&ClientKey], max_failures: u32) -> TestApp {
 client_id = "{KEY_APP}"
 token_endpoint_auth_method = "private_key_jwt"
 jwks = {{ keys = [ {} ] }}
-grant_types = ["client_credentials"]
-scopes = ["profile"]
+grant_types = ["client_credentials", "authorization_code"]
+redirect_uris = ["http://127.0.0.1:9000/key-app"]
+scopes = ["openid", "profile"]
 "#,
         jwks.join(", ")
     );
@@ -201,6 +202,26 @@ async fn a_client_authenticates_with_a_signed_assertion_at_every_endpoint() {
         false,
         "revoked by its own client"
     );
+
+    // And at the pushed authorization request endpoint.
+    let a = assertion(&app, &rs, json!(iss), |_| {});
+    let challenge = Pkce::fixed().challenge;
+    let form = [
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", a.as_str()),
+    ];
+    let res = post(&app, "/auth/par", &form).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let uri = s(&json(res).await, "request_uri");
+    let session = app.login().await;
+    let res = app
+        .authorize(Some(&session), &[("client_id", KEY_APP), ("request_uri", &uri)])
+        .await;
+    assert!(param(&location_params(&res), "code").is_some());
 }
 
 #[tokio::test]

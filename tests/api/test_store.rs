@@ -119,9 +119,25 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.insert_code(c).await
     }
+    async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
+        self.before().await?;
+        self.inner.update_pushed_request(h, params).await
+    }
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
         self.before().await?;
         self.inner.consume_code(h).await
+    }
+    async fn insert_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<()> {
+        self.before().await?;
+        self.inner.insert_pushed_request(p).await
+    }
+    async fn get_pushed_request(&self, h: &TokenHash) -> StoreResult<Option<PushedRequestRecord>> {
+        self.before().await?;
+        self.inner.get_pushed_request(h).await
+    }
+    async fn consume_pushed_request(&self, h: &TokenHash) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.consume_pushed_request(h).await
     }
     async fn insert_grant_tokens(
         &self,

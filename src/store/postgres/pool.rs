@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("../../../migrations/0005_users_clients.sql")),
     (6, include_str!("../../../migrations/0006_resources.sql")),
     (7, include_str!("../../../migrations/0007_dpop.sql")),
+    (8, include_str!("../../../migrations/0008_pushed_requests.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

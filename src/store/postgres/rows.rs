@@ -9,8 +9,8 @@ use super::pool::db_err;
 use crate::domain::{CodeChallenge, GrantId, Resources, Scope, Timestamp, TokenHash};
 use crate::jose::Alg;
 use crate::store::{
-    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, GrantRecord, RefreshTokenRecord, SessionRecord,
-    SigningKeyRecord, StoreError, StoreResult, UserRecord,
+    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, GrantRecord, PushedRequestRecord, RefreshTokenRecord,
+    SessionRecord, SigningKeyRecord, StoreError, StoreResult, UserRecord,
 };
 
 // === rows to records ===
@@ -119,6 +119,16 @@ pub fn code_row(row: &Row) -> StoreResult<CodeRecord> {
         sid: opt_shared_text(row, "sid")?,
         resources: resources(row)?,
         dpop_jkt: row.try_get("dpop_jkt").map_err(db_err)?,
+    })
+}
+
+pub fn pushed_row(row: &Row) -> StoreResult<PushedRequestRecord> {
+    Ok(PushedRequestRecord {
+        hash: hash(row, "hash")?,
+        client_id: shared_text(row, "client_id")?,
+        params: text(row, "params")?,
+        expires_at: ts(row, "expires_at")?,
+        consumed: row.try_get("consumed").map_err(db_err)?,
     })
 }
 

@@ -48,6 +48,16 @@ pub const INSERT_CODE: &str =
 pub const CONSUME_CODE: &str = "UPDATE codes SET consumed = true WHERE hash = $1 AND NOT consumed RETURNING *";
 pub const GET_CODE: &str = "SELECT * FROM codes WHERE hash = $1";
 
+// === pushed authorization requests ===
+
+pub const INSERT_PUSHED: &str =
+    "INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)";
+pub const GET_PUSHED: &str = "SELECT * FROM pushed_requests WHERE hash = $1";
+/// Of concurrent callers on any nodes exactly one gets a row back.
+pub const UPDATE_PUSHED: &str = "UPDATE pushed_requests SET params = $2 WHERE hash = $1 AND NOT consumed";
+pub const CONSUME_PUSHED: &str =
+    "UPDATE pushed_requests SET consumed = true WHERE hash = $1 AND NOT consumed RETURNING 1";
+
 // === grants and tokens ===
 
 pub const INSERT_ACCESS: &str =

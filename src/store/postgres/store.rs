@@ -9,15 +9,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::db_err;
 use super::rows::{
-    AccessColumns, GrantColumns, Param, access_row, client_row, code_row, consent_row, grant_row, hash, refresh_row,
-    session_row, signing_key_row, user_row,
+    AccessColumns, GrantColumns, Param, access_row, client_row, code_row, consent_row, grant_row, hash, pushed_row,
+    refresh_row, session_row, signing_key_row, user_row,
 };
 use super::{PostgresStore, listen, sql};
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, Invalidation,
-    InvalidationFeed, InvalidationSink, PoolStatus, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord,
-    SigningKeyRecord, Store, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
+    InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
+    SessionRecord, SigningKeyRecord, Store, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
 };
 
 #[async_trait]
@@ -104,6 +104,25 @@ impl Store for PostgresStore {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn insert_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<()> {
+        let params: [Param<'_>; 4] = [&p.hash.0.as_slice(), &&*p.client_id, &p.params, &p.expires_at.millis()];
+        self.execute(sql::INSERT_PUSHED, &params).await.map(|_| ())
+    }
+
+    async fn get_pushed_request(&self, h: &TokenHash) -> StoreResult<Option<PushedRequestRecord>> {
+        self.get_one(sql::GET_PUSHED, &h.0, pushed_row).await
+    }
+
+    async fn consume_pushed_request(&self, h: &TokenHash) -> StoreResult<bool> {
+        Ok(self.query_opt(sql::CONSUME_PUSHED, &[&h.0.as_slice()]).await?.is_some())
+    }
+
+    async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
+        self.execute(sql::UPDATE_PUSHED, &[&h.0.as_slice(), &params])
+            .await
+            .map(|_| ())
     }
 
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
@@ -297,6 +316,7 @@ impl Store for PostgresStore {
             RecordKind::AccessTokens => ("access_tokens", "hash"),
             RecordKind::RefreshTokens => ("refresh_tokens", "family"),
             RecordKind::Grants => ("grants", "id"),
+            RecordKind::PushedRequests => ("pushed_requests", "hash"),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let n = self

@@ -1,0 +1,367 @@
+//! Pushed authorization requests (RFC 9126) over a real listening server: a `request_uri` is the
+//! pushed parameters, used once, by its client, within `--par-ttl`, on any node; pushes are
+//! checked as authorize would check them; a client may be required to push; a DPoP proof at
+//! the push binds the code.
+
+use std::time::Duration;
+
+use authplane::store::RecordKind;
+use reqwest::StatusCode;
+
+use crate::dpop::DpopKey;
+use crate::helpers::*;
+use crate::pg::TestDb;
+
+const APP_CLIENT: (&str, &str) = (APP, APP_SECRET);
+
+/// demo-app's authorize parameters (PKCE as the test kit makes it), `extra` replacing or added.
+fn params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
+    let mut p = vec![
+        ("response_type", "code".to_owned()),
+        ("redirect_uri", APP_REDIRECT.to_owned()),
+        ("scope", "openid profile".to_owned()),
+        ("state", "pushed-state".to_owned()),
+        ("code_challenge", Pkce::fixed().challenge),
+        ("code_challenge_method", "S256".to_owned()),
+    ];
+    for (k, v) in extra {
+        match p.iter_mut().find(|(name, _)| name == k) {
+            Some(slot) => slot.1 = (*v).to_owned(),
+            None => p.push((k, (*v).to_owned())),
+        }
+    }
+    p
+}
+
+async fn push(app: &TestApp, client: (&str, &str), form: &[(&str, String)]) -> reqwest::Response {
+    app.client
+        .post(app.url("/auth/par"))
+        .basic_auth(client.0, Some(client.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Pushes `form` as demo-app; returns the `request_uri`.
+async fn pushed(app: &TestApp, form: &[(&str, String)]) -> String {
+    let res = push(app, APP_CLIENT, form).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body = json(res).await;
+    assert_eq!(body["expires_in"], 60);
+    let uri = s(&body, "request_uri");
+    assert!(uri.starts_with("urn:ietf:params:oauth:request_uri:"), "{uri}");
+    uri
+}
+
+async fn authorize_pushed(app: &TestApp, session: Option<&str>, client: &str, uri: &str) -> reqwest::Response {
+    app.authorize(session, &[("client_id", client), ("request_uri", uri)])
+        .await
+}
+
+async fn error_of(res: reqwest::Response) -> (StatusCode, String) {
+    let status = res.status();
+    (status, s(&json(res).await, "error"))
+}
+
+fn pushed_records(app: &TestApp) -> usize {
+    app.store
+        .as_ref()
+        .unwrap()
+        .records()
+        .unwrap()
+        .of(RecordKind::PushedRequests)
+}
+
+#[tokio::test]
+async fn a_pushed_request_authorizes_once_with_its_own_parameters() {
+    let app = spawn_app().await;
+    let meta = json(
+        app.client
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(s(&meta, "pushed_authorization_request_endpoint").ends_with("/auth/par"));
+    let session = app.login().await;
+    let uri = pushed(&app, &params(&[])).await;
+    // Parameters outside the request_uri are ignored (RFC 9126 section 4).
+    let res = app
+        .authorize(
+            Some(&session),
+            &[
+                ("client_id", APP),
+                ("request_uri", &uri),
+                ("redirect_uri", "https://evil.example/cb"),
+                ("scope", "email"),
+                ("state", "outer"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(APP_REDIRECT), "{location}");
+    let p = location_params(&res);
+    assert_eq!(param(&p, "state").as_deref(), Some("pushed-state"));
+    let code = param(&p, "code").expect("a code");
+    let t = json(app.redeem_app(&code).await).await;
+    assert_eq!(t["scope"], "openid profile", "the pushed scope");
+
+    // Once.
+    let res = authorize_pushed(&app, Some(&session), APP, &uri).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+}
+
+#[tokio::test]
+async fn an_expired_a_foreign_or_an_unknown_request_uri_is_refused_without_redirect() {
+    let app = spawn_app().await;
+    let session = app.login().await;
+    // Another client's.
+    let uri = pushed(&app, &params(&[])).await;
+    let res = authorize_pushed(&app, Some(&session), OTHER, &uri).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+    // Refusing it did not spend it: its own client still can.
+    let res = authorize_pushed(&app, Some(&session), APP, &uri).await;
+    assert!(param(&location_params(&res), "code").is_some());
+    // Expired.
+    let uri = pushed(&app, &params(&[])).await;
+    app.advance(Duration::from_secs(61));
+    let res = authorize_pushed(&app, Some(&session), APP, &uri).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+    // Unknown.
+    let res = authorize_pushed(&app, Some(&session), APP, "urn:ietf:params:oauth:request_uri:nope").await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+    // The sweeper removes the expired ones.
+    app.advance(Duration::from_secs(61));
+    app.sweeper.sweep_once(app.clock.now()).await.unwrap();
+    assert_eq!(pushed_records(&app), 0);
+}
+
+#[tokio::test]
+async fn a_push_is_checked_as_authorize_would_and_stores_nothing_when_refused() {
+    let app = spawn_app().await;
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, (&'a str, &'a str), StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "unregistered redirect_uri",
+            params(&[("redirect_uri", "https://evil.example/cb")]),
+            APP_CLIENT,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a scope not the client's",
+            params(&[("scope", "admin")]),
+            APP_CLIENT,
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+        ),
+        (
+            "PKCE plain",
+            params(&[("code_challenge_method", "plain")]),
+            APP_CLIENT,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a request_uri inside",
+            params(&[("request_uri", "urn:ietf:params:oauth:request_uri:x")]),
+            APP_CLIENT,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "another client's client_id",
+            params(&[("client_id", OTHER)]),
+            APP_CLIENT,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a wrong secret",
+            params(&[]),
+            (APP, "wrong"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            "a resource not the client's",
+            params(&[("resource", "https://api.example.test")]),
+            APP_CLIENT,
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+        ),
+    ];
+    for (what, form, client, status, error) in cases {
+        let res = push(&app, client, &form).await;
+        assert_eq!(error_of(res).await, (status, error.to_owned()), "{what}");
+    }
+    let res = app
+        .client
+        .post(app.url("/auth/par"))
+        .form(&params(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into()),
+        "no client"
+    );
+    assert_eq!(pushed_records(&app), 0, "nothing stored");
+}
+
+#[tokio::test]
+async fn a_client_that_must_push_is_refused_other_requests() {
+    let app = spawn_app().await;
+    let session = app.login().await;
+    let res = app
+        .authorize(
+            Some(&session),
+            &[
+                ("response_type", "code"),
+                ("client_id", PAR_APP),
+                ("scope", "openid"),
+                ("state", "s"),
+            ],
+        )
+        .await;
+    let p = location_params(&res);
+    assert_eq!(param(&p, "error").as_deref(), Some("invalid_request"));
+    assert!(param(&p, "code").is_none());
+    let form = vec![("response_type", "code".to_owned()), ("scope", "openid".to_owned())];
+    let res = push(&app, (PAR_APP, APP_SECRET), &form).await;
+    let uri = s(&json(res).await, "request_uri");
+    let res = authorize_pushed(&app, Some(&session), PAR_APP, &uri).await;
+    assert!(param(&location_params(&res), "code").is_some());
+}
+
+/// The browser's way through login with a pushed request that asks for a new login: it does not
+/// come back asking again.
+#[tokio::test]
+async fn a_pushed_request_survives_the_login_it_asks_for() {
+    let app = spawn_app().await;
+    let uri = pushed(&app, &params(&[("prompt", "login")])).await;
+    let session = app.login().await;
+    let res = authorize_pushed(&app, Some(&session), APP, &uri).await;
+    let login = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(login.starts_with("/auth/login?"), "{login}");
+    let return_to = url::form_urlencoded::parse(login.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "return_to")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let res = app.browser_login(ALICE, ALICE_PASSWORD, &return_to).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let back = res.headers()["location"].to_str().unwrap().to_owned();
+    let fresh = session_cookie(res.headers()).expect("a new session");
+    let res = app
+        .client
+        .get(app.url(&back))
+        .header("cookie", session_header(&fresh))
+        .send()
+        .await
+        .unwrap();
+    let p = location_params(&res);
+    assert!(param(&p, "code").is_some(), "{:?}", res.headers().get("location"));
+    assert_eq!(param(&p, "state").as_deref(), Some("pushed-state"));
+}
+
+#[tokio::test]
+async fn a_dpop_proof_at_the_push_binds_the_code() {
+    let app = spawn_issuer(|_| {}).await;
+    let key = DpopKey::es256();
+    let session = app.login().await;
+    let push_bound = |proof: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .post(app.url("/auth/par"))
+                .basic_auth(APP, Some(APP_SECRET))
+                .header("DPoP", proof)
+                .form(&params(&[]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            s(&json(res).await, "request_uri")
+        }
+    };
+    let uri = push_bound(key.proof(&app, "POST", "/auth/par", None)).await;
+    let code = param(
+        &location_params(&authorize_pushed(&app, Some(&session), APP, &uri).await),
+        "code",
+    )
+    .unwrap();
+    let res = app.redeem_app(&code).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_dpop_proof".into())
+    );
+    let uri = push_bound(key.proof(&app, "POST", "/auth/par", None)).await;
+    let code = param(
+        &location_params(&authorize_pushed(&app, Some(&session), APP, &uri).await),
+        "code",
+    )
+    .unwrap();
+    let res = app
+        .client
+        .post(app.url("/auth/token"))
+        .basic_auth(APP, Some(APP_SECRET))
+        .header("DPoP", key.proof(&app, "POST", "/auth/token", None))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(res).await["token_type"], "DPoP");
+    // A proof for another endpoint is refused at the push.
+    let res = app
+        .client
+        .post(app.url("/auth/par"))
+        .basic_auth(APP, Some(APP_SECRET))
+        .header("DPoP", key.proof(&app, "POST", "/auth/token", None))
+        .form(&params(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_dpop_proof".into())
+    );
+}
+
+#[tokio::test]
+async fn a_request_pushed_to_one_node_authorizes_once_on_any() {
+    let db = TestDb::new().await;
+    let (a, b) = (db.spawn(|_| {}).await, db.spawn(|_| {}).await);
+    let session = a.login().await;
+    let uri = pushed(&a, &params(&[])).await;
+    let res = authorize_pushed(&b, Some(&session), APP, &uri).await;
+    let code = param(&location_params(&res), "code").expect("a code on the other node");
+    assert_eq!(a.redeem_app(&code).await.status(), StatusCode::OK);
+    let res = authorize_pushed(&a, Some(&session), APP, &uri).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+}
