@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, JwkSet};
 use crate::crypto;
 use crate::domain::{AccessTokenFormat, Client, GrantType, Scope, Timestamp, TokenEndpointAuthMethod};
 use crate::error::ApiError;
@@ -31,10 +31,11 @@ const DEFAULT_SCOPE: &str = "openid profile email";
 const MAX_URIS: usize = 20;
 const MAX_URI_LEN: usize = 2000;
 const MAX_NAME_LEN: usize = 256;
+const MAX_KEYS: usize = 10;
 
 /// Client metadata as RFC 7591 section 2 writes it, in requests and answers. Metadata this
 /// server does not know is ignored (RFC 7591 section 2), except what it cannot honour and must
-/// not silently drop: `jwks`/`jwks_uri` (private_key_jwt) and `dpop_bound_access_tokens: true`.
+/// not silently drop: `jwks_uri` (keys are taken inline, as `jwks`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ClientMetadata {
     /// Only in an RFC 7592 update, where it must name the client being updated.
@@ -56,7 +57,8 @@ pub struct ClientMetadata {
     pub post_logout_redirect_uris: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<String>,
-    #[serde(default, skip_serializing)]
+    /// `private_key_jwt`: the client's public keys, inline (a JWK Set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub jwks_uri: Option<serde_json::Value>,
@@ -82,7 +84,20 @@ impl ClientMetadata {
             post_logout_redirect_uris: c.post_logout_redirect_uris.iter().map(|u| u.exact.clone()).collect(),
             id_token_signed_response_alg: Some(c.id_token_alg.as_str().to_owned()),
             client_id: None,
-            jwks: None,
+            jwks: (!c.jwks.is_empty()).then(|| {
+                let keys: Vec<serde_json::Value> = c
+                    .jwks
+                    .iter()
+                    .filter_map(|k| {
+                        let mut jwk = serde_json::to_value(k.key.jwk(k.kid.as_deref().unwrap_or(""))).ok()?;
+                        if k.kid.is_none() {
+                            jwk.as_object_mut()?.remove("kid");
+                        }
+                        Some(jwk)
+                    })
+                    .collect();
+                serde_json::json!({ "keys": keys })
+            }),
             jwks_uri: None,
             dpop_bound_access_tokens: Some(c.dpop_bound_access_tokens),
             access_token_format: Some(c.access_token_format),
@@ -192,8 +207,15 @@ impl RegistrationService {
                 "grant_types: client_credentials needs an initial access token".into(),
             ));
         }
-        let public = config.token_endpoint_auth_method == Some(TokenEndpointAuthMethod::None);
-        let secret = (!public).then(|| crypto::generate_token().value);
+        let secret = config
+            .token_endpoint_auth_method
+            .is_some_and(|m| {
+                matches!(
+                    m,
+                    TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
+                )
+            })
+            .then(|| crypto::generate_token().value);
         if let Some(s) = &secret {
             config.secret_hash = Some(inner.hasher.hash(s.clone(), inner.users.password_params()).await?);
         }
@@ -263,7 +285,24 @@ impl RegistrationService {
                 "grant_types: client_credentials cannot be added to a registration".into(),
             ));
         }
-        config.secret_hash = before.secret.as_ref().map(|h| h.as_str().to_owned());
+        // A secret is issued at registration only: an update keeps it, and cannot ask for one
+        // the client never had (or keep one it no longer uses).
+        let wants_secret = config.token_endpoint_auth_method.is_some_and(|m| {
+            matches!(
+                m,
+                TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
+            )
+        });
+        if wants_secret && before.secret.is_none() {
+            return Err(ApiError::InvalidClientMetadata(
+                "token_endpoint_auth_method: a client registered without a secret cannot switch to one".into(),
+            ));
+        }
+        config.secret_hash = before
+            .secret
+            .as_ref()
+            .filter(|_| wants_secret)
+            .map(|h| h.as_str().to_owned());
         let client = config
             .parse()
             .map_err(|e| ApiError::InvalidClientMetadata(e.to_string()))?;
@@ -329,8 +368,8 @@ impl RegistrationService {
     /// RFC 7591 section 2 with this server's rules; the config file's client format on success.
     fn validate(&self, client_id: &str, m: ClientMetadata) -> Result<ClientConfig, ApiError> {
         let bad = |why: &str| ApiError::InvalidClientMetadata(why.to_owned());
-        if m.jwks.is_some() || m.jwks_uri.is_some() {
-            return Err(bad("jwks, jwks_uri: private_key_jwt is not supported"));
+        if m.jwks_uri.is_some() {
+            return Err(bad("jwks_uri: not supported; send the public keys inline as jwks"));
         }
         let grant_types = match &m.grant_types {
             None => vec![GrantType::AuthorizationCode],
@@ -363,11 +402,26 @@ impl RegistrationService {
             None | Some("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
             Some("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
             Some("none") => TokenEndpointAuthMethod::None,
+            Some("private_key_jwt") => TokenEndpointAuthMethod::PrivateKeyJwt,
             Some(_) => {
                 return Err(bad(
-                    "token_endpoint_auth_method: client_secret_basic, client_secret_post or none",
+                    "token_endpoint_auth_method: client_secret_basic, client_secret_post, private_key_jwt or none",
                 ));
             }
+        };
+        // private_key_jwt and only it takes keys; the config file's parser checks each one.
+        let jwks = match (auth, &m.jwks) {
+            (TokenEndpointAuthMethod::PrivateKeyJwt, Some(set)) => Some(
+                serde_json::from_value::<JwkSet>(set.clone())
+                    .ok()
+                    .filter(|s| !s.keys.is_empty() && s.keys.len() <= MAX_KEYS)
+                    .ok_or_else(|| bad("jwks: a JWK Set of 1 to 10 public keys"))?,
+            ),
+            (TokenEndpointAuthMethod::PrivateKeyJwt, None) => {
+                return Err(bad("jwks: private_key_jwt needs the client's public keys"));
+            }
+            (_, Some(_)) => return Err(bad("jwks: only with token_endpoint_auth_method private_key_jwt")),
+            (_, None) => None,
         };
         if auth == TokenEndpointAuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
             return Err(bad("grant_types: a public client (none) cannot use client_credentials"));
@@ -421,7 +475,7 @@ impl RegistrationService {
             // (the config file), not the registrant's.
             resources: Vec::new(),
             dpop_bound_access_tokens: m.dpop_bound_access_tokens.unwrap_or(false),
-            jwks: None,
+            jwks,
             require_pushed_authorization_requests: false,
         })
     }

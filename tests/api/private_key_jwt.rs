@@ -382,3 +382,75 @@ async fn a_config_with_private_key_jwt_needs_public_keys() {
     let k = cfg.clients.iter().find(|c| &*c.client_id == "k").unwrap();
     assert_eq!(k.auth_method.as_str(), "private_key_jwt", "implied by jwks");
 }
+
+#[tokio::test]
+async fn a_client_registered_with_private_key_jwt_authenticates_with_its_keys() {
+    use authplane_testkit::fixture::{ADMIN, ADMIN_SECRET};
+    let es = es256_key("reg-1");
+    let app = spawn_with_keys(&[&es], 10).await;
+    let res = app
+        .token(
+            Some((ADMIN, ADMIN_SECRET)),
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        )
+        .await;
+    let admin = s(&json(res).await, "access_token");
+    let register = |metadata: Value| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.client
+                .post(app.url("/auth/register"))
+                .bearer_auth(admin)
+                .json(&metadata)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut with_private = es.jwk.clone();
+    with_private["d"] = with_private["x"].clone();
+    for (what, metadata) in [
+        (
+            "no keys",
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"}),
+        ),
+        (
+            "a private key",
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                   "jwks": {"keys": [with_private]}}),
+        ),
+        (
+            "a jwks_uri",
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                   "jwks_uri": "https://client.example/jwks"}),
+        ),
+    ] {
+        let res = register(metadata).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(json(res).await["error"], "invalid_client_metadata", "{what}");
+    }
+    let res = register(json!({
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [es.jwk]},
+        "scope": "profile",
+    }))
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let reg = json(res).await;
+    assert!(reg.get("client_secret").is_none(), "no secret for a key client: {reg}");
+    assert_eq!(reg["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(reg["jwks"]["keys"][0]["x"], es.jwk["x"]);
+    let id = s(&reg, "client_id");
+    let iss = json!(issuer(&app).await);
+    let a = assertion(&app, &es, iss, |c| {
+        c["iss"] = json!(id);
+        c["sub"] = json!(id);
+    });
+    let res = cc_with(&app, &a).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.introspect(&s(&json(res).await, "access_token")).await["client_id"],
+        id.as_str()
+    );
+}
