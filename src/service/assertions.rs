@@ -3,9 +3,8 @@
 //! server (`aud`: the issuer or the token endpoint's URL), short-lived (`exp` at most
 //! [`MAX_LIFETIME`] ahead) and used once (`jti`).
 //!
-//! Used `jti`s are remembered per node until their assertion expires: an assertion replayed to the
-//! node that accepted it is refused; one replayed to another node before its `exp` is not (README,
-//! private_key_jwt).
+//! Used `jti`s are kept in the store until their assertion expires (then swept): an assertion is
+//! accepted once across every node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +12,15 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Client, Timestamp};
+use crate::domain::{Client, Timestamp, TokenHash};
 use crate::jose::{Alg, Compact};
+use crate::store::{Store, StoreError, UsedJtiRecord};
 
 /// Longest an assertion may live: its `exp` at most this far ahead of the server's clock.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
 
 /// How far a client's clock may run ahead for `iat` and `nbf`.
 const SKEW_SECS: i64 = 30;
-
-/// Assertion `jti`s a node remembers at most (LRU beyond).
-const REPLAY_CAPACITY: u64 = 1_000_000;
 
 const MAX_JTI_LEN: usize = 256;
 
@@ -35,30 +32,37 @@ pub struct ClientAssertions {
 struct Inner {
     /// What `aud` may name: the issuer, the token endpoint's URL.
     audiences: Vec<String>,
-    seen: moka::sync::Cache<[u8; 32], ()>,
+    store: Arc<dyn Store>,
+}
+
+/// Why an assertion was refused: for the security log, or the store's failure.
+pub enum Refused {
+    Invalid(&'static str),
+    Store(StoreError),
+}
+
+impl From<&'static str> for Refused {
+    fn from(why: &'static str) -> Self {
+        Self::Invalid(why)
+    }
 }
 
 impl ClientAssertions {
-    pub fn new(audiences: Vec<String>) -> Self {
-        let seen = moka::sync::Cache::builder()
-            .max_capacity(REPLAY_CAPACITY)
-            .time_to_live(MAX_LIFETIME + Duration::from_secs(SKEW_SECS.unsigned_abs()))
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .build();
+    pub fn new(audiences: Vec<String>, store: Arc<dyn Store>) -> Self {
         Self {
-            inner: Arc::new(Inner { audiences, seen }),
+            inner: Arc::new(Inner { audiences, store }),
         }
     }
 
     /// Checks `jws` (with its `claims`, read before the signature was checked) as `client`'s
     /// assertion at `now`, and spends its `jti`. The error says why, for the security log.
-    pub fn check(
+    pub async fn check(
         &self,
         client: &Client,
         jws: &Compact<'_>,
         claims: &Map<String, Value>,
         now: Timestamp,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), Refused> {
         let alg = jws
             .header_str("alg")
             .and_then(Alg::parse)
@@ -70,12 +74,12 @@ impl ClientAssertions {
             .filter(|k| k.key.alg() == alg && kid.is_none_or(|kid| k.kid.as_deref().is_none_or(|own| own == kid)))
             .any(|k| jws.verify(&k.key).is_ok());
         if !signed {
-            return Err("assertion not signed by a key of the client's jwks");
+            return Err("assertion not signed by a key of the client's jwks".into());
         }
         let text = |k: &str| claims.get(k).and_then(Value::as_str);
         let id = &*client.client_id;
         if text("iss") != Some(id) || text("sub") != Some(id) {
-            return Err("assertion iss and sub must be the client_id");
+            return Err("assertion iss and sub must be the client_id".into());
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => self.inner.audiences.contains(a),
@@ -86,7 +90,7 @@ impl ClientAssertions {
             _ => false,
         };
         if !aud_ok {
-            return Err("assertion aud is neither the issuer nor the token endpoint");
+            return Err("assertion aud is neither the issuer nor the token endpoint".into());
         }
         let now_s = now.secs();
         let exp = claims
@@ -95,10 +99,10 @@ impl ClientAssertions {
             .ok_or("assertion has no exp")?;
         let max = i64::try_from(MAX_LIFETIME.as_secs()).unwrap_or(i64::MAX);
         if exp <= now_s {
-            return Err("assertion expired");
+            return Err("assertion expired".into());
         }
         if exp - now_s > max {
-            return Err("assertion exp too far ahead");
+            return Err("assertion exp too far ahead".into());
         }
         for early in ["iat", "nbf"] {
             if claims
@@ -106,7 +110,7 @@ impl ClientAssertions {
                 .and_then(Value::as_i64)
                 .is_some_and(|t| t > now_s + SKEW_SECS)
             {
-                return Err("assertion iat or nbf in the future");
+                return Err("assertion iat or nbf in the future".into());
             }
         }
         let jti = text("jti")
@@ -116,9 +120,14 @@ impl ClientAssertions {
         h.update(id.as_bytes());
         h.update([0]);
         h.update(jti.as_bytes());
-        if !self.inner.seen.entry(h.finalize().into()).or_insert(()).is_fresh() {
-            return Err("assertion jti used before");
+        let used = UsedJtiRecord {
+            hash: TokenHash(h.finalize().into()),
+            expires_at: Timestamp::from_millis(exp.saturating_mul(1000)),
+        };
+        match self.inner.store.spend_jti(&used).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("assertion jti used before".into()),
+            Err(e) => Err(Refused::Store(e)),
         }
-        Ok(())
     }
 }

@@ -17,7 +17,7 @@ pub use crate::domain::Client;
 use crate::domain::{Timestamp, TokenEndpointAuthMethod, TokenHash};
 use crate::error::ApiError;
 use crate::jose;
-use crate::service::assertions::ClientAssertions;
+use crate::service::assertions::{ClientAssertions, Refused};
 use crate::service::hasher::Hasher;
 use crate::service::throttle::{Key, Throttle};
 use crate::store::{ClientRecord, Store, StoreError};
@@ -128,6 +128,7 @@ impl ClientRegistry {
         // read at start-up. So it is kept for an hour at least, not `--cache-ttl`: otherwise every
         // TTL a token request would wait for a full argon2 run (~75 ms) on the hot path.
         let verified = RecordCache::new("client_secrets", cache_capacity, cache_ttl.max(SECRET_TTL), metrics);
+        let assertions = ClientAssertions::new(assertion_audiences, Arc::clone(&store));
         Self {
             inner: Arc::new(Inner {
                 clients,
@@ -136,7 +137,7 @@ impl ClientRegistry {
                 verified,
                 hasher,
                 throttle,
-                assertions: ClientAssertions::new(assertion_audiences),
+                assertions,
             }),
         }
     }
@@ -238,14 +239,18 @@ impl ClientRegistry {
                 let throttle_key = Key::Client(id.to_owned(), address);
                 let throttle = &self.inner.throttle;
                 throttle.reserve(&throttle_key, now)?;
-                match self.inner.assertions.check(&client, &jws, &claims, now) {
+                match self.inner.assertions.check(&client, &jws, &claims, now).await {
                     Ok(()) => {
                         throttle.release(&throttle_key);
                         Ok(client)
                     }
-                    Err(why) => {
+                    Err(Refused::Invalid(why)) => {
                         throttle.failed(&throttle_key);
                         Err(fail(why, id))
+                    }
+                    Err(Refused::Store(e)) => {
+                        throttle.release(&throttle_key);
+                        Err(e.into())
                     }
                 }
             }

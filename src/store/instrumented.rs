@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
     InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordCounts, RecordKind, RefreshTokenRecord,
-    RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord,
-    UserUpdate,
+    RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UsedJtiRecord, UserKey,
+    UserRecord, UserUpdate,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::telemetry::{self, Metrics};
@@ -33,6 +33,7 @@ const OPS: &[&str] = &[
     "get_pushed_request",
     "consume_pushed_request",
     "update_pushed_request",
+    "spend_jti",
     "insert_grant_tokens",
     "insert_access_token",
     "get_access_token",
@@ -145,6 +146,9 @@ impl Store for Instrumented {
     async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
         self.observe("update_pushed_request", self.inner.update_pushed_request(h, params))
             .await
+    }
+    async fn spend_jti(&self, j: &UsedJtiRecord) -> StoreResult<bool> {
+        self.observe("spend_jti", self.inner.spend_jti(j)).await
     }
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
         self.observe("consume_code", self.inner.consume_code(h)).await

@@ -24,7 +24,7 @@ use dashmap::mapref::entry::Entry;
 use super::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
     PushedRequestRecord, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord,
-    Store, StoreError, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
+    Store, StoreError, StoreKind, StoreResult, UsedJtiRecord, UserKey, UserRecord, UserUpdate,
 };
 use crate::domain::{GrantId, Timestamp, TokenHash, UniformKeys};
 
@@ -219,6 +219,18 @@ where
         usize::from(self.records.insert(key, record).is_none())
     }
 
+    /// Inserts only when the key is absent (atomically, under its shard's lock); 1 when it did.
+    fn insert_new(&self, key: K, record: V) -> usize {
+        match self.records.entry(key.clone()) {
+            Entry::Occupied(_) => 0,
+            Entry::Vacant(e) => {
+                self.expiry.add(key, record.expires_at());
+                e.insert(record);
+                1
+            }
+        }
+    }
+
     /// Removes up to `limit` records that expired before `now`, calling `removed` for each (after
     /// its shard's guard is released). The removal re-checks the record under its shard's lock,
     /// so a concurrent write never loses a live record.
@@ -259,6 +271,7 @@ expires!(
     SessionRecord,
     CodeRecord,
     PushedRequestRecord,
+    UsedJtiRecord,
     AccessTokenRecord,
     RefreshTokenRecord,
     GrantRecord
@@ -312,6 +325,7 @@ pub struct MemoryStore {
     refresh: Table<TokenHash, RefreshTokenRecord>,
     grants: Table<GrantId, GrantRecord>,
     pushed: Table<TokenHash, PushedRequestRecord>,
+    jtis: Table<TokenHash, UsedJtiRecord>,
     /// The live tokens of each grant (its access tokens' hashes and its refresh family), so a
     /// revocation's cascade does not scan every token. An access token leaves its grant's list
     /// when it is swept: the list holds what is live, not every token a grant ever had.
@@ -356,6 +370,7 @@ impl MemoryStore {
             refresh: Table::default(),
             grants: Table::default(),
             pushed: Table::default(),
+            jtis: Table::default(),
             grant_tokens: DashMap::with_hasher(UniformKeys),
             session_grants: GrantIndex::default(),
             user_grants: GrantIndex::default(),
@@ -389,6 +404,7 @@ impl MemoryStore {
             RecordKind::RefreshTokens => self.refresh.records.len(),
             RecordKind::Grants => self.grants.records.len(),
             RecordKind::PushedRequests => self.pushed.records.len(),
+            RecordKind::UsedJtis => self.jtis.records.len(),
         }
     }
 }
@@ -463,6 +479,16 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool> {
+        if self.jtis.records.contains_key(&jti.hash) {
+            return Ok(false);
+        }
+        self.capacity.reserve(1)?;
+        let added = self.jtis.insert_new(jti.hash, jti.clone());
+        self.capacity.release(1 - added);
+        Ok(added == 1)
     }
 
     async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome> {
@@ -662,6 +688,7 @@ impl Store for MemoryStore {
                 self.user_grants.remove(&grant.sub, id);
             }),
             RecordKind::PushedRequests => self.pushed.sweep(now, limit, |_, _| ()),
+            RecordKind::UsedJtis => self.jtis.sweep(now, limit, |_, _| ()),
         };
         self.capacity.release(removed);
         Ok(removed)

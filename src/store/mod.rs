@@ -88,6 +88,15 @@ pub struct PushedRequestRecord {
     pub consumed: bool,
 }
 
+/// A spent `jti` of a client assertion (`private_key_jwt`), kept until the assertion expires so
+/// that it is used once across every node.
+#[derive(Clone, Debug)]
+pub struct UsedJtiRecord {
+    /// SHA-256 of the client_id and the `jti`.
+    pub hash: TokenHash,
+    pub expires_at: Timestamp,
+}
+
 /// One authorization: the root that a code's refresh and access tokens descend from.
 #[derive(Clone, Debug)]
 pub struct GrantRecord {
@@ -370,16 +379,18 @@ pub enum RecordKind {
     RefreshTokens,
     Grants,
     PushedRequests,
+    UsedJtis,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         Self::Sessions,
         Self::Codes,
         Self::AccessTokens,
         Self::RefreshTokens,
         Self::Grants,
         Self::PushedRequests,
+        Self::UsedJtis,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -390,6 +401,7 @@ impl RecordKind {
             Self::RefreshTokens => "refresh_tokens",
             Self::Grants => "grants",
             Self::PushedRequests => "pushed_requests",
+            Self::UsedJtis => "used_jtis",
         }
     }
 }
@@ -494,7 +506,7 @@ pub struct RecordCounts {
     pub held: usize,
     /// Records by kind, in [`RecordKind::ALL`] order.
     #[serde(skip)]
-    pub by_kind: [usize; 6],
+    pub by_kind: [usize; 7],
 }
 
 impl RecordCounts {
@@ -553,6 +565,8 @@ pub trait Store: Send + Sync + 'static {
     async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool>;
     /// Replaces an unused pushed request's parameters (a `prompt` it has satisfied).
     async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()>;
+    /// Spends a client assertion's `jti`: `true` for exactly one caller, on any node.
+    async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool>;
     /// Marks the code consumed, atomically: of concurrent callers exactly one gets `Consumed`.
     async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome>;
 

@@ -454,3 +454,42 @@ async fn a_client_registered_with_private_key_jwt_authenticates_with_its_keys() 
         id.as_str()
     );
 }
+
+#[tokio::test]
+async fn an_assertion_is_used_once_across_nodes() {
+    use authplane_testkit::fixture::{ADMIN, ADMIN_SECRET};
+    let db = crate::pg::TestDb::new().await;
+    let (a, b) = (db.spawn(|_| {}).await, db.spawn(|_| {}).await);
+    let es = es256_key("node-key");
+    let res = a
+        .token(
+            Some((ADMIN, ADMIN_SECRET)),
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        )
+        .await;
+    let admin = s(&json(res).await, "access_token");
+    let res = a
+        .client
+        .post(a.url("/auth/register"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [es.jwk]},
+            "scope": "profile",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = s(&json(res).await, "client_id");
+    let iss = json!(issuer(&a).await);
+    let once = assertion(&a, &es, iss, |c| {
+        c["iss"] = json!(id);
+        c["sub"] = json!(id);
+    });
+    assert_eq!(cc_with(&a, &once).await.status(), StatusCode::OK);
+    let res = cc_with(&b, &once).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "replayed to the other node");
+    assert_eq!(json(res).await["error"], "invalid_client");
+}

@@ -623,6 +623,18 @@ async fn an_unstored_access_token_is_revoked_by_a_record(s: Arc<dyn Store>) {
     assert!(s.get_access_token(&token.hash).await.unwrap().is_none());
 }
 
+/// A client assertion's jti is spent once; the record goes when the assertion expires.
+async fn a_jti_is_spent_once(s: Arc<dyn Store>) {
+    let jti = UsedJtiRecord {
+        hash: generate_token().hash,
+        expires_at: now().plus(Duration::from_secs(300)),
+    };
+    let spends = futures::future::join_all((0..20).map(|_| s.spend_jti(&jti))).await;
+    assert_eq!(spends.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    let later = now().plus(Duration::from_secs(301));
+    assert_eq!(s.delete_expired(RecordKind::UsedJtis, later, 100).await.unwrap(), 1);
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -659,4 +671,5 @@ both_stores!(
     clients_are_unique_paged_and_deleted,
     an_owners_grants_are_revoked_up_to_the_change,
     an_unstored_access_token_is_revoked_by_a_record,
+    a_jti_is_spent_once,
 );

@@ -123,6 +123,10 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.update_pushed_request(h, params).await
     }
+    async fn spend_jti(&self, j: &UsedJtiRecord) -> StoreResult<bool> {
+        self.before().await?;
+        self.inner.spend_jti(j).await
+    }
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
         self.before().await?;
         self.inner.consume_code(h).await

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("../../../migrations/0006_resources.sql")),
     (7, include_str!("../../../migrations/0007_dpop.sql")),
     (8, include_str!("../../../migrations/0008_pushed_requests.sql")),
+    (9, include_str!("../../../migrations/0009_used_jtis.sql")),
 ];
 
 /// Key of the advisory lock that serialises migrations across nodes ("authplan").

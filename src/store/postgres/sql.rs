@@ -58,6 +58,12 @@ pub const UPDATE_PUSHED: &str = "UPDATE pushed_requests SET params = $2 WHERE ha
 pub const CONSUME_PUSHED: &str =
     "UPDATE pushed_requests SET consumed = true WHERE hash = $1 AND NOT consumed RETURNING 1";
 
+// === client assertions ===
+
+/// Of concurrent callers on any nodes exactly one gets a row back.
+pub const SPEND_JTI: &str =
+    "INSERT INTO used_jtis (hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1";
+
 // === grants and tokens ===
 
 pub const INSERT_ACCESS: &str =

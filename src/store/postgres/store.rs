@@ -17,7 +17,7 @@ use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
     AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, Invalidation,
     InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
-    SessionRecord, SigningKeyRecord, Store, StoreKind, StoreResult, UserKey, UserRecord, UserUpdate,
+    SessionRecord, SigningKeyRecord, Store, StoreKind, StoreResult, UsedJtiRecord, UserKey, UserRecord, UserUpdate,
 };
 
 #[async_trait]
@@ -123,6 +123,13 @@ impl Store for PostgresStore {
         self.execute(sql::UPDATE_PUSHED, &[&h.0.as_slice(), &params])
             .await
             .map(|_| ())
+    }
+
+    async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool> {
+        let row = self
+            .query_opt(sql::SPEND_JTI, &[&jti.hash.0.as_slice(), &jti.expires_at.millis()])
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
@@ -317,6 +324,7 @@ impl Store for PostgresStore {
             RecordKind::RefreshTokens => ("refresh_tokens", "family"),
             RecordKind::Grants => ("grants", "id"),
             RecordKind::PushedRequests => ("pushed_requests", "hash"),
+            RecordKind::UsedJtis => ("used_jtis", "hash"),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let n = self
