@@ -11,6 +11,7 @@
 //! - [`invalidation`]: the cross-node invalidation window on two nodes sharing PostgreSQL.
 //! - [`memory`]: resident memory of the record cache and the memory store at N entries.
 //! - [`cpu`]: CPU time of a process from `/proc`, to report the server's CPU per request.
+//! - [`dpop`]: the DPoP proofs a client signs (`userinfo-dpop`).
 //! - [`directory`]: users created through the admin API, their logins, Zipf logins' store reads.
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod baseline;
 mod cpu;
 mod directory;
+mod dpop;
 mod driver;
 mod invalidation;
 mod memory;
@@ -55,6 +57,12 @@ enum Command {
     Flow(RunArgs),
     /// GET /auth/userinfo with a pool of access tokens obtained first (`--zipf` picks the hot ones).
     Userinfo(RunArgs),
+    /// GET /auth/userinfo with DPoP-bound access tokens (RFC 9449): the pool's tokens come from
+    /// code exchanges that carried a proof of one `--dpop-alg` key, and every request sends
+    /// `Authorization: DPoP` and a new proof (`ath`, `htm`, `htu` = the issuer's UserInfo URL
+    /// from discovery). `--proofs N` signs N proofs before the run (each used once; give the
+    /// server a `--dpop-max-age` longer than setup and run), else each is signed at send time.
+    UserinfoDpop(RunArgs),
     /// POST /auth/token, grant_type=client_credentials (the client's secret verification is cached
     /// by the server after the first request).
     TokenCc(RunArgs),
@@ -131,6 +139,13 @@ struct RunArgs {
     redirect_uri: String,
     #[arg(long, default_value = "openid profile email")]
     scope: String,
+    /// userinfo-dpop: the algorithm of the client's DPoP key.
+    #[arg(long, value_enum, default_value = "ES256")]
+    dpop_alg: authplane::jose::Alg,
+    /// userinfo-dpop: proofs signed before the run, each used once (0: each signed when its
+    /// request is sent, on this tool's CPU and inside the measured latency).
+    #[arg(long, default_value_t = 0)]
+    proofs: usize,
     /// Per-request timeout (a timeout counts as a transport error).
     #[arg(long, default_value = "10s", value_parser = humantime_duration)]
     timeout: Duration,
@@ -341,6 +356,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Users(a) => return directory::run(a).await,
         Command::Flow(a) => (Mode::Flow, a),
         Command::Userinfo(a) => (Mode::Userinfo, a),
+        Command::UserinfoDpop(a) => (Mode::UserinfoDpop, a),
         Command::TokenCc(a) => (Mode::TokenCc, a),
         Command::Authorize(a) => (Mode::Authorize, a),
         Command::Refresh(a) => (Mode::Refresh, a),

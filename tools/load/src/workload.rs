@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::RunArgs;
 use crate::cpu::CpuWindow;
+use crate::dpop::{ProofKey, unix_now};
 use crate::driver::{self, Job, Window};
 use crate::stats::{CpuReport, Lag, Outcome, RunReport, Stats, TransportError};
 use crate::target::loopback_base;
@@ -41,6 +42,7 @@ const ENDPOINTS: &[&str] = &[
 pub enum Mode {
     Flow,
     Userinfo,
+    UserinfoDpop,
     TokenCc,
     Authorize,
     Refresh,
@@ -53,6 +55,7 @@ impl Mode {
         match self {
             Self::Flow => "flow",
             Self::Userinfo => "userinfo",
+            Self::UserinfoDpop => "userinfo-dpop",
             Self::TokenCc => "token-cc",
             Self::Authorize => "authorize",
             Self::Refresh => "refresh",
@@ -64,7 +67,7 @@ impl Mode {
     fn needs_sessions(self) -> bool {
         matches!(
             self,
-            Self::Flow | Self::Userinfo | Self::Authorize | Self::Refresh | Self::TokenCode
+            Self::Flow | Self::Userinfo | Self::UserinfoDpop | Self::Authorize | Self::Refresh | Self::TokenCode
         )
     }
 }
@@ -85,6 +88,21 @@ struct TokenBody {
 struct Tokens {
     access: String,
     refresh: Option<String>,
+}
+
+/// The issuer's endpoint URLs, which DPoP proofs name (`htu`): the configured issuer's, not
+/// necessarily the address the tool sends to.
+#[derive(Deserialize)]
+struct Discovery {
+    token_endpoint: String,
+    userinfo_endpoint: String,
+}
+
+/// A client's DPoP key and the URLs its proofs name.
+pub struct DpopClient {
+    key: ProofKey,
+    token_htu: String,
+    userinfo_htu: String,
 }
 
 /// The client side of the protocol against one server.
@@ -219,7 +237,20 @@ impl Client {
         start: Instant,
         record: bool,
     ) -> Option<Tokens> {
-        let req = self
+        self.token_code_with(stats, code, verifier, None, start, record).await
+    }
+
+    /// The code grant; with `dpop`, a proof in the `DPoP` header (the tokens come back bound).
+    async fn token_code_with(
+        &self,
+        stats: &Stats,
+        code: &str,
+        verifier: &str,
+        dpop: Option<&str>,
+        start: Instant,
+        record: bool,
+    ) -> Option<Tokens> {
+        let mut req = self
             .http
             .post(&self.token_url)
             .header(header::AUTHORIZATION, self.basic.clone())
@@ -229,6 +260,9 @@ impl Client {
                 ("redirect_uri", &self.redirect_uri),
                 ("code_verifier", verifier),
             ]);
+        if let Some(proof) = dpop {
+            req = req.header("DPoP", proof);
+        }
         Self::settle(
             stats,
             TOKEN_CODE,
@@ -277,6 +311,52 @@ impl Client {
         .is_some()
     }
 
+    /// GET /auth/userinfo with a DPoP-bound token: `Authorization: DPoP` and the proof.
+    async fn userinfo_dpop(&self, stats: &Stats, access: &str, proof: &str, start: Instant, record: bool) -> bool {
+        let req = self
+            .http
+            .get(&self.userinfo_url)
+            .header(header::AUTHORIZATION, format!("DPoP {access}"))
+            .header("DPoP", proof);
+        Self::settle(stats, USERINFO, record, self.send(req, start).await, 200, |r| {
+            r.body.starts_with(b"{\"sub\"").then_some(())
+        })
+        .is_some()
+    }
+
+    /// The issuer's token and UserInfo URLs from its discovery document, and a new DPoP key.
+    async fn dpop_client(&self, alg: authplane::jose::Alg) -> anyhow::Result<DpopClient> {
+        let d: Discovery = self
+            .http
+            .get(self.url("/.well-known/openid-configuration"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+            .context("the discovery document")?;
+        Ok(DpopClient {
+            key: ProofKey::generate(alg)?,
+            token_htu: d.token_endpoint,
+            userinfo_htu: d.userinfo_endpoint,
+        })
+    }
+
+    /// authorize → token (code) with a DPoP proof at the token endpoint: a bound access token.
+    async fn dpop_access_token(&self, stats: &Stats, session: &str, dpop: &DpopClient) -> anyhow::Result<String> {
+        let pkce = Pkce::generate();
+        let code = self
+            .authorize(stats, session, &pkce.challenge, Instant::now(), true)
+            .await
+            .with_context(|| format!("authorize failed: {}", describe(stats)))?;
+        let proof = dpop.key.proof("POST", &dpop.token_htu, None, unix_now())?;
+        let tokens = self
+            .token_code_with(stats, &code, &pkce.verifier, Some(&proof), Instant::now(), true)
+            .await
+            .with_context(|| format!("the code exchange with a DPoP proof failed: {}", describe(stats)))?;
+        Ok(tokens.access)
+    }
+
     async fn baseline(&self, stats: &Stats, start: Instant, record: bool) -> bool {
         let req = self.http.get(self.url("/baseline"));
         Self::settle(stats, BASELINE, record, self.send(req, start).await, 200, |_| Some(())).is_some()
@@ -321,6 +401,12 @@ struct Workload {
     refresh_pool: Mutex<Vec<String>>,
     /// Codes not redeemed yet, each with its PKCE verifier; each is redeemed once.
     code_pool: Mutex<Vec<(String, String)>>,
+    /// userinfo-dpop: the client's DPoP key and URLs.
+    dpop: Option<DpopClient>,
+    /// userinfo-dpop with `--proofs`: proofs signed before the run, each with the index of the
+    /// access token it names (`ath`); each is used once.
+    proof_pool: Mutex<Vec<(usize, String)>>,
+    presigned: bool,
     userinfo_per_flow: usize,
 }
 
@@ -338,6 +424,30 @@ impl Job for Workload {
             Mode::Userinfo => {
                 let token = &self.access_tokens[self.token_picker.pick()];
                 c.userinfo(stats, token, start, record).await;
+            }
+            Mode::UserinfoDpop => {
+                let Some(dpop) = &self.dpop else {
+                    return;
+                };
+                let taken = if self.presigned {
+                    self.proof_pool.lock().unwrap_or_else(|p| p.into_inner()).pop()
+                } else {
+                    // Signed now: the client's own cost, inside the measured latency.
+                    let i = self.token_picker.pick();
+                    let token = &self.access_tokens[i];
+                    dpop.key
+                        .proof("GET", &dpop.userinfo_htu, Some(token), unix_now())
+                        .ok()
+                        .map(|p| (i, p))
+                };
+                let Some((i, proof)) = taken else {
+                    if record {
+                        stats.record(USERINFO, Outcome::NotSent("proof_pool_empty"), start.elapsed());
+                    }
+                    return;
+                };
+                c.userinfo_dpop(stats, &self.access_tokens[i], &proof, start, record)
+                    .await;
             }
             Mode::Authorize => {
                 let session = &self.sessions[self.session_picker.pick()];
@@ -423,6 +533,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let pool_size = match mode {
         Mode::Userinfo => args.tokens.max(1),
+        Mode::UserinfoDpop => 0,
         Mode::Refresh => args.tokens.max(args.concurrency.unwrap_or(0) + 16),
         _ => 0,
     };
@@ -457,6 +568,27 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
             codes.push((code, pkce.verifier.clone()));
         }
     }
+    // userinfo-dpop: access tokens bound to one DPoP key, and the proofs made before the run.
+    let mut dpop = None;
+    let mut proofs = Vec::new();
+    let token_picker = if mode == Mode::UserinfoDpop {
+        let d = client.dpop_client(args.dpop_alg).await?;
+        for i in 0..args.tokens.max(1) {
+            let session = &sessions[i % sessions.len()];
+            access_tokens.push(client.dpop_access_token(&setup, session, &d).await?);
+        }
+        let picker = Picker::new(access_tokens.len(), args.zipf);
+        proofs.reserve(args.proofs);
+        let now = unix_now();
+        for _ in 0..args.proofs {
+            let i = picker.pick();
+            proofs.push((i, d.key.proof("GET", &d.userinfo_htu, Some(&access_tokens[i]), now)?));
+        }
+        dpop = Some(d);
+        picker
+    } else {
+        Picker::new(access_tokens.len(), args.zipf)
+    };
     if mode == Mode::TokenCc {
         // The first client_credentials request pays the argon2 verification; not part of the run.
         if client.token_cc(&setup, Instant::now(), true).await.is_none() {
@@ -467,13 +599,16 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
     let workload = Arc::new(Workload {
         mode,
         session_picker: Picker::new(sessions.len(), args.zipf),
-        token_picker: Picker::new(access_tokens.len(), args.zipf),
+        token_picker,
         client,
         stats,
         sessions,
         access_tokens,
         refresh_pool: Mutex::new(refresh_tokens),
         code_pool: Mutex::new(codes),
+        dpop,
+        presigned: args.proofs > 0,
+        proof_pool: Mutex::new(proofs),
         userinfo_per_flow: args.userinfo_per_flow,
     });
     let window = Window {
