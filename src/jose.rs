@@ -166,7 +166,11 @@ impl PrivateKey {
                     .map_err(|_| JoseError::Sign)?;
                 Ok(sig)
             }
-            KeyPair::Ec(pair) => Ok(pair.sign(&rng, msg).map_err(|_| JoseError::Sign)?.as_ref().to_vec()),
+            KeyPair::Ec(pair) => {
+                let mut sig = pair.sign(&rng, msg).map_err(|_| JoseError::Sign)?.as_ref().to_vec();
+                low_s(&mut sig);
+                Ok(sig)
+            }
             KeyPair::Ed(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
         }
     }
@@ -331,6 +335,45 @@ impl PublicKey {
     }
 }
 
+/// The order n of P-256, big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa,
+    0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Whether the `s` half of a fixed-size P-256 signature (`r || s`) is at most n/2.
+pub fn is_low_s(sig: &[u8]) -> bool {
+    let Some(s) = sig.get(32..64) else {
+        return false;
+    };
+    // n/2 rounded down: shift n right by one bit.
+    let mut half = [0u8; 32];
+    let mut carry = 0u8;
+    for (i, b) in P256_N.iter().enumerate() {
+        half[i] = (b >> 1) | carry;
+        carry = (b & 1) << 7;
+    }
+    s <= &half[..]
+}
+
+/// Puts an ECDSA P-256 signature in low-S form (s := n - s when s > n/2; both verify): our
+/// tokens then have one encoding only, so a revoked one cannot be revived as a new string by
+/// flipping `s` (ECDSA malleability).
+fn low_s(sig: &mut [u8]) {
+    if sig.len() != 64 || is_low_s(sig) {
+        return;
+    }
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(P256_N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        sig[32 + i] = d as u8;
+    }
+}
+
 /// DER of PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
 fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     fn integer(v: &[u8]) -> Vec<u8> {
@@ -482,6 +525,11 @@ pub fn verify_jwt<'k>(token: &str, key_of: impl FnOnce(&str) -> Option<&'k Publi
     let jws = parse_compact(token)?;
     let key = jws.header_str("kid").and_then(key_of).ok_or(JwtError::UnknownKey)?;
     jws.verify(key)?;
+    // This server signs in low-S form only: a high-S twin of one of its tokens is a forgery of
+    // a new token string, not a token it issued.
+    if key.alg() == Alg::ES256 && !is_low_s(&jws.signature) {
+        return Err(JwtError::BadSignature);
+    }
     Ok(Verified {
         typ: jws.header_str("typ").map(str::to_owned),
         claims: jws.claims()?,
@@ -613,6 +661,40 @@ fn framed(parts: &[&[u8]]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn es256_signatures_are_low_s_and_high_s_twins_are_refused() {
+        let (key, _) = PrivateKey::generate(Alg::ES256).unwrap();
+        for i in 0..32 {
+            let token = sign_jwt(&key, "k", "JWT", &serde_json::json!({"i": i})).unwrap();
+            let public = key.public_key();
+            assert!(verify_jwt(&token, |_| Some(&public)).is_ok());
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            assert!(is_low_s(&sig), "signed low-S");
+            // The twin (r, n - s) verifies as ECDSA but is not a token this server issued.
+            let mut twin = sig.clone();
+            twin[32..].copy_from_slice(&[0u8; 32]);
+            let mut borrow = 0i16;
+            for b in (0..32).rev() {
+                let mut d = i16::from(P256_N[b]) - i16::from(sig[32 + b]) - borrow;
+                borrow = i16::from(d < 0);
+                if d < 0 {
+                    d += 256;
+                }
+                twin[32 + b] = d as u8;
+            }
+            assert!(
+                public.verify(input.as_bytes(), &twin),
+                "the twin is a valid ECDSA signature"
+            );
+            let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&twin));
+            assert_eq!(
+                verify_jwt(&forged, |_| Some(&public)).err(),
+                Some(JwtError::BadSignature)
+            );
+        }
+    }
 
     #[test]
     fn form_tags_bind_every_part() {

@@ -73,7 +73,7 @@ impl AuthorizeService {
             tracing::info!(target: "security", "consent form for another request or session refused");
             return Err(ApiError::CrossSite);
         }
-        let req = authorize_request(return_to)?;
+        let (req, _) = self.resolve_pushed(authorize_request(return_to)?, now).await?;
         let target = self.redirect_target(&req).await?;
         let (client, registered) = (&target.client, target.registered());
         if !allow {

@@ -84,6 +84,11 @@ pub(crate) fn verify_hint(keys: &KeyService, issuer: &str, hint: &str) -> Option
             return None;
         }
     };
+    // An access token (`at+jwt`) is signed by the same keys and is not an ID token.
+    if verified.typ.as_deref().is_some_and(|t| t != "JWT") {
+        tracing::info!(target: "security", "id_token_hint that is not an ID token refused");
+        return None;
+    }
     let c = &verified.claims;
     if c.get("iss").and_then(|v| v.as_str()) != Some(issuer) {
         tracing::info!(target: "security", "id_token_hint of another issuer refused");
