@@ -133,12 +133,6 @@ async fn userinfo_dpop(app: &TestApp, scheme: &str, token: &str, proof: Option<&
     req.send().await.unwrap()
 }
 
-/// The `error` of an answer, and its `WWW-Authenticate` when there is one.
-async fn error_of(res: reqwest::Response) -> (StatusCode, String) {
-    let status = res.status();
-    (status, s(&json(res).await, "error"))
-}
-
 fn challenge(res: &reqwest::Response) -> String {
     res.headers()
         .get("www-authenticate")
@@ -180,14 +174,6 @@ fn pairs<'a>(form: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)>
 fn claims_of(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn tokens_issued(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("authplane_tokens_issued_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -348,7 +334,7 @@ async fn bad_proofs_at_the_token_endpoint_are_invalid_dpop_proof_and_issue_nothi
             .status(),
         StatusCode::OK
     );
-    let before = tokens_issued(&app.metrics_text().await);
+    let before = tokens_issued(&app.metrics_text().await, None);
 
     let signed_by_other = {
         // The header names `key`, the signature is `other`'s.
@@ -446,7 +432,7 @@ async fn bad_proofs_at_the_token_endpoint_are_invalid_dpop_proof_and_issue_nothi
         error_of(res).await,
         (StatusCode::BAD_REQUEST, "invalid_dpop_proof".into())
     );
-    assert_eq!(tokens_issued(&app.metrics_text().await), before, "nothing issued");
+    assert_eq!(tokens_issued(&app.metrics_text().await, None), before, "nothing issued");
     let proof = key.proof(&app, "POST", "/auth/token", None);
     let res = token_with_proof(&app, Some(DPOP_CLIENT), Some(&proof), &cc).await;
     assert_eq!(json(res).await["token_type"], "DPoP");
@@ -507,7 +493,7 @@ async fn dpop_jkt_at_authorize_binds_the_code_to_that_key() {
         Some("invalid_request")
     );
 
-    let before = tokens_issued(&app.metrics_text().await);
+    let before = tokens_issued(&app.metrics_text().await, None);
     for (what, proof) in [
         ("no proof", None),
         ("another key", Some(other.proof(&app, "POST", "/auth/token", None))),
@@ -520,7 +506,7 @@ async fn dpop_jkt_at_authorize_binds_the_code_to_that_key() {
             "{what}"
         );
     }
-    assert_eq!(tokens_issued(&app.metrics_text().await), before);
+    assert_eq!(tokens_issued(&app.metrics_text().await, None), before);
     let code = spa_code(&app, &[("dpop_jkt", &key.jkt)]).await;
     let proof = key.proof(&app, "POST", "/auth/token", None);
     let res = token_with_proof(&app, None, Some(&proof), &pairs(&spa_exchange(&code))).await;

@@ -3,3 +3,32 @@
 //! protocol. Re-exported here so that every area module reads `use crate::helpers::*`.
 
 pub use authplane_testkit::*;
+
+/// An OAuth error answer's status and `error`.
+pub async fn error_of(res: reqwest::Response) -> (reqwest::StatusCode, String) {
+    let status = res.status();
+    (status, s(&json(res).await, "error"))
+}
+
+/// The `issuer` of the server's discovery document.
+pub async fn issuer(app: &TestApp) -> String {
+    let meta = json(
+        app.client
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    s(&meta, "issuer")
+}
+
+/// `authplane_tokens_issued_total` of one grant type, or of all of them.
+pub fn tokens_issued(metrics: &str, grant: Option<&str>) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("authplane_tokens_issued_total{"))
+        .filter(|l| grant.is_none_or(|g| l.starts_with(&format!("grant_type=\"{g}\"}}"))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

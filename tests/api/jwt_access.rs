@@ -19,18 +19,6 @@ use crate::pg::TestDb;
 
 const JWT_CLIENT: (&str, &str) = (JWT_APP, APP_SECRET);
 
-async fn issuer(app: &TestApp) -> String {
-    let meta = json(
-        app.client
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    s(&meta, "issuer")
-}
-
 /// What a resource server does with a JWT access token: the JWKS key its `kid` names, that
 /// key's `alg`, `typ` `at+jwt`, the issuer and its own identifier in `aud` (jsonwebtoken's
 /// checks). Expiry is the manual clock's business, so it is checked by the caller.
@@ -97,19 +85,6 @@ async fn code_flow(app: &TestApp, at_authorize: &[&str], at_token: &[&str]) -> r
     ];
     form.extend(at_token.iter().map(|r| ("resource", *r)));
     app.token(Some(JWT_CLIENT), &form).await
-}
-
-async fn error_of(res: reqwest::Response) -> (StatusCode, String) {
-    let status = res.status();
-    (status, s(&json(res).await, "error"))
-}
-
-fn tokens_issued(metrics: &str, grant: &str) -> f64 {
-    let prefix = format!("authplane_tokens_issued_total{{grant_type=\"{grant}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]
@@ -193,7 +168,10 @@ async fn a_client_credentials_jwt_is_issued_without_a_store_write_and_revoked_wi
         store.get_access_token(&hash).await.unwrap().is_none(),
         "no write at issuance"
     );
-    assert_eq!(tokens_issued(&app.metrics_text().await, "client_credentials"), 1.0);
+    assert_eq!(
+        tokens_issued(&app.metrics_text().await, Some("client_credentials")),
+        1.0
+    );
     // Known from its signature alone (no cache remembers it here).
     tokio::time::sleep(Duration::from_millis(2)).await;
     assert_eq!(app.introspect(&token).await["active"], true);
@@ -324,14 +302,17 @@ async fn a_resource_the_client_or_grant_may_not_name_is_invalid_target_and_chang
     );
 
     // At the token endpoint: nothing issued.
-    let before = tokens_issued(&app.metrics_text().await, "client_credentials");
+    let before = tokens_issued(&app.metrics_text().await, Some("client_credentials"));
     for bad in ["https://evil.example", "https://api.example.test#frag"] {
         assert_eq!(
             error_of(client_credentials(&app, &[("resource", bad)]).await).await,
             (StatusCode::BAD_REQUEST, "invalid_target".to_owned())
         );
     }
-    assert_eq!(tokens_issued(&app.metrics_text().await, "client_credentials"), before);
+    assert_eq!(
+        tokens_issued(&app.metrics_text().await, Some("client_credentials")),
+        before
+    );
     let res = client_credentials(&app, &[("resource", API), ("resource", BILLING)]).await;
     assert_eq!(res.status(), StatusCode::OK, "the client's own resources");
 

@@ -60,11 +60,6 @@ async fn authorize_pushed(app: &TestApp, session: Option<&str>, client: &str, ur
         .await
 }
 
-async fn error_of(res: reqwest::Response) -> (StatusCode, String) {
-    let status = res.status();
-    (status, s(&json(res).await, "error"))
-}
-
 fn pushed_records(app: &TestApp) -> usize {
     app.store
         .as_ref()
