@@ -231,6 +231,13 @@ impl AdminService {
             .await?
             .ok_or(ApiError::InvalidToken)?
             .record;
+        // The admin API takes bearer tokens meant for the issuer: a DPoP-bound one (RFC 9449
+        // section 7.1) or one meant only for other resource servers (RFC 8707) is refused.
+        let issuer = self.inner.tokens.issuer();
+        if record.jkt.is_some() || !(record.resources.is_empty() || record.resources.contains(issuer)) {
+            tracing::info!(target: "security", client_id = %record.client_id, "admin call with a DPoP-bound token or one for another resource");
+            return Err(ApiError::InvalidToken);
+        }
         if !record.scope.contains("admin") {
             tracing::info!(target: "security", client_id = %record.client_id, "admin call without the admin scope");
             return Err(ApiError::AdminScopeRequired);

@@ -513,3 +513,26 @@ async fn dpop_jkt_at_authorize_binds_the_code_to_that_key() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(json(res).await["token_type"], "DPoP");
 }
+
+/// A DPoP-bound token is never a bearer token, at the admin API either.
+#[tokio::test]
+async fn a_bound_admin_token_is_refused_as_a_bearer_token() {
+    use authplane_testkit::fixture::{ADMIN, ADMIN_SECRET};
+    let app = spawn_issuer(|_| {}).await;
+    let key = DpopKey::es256();
+    let form = [("grant_type", "client_credentials"), ("scope", "admin")];
+    let proof = key.proof(&app, "POST", "/auth/token", None);
+    let bound = json(token_with_proof(&app, Some((ADMIN, ADMIN_SECRET)), Some(&proof), &form).await).await;
+    assert_eq!(bound["token_type"], "DPoP");
+    let unbound = json(token_with_proof(&app, Some((ADMIN, ADMIN_SECRET)), None, &form).await).await;
+    for (token, status) in [(&bound, StatusCode::UNAUTHORIZED), (&unbound, StatusCode::OK)] {
+        let res = app
+            .client
+            .get(app.url("/admin/users"))
+            .bearer_auth(s(token, "access_token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{}", token["token_type"]);
+    }
+}
