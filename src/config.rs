@@ -414,6 +414,13 @@ impl JwkSet {
                     (None, Some("OKP"), Some("Ed25519")) => Some(Alg::EdDSA),
                     _ => None,
                 };
+                // RSA under 2048 bits never verifies here (aws-lc's RS256 floor): refused now,
+                // not at the client's first request.
+                let short_rsa =
+                    text("kty") == Some("RSA") && text("n").is_none_or(|n| n.trim_end_matches('=').len() * 6 < 2048);
+                if short_rsa {
+                    return Err("jwks: RSA keys must have at least 2048 bits".to_owned());
+                }
                 let key = alg
                     .and_then(|alg| PublicKey::from_jwk_for(alg, jwk))
                     .ok_or("jwks: each key must be an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key")?;

@@ -562,6 +562,7 @@ impl TokenService {
         // UserInfo is a resource of the issuer's: a token meant for other resources only
         // (RFC 8707, RFC 9068 section 4) is not accepted here.
         if !record.resources.is_empty() && !record.resources.contains(&self.inner.issuer) {
+            tracing::info!(target: "security", client_id = %record.client_id, "UserInfo with a token for other resource servers");
             return Err(ApiError::InvalidToken);
         }
         let Some(user) = user else {

@@ -348,6 +348,13 @@ async fn a_config_with_private_key_jwt_needs_public_keys() {
             "jwks = { keys = [ { kty = \"oct\", k = \"c2VjcmV0\" } ] }".to_owned(),
         ),
         (
+            "a 1024-bit RSA key",
+            format!(
+                "jwks = {{ keys = [ {{ kty = \"RSA\", e = \"AQAB\", n = \"{}\" }} ] }}",
+                "A".repeat(171)
+            ),
+        ),
+        (
             "a P-384 key",
             format!("jwks = {{ keys = [ {{ kty = \"EC\", crv = \"P-384\", x = \"{x}\", y = \"{y}\" }} ] }}"),
         ),
