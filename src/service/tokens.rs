@@ -251,7 +251,7 @@ impl TokenService {
         }
         // DPoP (RFC 9449 section 5): a proof binds what is issued to its key.
         let proof = match req.dpop.as_deref() {
-            Some(p) => Some(self.dpop_proof(&client.client_id, p, "POST", &self.inner.token_url, None, now, false)?),
+            Some(p) => Some(self.dpop_proof(&client.client_id, p, &self.post_to(&self.inner.token_url), now)?),
             None if client.dpop_bound_access_tokens => {
                 tracing::info!(target: "security", client_id = %client.client_id, "token request without the DPoP proof the client must send");
                 return Err(ApiError::InvalidDpopProof { at_resource: false });
@@ -490,36 +490,35 @@ impl TokenService {
         Ok(Some(ValidToken { record, user }))
     }
 
-    /// Verifies a DPoP proof for `client` (`None` at a resource, before the token is known to
-    /// be valid), logging why it was refused.
-    #[allow(clippy::too_many_arguments)]
+    /// Verifies `client_id`'s DPoP proof for `req`, logging why it was refused. A proof that
+    /// names an access token is one at a resource, where a refusal is a 401.
     pub(crate) fn dpop_proof(
         &self,
-        client: impl std::fmt::Display,
+        client_id: &str,
         proof: &str,
-        method: &str,
-        url: &url::Url,
-        access_token: Option<&str>,
+        req: &ProofFor<'_>,
         now: Timestamp,
-        at_resource: bool,
     ) -> Result<Proof, ApiError> {
-        let req = ProofFor {
-            method,
-            url,
-            access_token,
-        };
-        self.inner.dpop.verify(proof, &req, now).map_err(|e| {
-            tracing::info!(target: "security", client_id = %client, reason = %e, "DPoP proof refused");
+        let at_resource = req.access_token.is_some();
+        self.inner.dpop.verify(proof, req, now).map_err(|e| {
+            tracing::info!(target: "security", client_id, reason = %e, "DPoP proof refused");
             ApiError::InvalidDpopProof { at_resource }
         })
     }
 
     /// The thumbprint of a DPoP proof sent to `/auth/par` (RFC 9449 section 10.1).
     pub fn pushed_request_proof(&self, client: &Client, proof: &str, now: Timestamp) -> Result<String, ApiError> {
-        let url = &self.inner.par_url;
-        Ok(self
-            .dpop_proof(&client.client_id, proof, "POST", url, None, now, false)?
-            .jkt)
+        let req = self.post_to(&self.inner.par_url);
+        Ok(self.dpop_proof(&client.client_id, proof, &req, now)?.jkt)
+    }
+
+    /// What a proof of a form post to `url` (token endpoint, PAR) must name: no access token.
+    fn post_to<'a>(&self, url: &'a url::Url) -> ProofFor<'a> {
+        ProofFor {
+            method: "POST",
+            url,
+            access_token: None,
+        }
     }
 
     /// RFC 9449 section 7: a bound token needs the `DPoP` scheme and a proof of its key (with
@@ -541,7 +540,12 @@ impl TokenService {
             (Some(jkt), true) => {
                 let proof = p.proof.ok_or(ApiError::InvalidDpopToken)?;
                 let url = &self.inner.userinfo_url;
-                let got = self.dpop_proof(&record.client_id, proof, p.method, url, Some(token), now, true)?;
+                let req = ProofFor {
+                    method: p.method,
+                    url,
+                    access_token: Some(token),
+                };
+                let got = self.dpop_proof(&record.client_id, proof, &req, now)?;
                 if got.jkt != *jkt {
                     tracing::info!(target: "security", client_id = %record.client_id, "DPoP proof of another key than the token's");
                     return Err(ApiError::InvalidDpopToken);

@@ -179,14 +179,7 @@ fn claims_of(jwt: &str) -> Value {
 #[tokio::test]
 async fn a_proof_binds_the_tokens_of_every_grant_to_its_key_for_each_algorithm() {
     let app = spawn_issuer(|_| {}).await;
-    let meta = json(
-        app.client
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let meta = discovery(&app).await;
     assert_eq!(
         meta["dpop_signing_alg_values_supported"],
         json!(["ES256", "EdDSA", "RS256"])

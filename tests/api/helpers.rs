@@ -10,17 +10,15 @@ pub async fn error_of(res: reqwest::Response) -> (reqwest::StatusCode, String) {
     (status, s(&json(res).await, "error"))
 }
 
+/// The server's discovery document.
+pub async fn discovery(app: &TestApp) -> serde_json::Value {
+    let res = app.client.get(app.url("/.well-known/openid-configuration"));
+    json(res.send().await.unwrap()).await
+}
+
 /// The `issuer` of the server's discovery document.
 pub async fn issuer(app: &TestApp) -> String {
-    let meta = json(
-        app.client
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    s(&meta, "issuer")
+    s(&discovery(app).await, "issuer")
 }
 
 /// `authplane_tokens_issued_total` of one grant type, or of all of them.

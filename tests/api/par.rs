@@ -72,14 +72,7 @@ fn pushed_records(app: &TestApp) -> usize {
 #[tokio::test]
 async fn a_pushed_request_authorizes_once_with_its_own_parameters() {
     let app = spawn_app().await;
-    let meta = json(
-        app.client
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let meta = discovery(&app).await;
     assert!(s(&meta, "pushed_authorization_request_endpoint").ends_with("/auth/par"));
     let session = app.login().await;
     let uri = pushed(&app, &params(&[])).await;

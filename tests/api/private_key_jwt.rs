@@ -131,14 +131,7 @@ async fn a_client_authenticates_with_a_signed_assertion_at_every_endpoint() {
     let app = spawn_with_keys(&[&es, &ed, &rs], 10).await;
     let iss = issuer(&app).await;
     let token_url = format!("{}/auth/token", iss.trim_end_matches('/'));
-    let meta = json(
-        app.client
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let meta = discovery(&app).await;
     assert!(
         meta["token_endpoint_auth_methods_supported"]
             .as_array()
