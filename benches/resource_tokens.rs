@@ -92,7 +92,7 @@ fn dpop_verify_benches(c: &mut Criterion) {
             .map(|_| key.proof("GET", url.as_str(), Some(&token), now.secs()))
             .collect();
         assert!(
-            DpopVerifier::new(Duration::from_secs(60))
+            DpopVerifier::new(Duration::from_secs(60), 1_000_000)
                 .verify(&pool[0], &req, now)
                 .is_ok()
         );
@@ -102,7 +102,7 @@ fn dpop_verify_benches(c: &mut Criterion) {
                 let mut left = iters as usize;
                 while left > 0 {
                     let n = left.min(pool.len());
-                    let verifier = DpopVerifier::new(Duration::from_secs(60));
+                    let verifier = DpopVerifier::new(Duration::from_secs(60), 1_000_000);
                     let start = Instant::now();
                     for p in &pool[..n] {
                         black_box(verifier.verify(black_box(p), &req, now).is_ok());

@@ -154,6 +154,7 @@ impl Application {
             issuer: cfg.issuer.clone(),
             ttls,
         });
+        let dpop = DpopVerifier::new(cfg.dpop_max_age.0, cfg.dpop_replay_capacity);
         let tokens = TokenService::new(
             TokenServiceParts {
                 store: Arc::clone(&store),
@@ -165,7 +166,7 @@ impl Application {
                 keys: keys.clone(),
                 issuer: cfg.issuer.clone(),
                 access_token_alg: cfg.access_token_alg,
-                dpop: DpopVerifier::new(cfg.dpop_max_age.0),
+                dpop: dpop.clone(),
                 token_url: endpoint_url(&cfg.issuer, "/auth/token")?,
                 userinfo_url: endpoint_url(&cfg.issuer, "/auth/userinfo")?,
                 par_url: endpoint_url(&cfg.issuer, "/auth/par")?,
@@ -215,6 +216,7 @@ impl Application {
                 shutdown: cancel.clone(),
                 pool_size: cfg.pool_size,
                 invalidation: invalidations.as_ref().map(|_| listening.clone()),
+                dpop,
             },
             &metrics,
         );

@@ -268,6 +268,10 @@ settings! {
     par_ttl: HumanDuration = secs(60), env "AUTHPLANE_PAR_TTL";
     /// How far a DPoP proof's `iat` may lie from the server's clock (either way).
     dpop_max_age: HumanDuration = secs(60), env "AUTHPLANE_DPOP_MAX_AGE";
+    /// DPoP proof `jti`s a node remembers (each for twice `--dpop-max-age`); past it the oldest
+    /// are dropped and `/debug/health` counts them. Size it to the proofs a node verifies in
+    /// that window.
+    dpop_replay_capacity: u64 = crate::service::dpop::REPLAY_CAPACITY, env "AUTHPLANE_DPOP_REPLAY_CAPACITY";
     /// ID token lifetime.
     id_token_ttl: HumanDuration = secs(3600), env "AUTHPLANE_ID_TOKEN_TTL";
     /// Each algorithm's signing key is replaced after this long.

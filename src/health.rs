@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::CacheReport;
 use crate::layers::admission::{Admission, AdmissionReport};
+use crate::service::dpop::{DpopVerifier, ReplayReport};
 use crate::service::{Caches, ClientRegistry, RevocationQueue, UserDirectory};
 use crate::store::{PoolStatus, RecordCounts, RecordKind, Store, StoreKind};
 use crate::sweeper::{SweeperReport, SweeperStatus};
@@ -32,6 +33,7 @@ struct Inner {
     shutdown: CancellationToken,
     pool_size: usize,
     invalidation: Option<tokio::sync::watch::Receiver<bool>>,
+    dpop: DpopVerifier,
     gauges: Gauges,
 }
 
@@ -55,6 +57,8 @@ pub struct HealthReport {
     /// Each hot route's admission control, by route.
     pub queues: std::collections::BTreeMap<&'static str, AdmissionReport>,
     pub revocations_pending: usize,
+    /// The DPoP proof replay cache of this node.
+    pub dpop_replay: ReplayReport,
 }
 
 #[derive(Serialize)]
@@ -81,6 +85,7 @@ pub struct HealthParts {
     pub pool_size: usize,
     /// Whether the cross-node invalidation listener is connected (postgres only).
     pub invalidation: Option<tokio::sync::watch::Receiver<bool>>,
+    pub dpop: DpopVerifier,
 }
 
 /// How long a readiness probe waits for the store before calling it down.
@@ -124,6 +129,7 @@ impl HealthService {
                 shutdown: p.shutdown,
                 pool_size: p.pool_size,
                 invalidation: p.invalidation,
+                dpop: p.dpop,
                 gauges,
             }),
         };
@@ -219,6 +225,7 @@ impl HealthService {
             sweeper: i.sweeper.report(),
             queues: i.admissions.iter().map(|a| (a.route(), a.report())).collect(),
             revocations_pending: i.revocations.len(),
+            dpop_replay: i.dpop.report(),
         }
     }
 }

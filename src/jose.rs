@@ -16,7 +16,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, UnparsedPublicKey,
+    KeyPair as _, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -191,16 +191,12 @@ impl PrivateKey {
             )),
             _ => None,
         };
-        PublicKey {
-            alg: self.alg,
-            bytes,
-            rsa,
-        }
+        PublicKey::new(self.alg, bytes, rsa)
     }
 }
 
 /// A public key: verifies signatures and renders itself as a JWK.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PublicKey {
     alg: Alg,
     /// In the provider's encoding (PKCS#1 for RSA, the uncompressed point for P-256, the raw
@@ -208,20 +204,49 @@ pub struct PublicKey {
     bytes: Vec<u8>,
     /// RSA's `n` and `e`, big-endian.
     rsa: Option<(Vec<u8>, Vec<u8>)>,
+    /// The provider's parsed form, made once: an RSA key's Montgomery constants or a point's
+    /// validation are not redone for each signature (a DPoP client, or this server's own
+    /// keys, verify many with one key). `None` when the provider refused the bytes: nothing
+    /// then verifies.
+    parsed: Option<std::sync::Arc<ParsedPublicKey>>,
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self.alg, &self.bytes, &self.rsa) == (other.alg, &other.bytes, &other.rsa)
+    }
+}
+
+impl Eq for PublicKey {}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("alg", &self.alg)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PublicKey {
+    fn new(alg: Alg, bytes: Vec<u8>, rsa: Option<(Vec<u8>, Vec<u8>)>) -> Self {
+        let parsed = ParsedPublicKey::new(verification_alg(alg), &bytes)
+            .ok()
+            .map(std::sync::Arc::new);
+        Self {
+            alg,
+            bytes,
+            rsa,
+            parsed,
+        }
+    }
+
     pub fn alg(&self) -> Alg {
         self.alg
     }
 
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        let alg: &dyn signature::VerificationAlgorithm = match self.alg {
-            Alg::RS256 => &RSA_PKCS1_2048_8192_SHA256,
-            Alg::ES256 => &ECDSA_P256_SHA256_FIXED,
-            Alg::EdDSA => &ED25519,
-        };
-        UnparsedPublicKey::new(alg, &self.bytes).verify(msg, sig).is_ok()
+        self.parsed.as_ref().is_some_and(|key| key.verify_sig(msg, sig).is_ok())
     }
 
     /// The JWK of this key (RFC 7517, RFC 7518 section 6, RFC 8037), public parameters only.
@@ -280,11 +305,7 @@ impl PublicKey {
         match (alg, field("kty")?) {
             (Alg::RS256, "RSA") => {
                 let (n, e) = (bytes("n")?, bytes("e")?);
-                Some(Self {
-                    alg,
-                    bytes: rsa_public_key_der(&n, &e),
-                    rsa: Some((n, e)),
-                })
+                Some(Self::new(alg, rsa_public_key_der(&n, &e), Some((n, e))))
             }
             (Alg::ES256, "EC") if field("crv")? == "P-256" => {
                 let (x, y) = (bytes("x")?, bytes("y")?);
@@ -295,22 +316,16 @@ impl PublicKey {
                 point.push(4);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                Some(Self {
-                    alg,
-                    bytes: point,
-                    rsa: None,
-                })
+                Some(Self::new(alg, point, None))
             }
             (Alg::EdDSA, "OKP") if field("crv")? == "Ed25519" => {
                 let x = bytes("x")?;
-                (x.len() == 32).then_some(Self {
-                    alg,
-                    bytes: x,
-                    rsa: None,
-                })
+                (x.len() == 32).then(|| Self::new(alg, x, None))
             }
             _ => None,
         }
+        // A key the provider refuses (a point off the curve, a modulus out of range) is no key.
+        .filter(|key| key.parsed.is_some())
     }
 }
 
@@ -371,6 +386,15 @@ fn low_s(sig: &mut [u8]) {
             d += 256;
         }
         sig[32 + i] = d as u8;
+    }
+}
+
+/// The provider's verification algorithm of `alg` (RSA: 2048 to 8192 bits).
+fn verification_alg(alg: Alg) -> &'static dyn signature::VerificationAlgorithm {
+    match alg {
+        Alg::RS256 => &RSA_PKCS1_2048_8192_SHA256,
+        Alg::ES256 => &ECDSA_P256_SHA256_FIXED,
+        Alg::EdDSA => &ED25519,
     }
 }
 

@@ -529,3 +529,28 @@ async fn a_bound_admin_token_is_refused_as_a_bearer_token() {
         assert_eq!(res.status(), status, "{}", token["token_type"]);
     }
 }
+
+#[tokio::test]
+async fn the_replay_cache_holds_its_bound_and_health_counts_what_it_dropped_early() {
+    let app = spawn_issuer(|s| s.dpop_replay_capacity = Some(3)).await;
+    let key = DpopKey::ed25519();
+    let cc = [("grant_type", "client_credentials")];
+    let proofs: Vec<String> = (0..5).map(|_| key.proof(&app, "POST", "/auth/token", None)).collect();
+    for p in &proofs {
+        let res = token_with_proof(&app, Some(JWT_CLIENT), Some(p), &cc).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // The newest is remembered at the bound: its replay is refused.
+    let res = token_with_proof(&app, Some(JWT_CLIENT), Some(&proofs[4]), &cc).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_dpop_proof".into())
+    );
+    let health = json(app.client.get(app.url("/debug/health")).send().await.unwrap()).await;
+    let replay = &health["dpop_replay"];
+    assert_eq!(replay["capacity"], 3, "{health}");
+    assert_eq!(replay["window_seconds"], 120, "{health}");
+    assert!(replay["entries"].as_u64().unwrap() <= 3, "{health}");
+    // Five jtis in a cache of three, all inside their window: two dropped early, and said so.
+    assert_eq!(replay["evicted_unexpired"], 2, "{health}");
+}

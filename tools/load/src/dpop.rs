@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn the_servers_verifier_accepts_the_proofs() {
         let url = url::Url::parse("http://127.0.0.1:8080/auth/userinfo").unwrap();
-        let verifier = DpopVerifier::new(std::time::Duration::from_secs(60));
+        let verifier = DpopVerifier::new(std::time::Duration::from_secs(60), 1_000);
         let now = unix_now();
         for alg in Alg::ALL {
             let key = ProofKey::generate(alg).unwrap();
