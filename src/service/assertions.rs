@@ -81,16 +81,16 @@ impl ClientAssertions {
         if text("iss") != Some(id) || text("sub") != Some(id) {
             return Err("assertion iss and sub must be the client_id".into());
         }
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => self.inner.audiences.contains(a),
-            Some(Value::Array(all)) => all
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|a| self.inner.audiences.iter().any(|x| x == a)),
-            _ => false,
+        // One audience, this server (draft-ietf-oauth-rfc7523bis section 4): an assertion
+        // naming others too could have been written for, and replayed from, one of them. A
+        // one-element array is the same claim.
+        let aud = match claims.get("aud") {
+            Some(Value::String(a)) => Some(a.as_str()),
+            Some(Value::Array(one)) if one.len() == 1 => one[0].as_str(),
+            _ => None,
         };
-        if !aud_ok {
-            return Err("assertion aud is neither the issuer nor the token endpoint".into());
+        if !aud.is_some_and(|a| self.inner.audiences.iter().any(|x| x == a)) {
+            return Err("assertion aud is not exactly the issuer or the token endpoint".into());
         }
         let now_s = now.secs();
         let exp = claims
