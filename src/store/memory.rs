@@ -174,9 +174,24 @@ impl Capacity {
         })
     }
 
-    /// Counts `n` records that must be kept whatever the bound (a revocation's tombstone).
-    fn force(&self, n: usize) {
-        self.held.fetch_add(n, Ordering::AcqRel);
+    /// Room for `n` revocation records (a tombstone of something the store never held, as a
+    /// client_credentials JWT access token): these may go a tenth past the bound, so a
+    /// revocation still works when issuance is refused, but a client that revokes in a loop
+    /// what it was issued without a write cannot grow the store without end.
+    fn reserve_revocation(&self, n: usize) -> StoreResult<()> {
+        let limit = self.limit.saturating_add((self.limit / 10).max(1));
+        let before = self.held.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) <= limit {
+            return Ok(());
+        }
+        self.held.fetch_sub(n, Ordering::AcqRel);
+        tracing::warn!(
+            capacity = self.limit,
+            "memory store full past its revocation reserve; refusing a revocation"
+        );
+        Err(StoreError::Full {
+            retry_after_secs: self.retry_after_secs,
+        })
     }
 
     fn release(&self, n: usize) {
@@ -596,9 +611,8 @@ impl Store for MemoryStore {
             t.revoked_at.get_or_insert(now);
             return Ok(());
         }
-        // A revocation is never refused: the record is kept whatever the bound, until the
-        // token's expiry.
-        self.capacity.force(1);
+        // Kept until the token's expiry, in the revocation reserve past the bound.
+        self.capacity.reserve_revocation(1)?;
         let added = self.access.insert(
             token.hash,
             AccessTokenRecord {
@@ -620,8 +634,8 @@ impl Store for MemoryStore {
                 was_active
             }
             Entry::Vacant(e) => {
-                // A revocation is never refused: its tombstone is kept whatever the bound.
-                self.capacity.force(1);
+                // A tombstone goes in the revocation reserve past the bound.
+                self.capacity.reserve_revocation(1)?;
                 e.insert(GrantRecord {
                     revoked_at: Some(now),
                     ..tombstone.clone()

@@ -110,3 +110,40 @@ async fn a_refresh_refused_at_the_bound_can_be_retried() {
     assert_eq!(app.userinfo(&s(&next, "access_token")).await.status(), StatusCode::OK);
     assert_eq!(app.userinfo(&s(&t, "access_token")).await.status(), StatusCode::OK);
 }
+
+/// client_credentials JWT access tokens are issued with no store write, but revoking one writes a
+/// record until its expiry: those records may go a tenth past the bound (so revocation works
+/// when issuance is refused), and no further. A client revoking in a loop cannot grow the store
+/// without end; the revocation past the reserve is 503, retryable, and its token stays active.
+#[tokio::test]
+async fn revoking_unstored_jwts_in_a_loop_stops_at_the_revocation_reserve() {
+    let app = spawn_with(test_config(|s| s.memory_store_capacity = Some(20)), None).await;
+    let client = (JWT_APP, APP_SECRET);
+    let mut revoked = Vec::new();
+    let refused = loop {
+        let res = app.token(Some(client), &[("grant_type", "client_credentials")]).await;
+        assert_eq!(res.status(), StatusCode::OK, "issuance writes nothing");
+        let token = s(&json(res).await, "access_token");
+        let res = app.revoke(client, &token).await;
+        match res.status() {
+            StatusCode::OK => revoked.push(token),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(res.headers().contains_key("retry-after"));
+                assert_eq!(res.text().await.unwrap(), r#"{"error":"temporarily_unavailable"}"#);
+                break token;
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert!(revoked.len() <= 22, "past the reserve");
+    };
+    assert_eq!(revoked.len(), 22, "the bound (20) and its tenth");
+    assert_eq!(app.health().await["store"]["records"]["held"], 22);
+    for token in &revoked {
+        assert_eq!(app.introspect(token).await["active"], false);
+    }
+    assert_eq!(
+        app.introspect(&refused).await["active"],
+        true,
+        "not revoked: told to retry"
+    );
+}
