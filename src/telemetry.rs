@@ -8,6 +8,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -216,28 +217,70 @@ impl Metrics {
 /// Installs the process's tracing subscriber. Called once by `main`, before the runtime starts;
 /// tests opt in with `TEST_LOG`. The returned guard flushes the OTLP exporter when dropped.
 pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<crate::otlp::OtlpGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (otlp, guard) = crate::otlp::layer(otlp_endpoint)?;
     let registry = tracing_subscriber::registry().with(otlp);
-    match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_filter(filter),
-            )
-            .try_init()?,
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
         // Colours only for a terminal: logs piped to a file or a collector stay plain text.
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_filter(filter),
-            )
-            .try_init()?,
-    }
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
+    };
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let fmt = match log_filter(&directives) {
+        LogFilter::Targets(t) => fmt.with_filter(t).boxed(),
+        LogFilter::Env(e) => fmt.with_filter(e).boxed(),
+    };
+    registry.with(fmt).try_init()?;
     Ok(guard)
 }
 
+/// The log filter of `RUST_LOG` (default `info`). Made once, at start-up: its size is no matter.
+#[allow(clippy::large_enum_variant)]
+enum LogFilter {
+    /// Levels by target, the directives operators write (`info`, `authplane=debug,tower=warn`):
+    /// decided by an event's target and level alone, with no work per span.
+    Targets(Targets),
+    /// Directives that name spans or fields (`[request{method=POST}]=debug`) need `EnvFilter`,
+    /// which tracks every span it enters and exits on each request.
+    Env(EnvFilter),
+}
+
+fn log_filter(directives: &str) -> LogFilter {
+    let directives = if directives.trim().is_empty() {
+        "info"
+    } else {
+        directives
+    };
+    if !directives.contains(['[', '{']) {
+        if let Ok(targets) = directives.parse::<Targets>() {
+            return LogFilter::Targets(targets);
+        }
+    }
+    LogFilter::Env(EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info")))
+}
+
 use tracing_subscriber::Layer as _;
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn rust_log_by_target_needs_no_env_filter() {
+        let LogFilter::Targets(t) = log_filter("") else {
+            panic!("the default is a Targets filter")
+        };
+        assert!(t.would_enable("authplane::http", &Level::INFO));
+        assert!(!t.would_enable("authplane::http", &Level::DEBUG));
+        let LogFilter::Targets(t) = log_filter("authplane=debug,tower_http=warn,info") else {
+            panic!("levels by target are a Targets filter")
+        };
+        assert!(t.would_enable("authplane::service", &Level::DEBUG));
+        assert!(!t.would_enable("tower_http::trace", &Level::INFO));
+        assert!(t.would_enable("hyper", &Level::INFO));
+        assert!(matches!(log_filter("[request{method=POST}]=debug"), LogFilter::Env(_)));
+    }
+}
