@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
+    AccessTokenRecord, ClientRecord, CodeCheck, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
     InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordCounts, RecordKind, RefreshTokenRecord,
     RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreError, StoreKind, StoreResult, UsedJtiRecord, UserKey,
     UserRecord, UserUpdate,
@@ -29,6 +29,7 @@ const OPS: &[&str] = &[
     "delete_session",
     "insert_code",
     "consume_code",
+    "consume_code_if",
     "insert_pushed_request",
     "get_pushed_request",
     "consume_pushed_request",
@@ -152,6 +153,10 @@ impl Store for Instrumented {
     }
     async fn consume_code(&self, h: &TokenHash) -> StoreResult<ConsumeOutcome> {
         self.observe("consume_code", self.inner.consume_code(h)).await
+    }
+    async fn consume_code_if(&self, h: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
+        self.observe("consume_code_if", self.inner.consume_code_if(h, accept))
+            .await
     }
     async fn insert_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<()> {
         self.observe("insert_pushed_request", self.inner.insert_pushed_request(p))

@@ -296,31 +296,34 @@ async fn a_dpop_proof_at_the_push_binds_the_code() {
         "code",
     )
     .unwrap();
-    let res = app.redeem_app(&code).await;
-    assert_eq!(
-        error_of(res).await,
-        (StatusCode::BAD_REQUEST, "invalid_dpop_proof".into())
-    );
-    let uri = push_bound(key.proof(&app, "POST", "/auth/par", None)).await;
-    let code = param(
-        &location_params(&authorize_pushed(&app, Some(&session), APP, &uri).await),
-        "code",
-    )
-    .unwrap();
-    let res = app
-        .client
-        .post(app.url("/auth/token"))
-        .basic_auth(APP, Some(APP_SECRET))
-        .header("DPoP", key.proof(&app, "POST", "/auth/token", None))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", APP_REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let exchange = |proof: Option<String>| {
+        let (app, code) = (&app, &code);
+        async move {
+            let mut req = app
+                .client
+                .post(app.url("/auth/token"))
+                .basic_auth(APP, Some(APP_SECRET));
+            if let Some(proof) = proof {
+                req = req.header("DPoP", proof);
+            }
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", APP_REDIRECT),
+                ("code_verifier", VERIFIER),
+            ];
+            req.form(&form).send().await.unwrap()
+        }
+    };
+    // Without a proof, or with one of another key: refused, and the code is not burned.
+    let other = DpopKey::es256();
+    for proof in [None, Some(other.proof(&app, "POST", "/auth/token", None))] {
+        assert_eq!(
+            error_of(exchange(proof).await).await,
+            (StatusCode::BAD_REQUEST, "invalid_dpop_proof".into())
+        );
+    }
+    let res = exchange(Some(key.proof(&app, "POST", "/auth/token", None))).await;
     assert_eq!(json(res).await["token_type"], "DPoP");
     // A proof for another endpoint is refused at the push.
     let res = app

@@ -169,7 +169,7 @@ async fn a_code_is_consumed_exactly_once(s: Arc<dyn Store>) {
                 assert_eq!((&*r.client_id, r.challenge.is_some()), ("c", true));
             }
             ConsumeOutcome::AlreadyConsumed(r) => assert_eq!(r.grant_id, c.grant_id),
-            ConsumeOutcome::NotFound => panic!("the code exists"),
+            ConsumeOutcome::NotFound | ConsumeOutcome::Refused(_) => panic!("the code exists"),
         }
     }
     assert_eq!(won, 1);
@@ -635,6 +635,47 @@ async fn a_jti_is_spent_once(s: Arc<dyn Store>) {
     assert_eq!(s.delete_expired(RecordKind::UsedJtis, later, 100).await.unwrap(), 1);
 }
 
+/// A conditional consume that its check refuses leaves the code as it was; of concurrent ones
+/// that pass, exactly one consumes it; a consumed code is a replay whatever the check says.
+async fn a_refused_conditional_consume_leaves_the_code(s: Arc<dyn Store>) {
+    let c = code(generate_grant_id());
+    s.insert_code(&c).await.unwrap();
+    let refuse = |_: &CodeRecord| false;
+    for _ in 0..3 {
+        let ConsumeOutcome::Refused(r) = s.consume_code_if(&c.hash, &refuse).await.unwrap() else {
+            panic!("refused");
+        };
+        assert_eq!((r.grant_id, r.consumed), (c.grant_id, false));
+    }
+    let accept = |r: &CodeRecord| r.client_id.as_ref() == "c";
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.consume_code_if(&c.hash, &accept).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            ConsumeOutcome::Consumed(r) => {
+                won += 1;
+                assert_eq!(r.grant_id, c.grant_id);
+            }
+            ConsumeOutcome::AlreadyConsumed(_) => {}
+            ConsumeOutcome::NotFound | ConsumeOutcome::Refused(_) => panic!("the code exists and passes"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(matches!(
+        s.consume_code_if(&c.hash, &refuse).await.unwrap(),
+        ConsumeOutcome::AlreadyConsumed(_)
+    ));
+    assert!(matches!(
+        s.consume_code_if(&generate_token().hash, &accept).await.unwrap(),
+        ConsumeOutcome::NotFound
+    ));
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -672,4 +713,5 @@ both_stores!(
     an_owners_grants_are_revoked_up_to_the_change,
     an_unstored_access_token_is_revoked_by_a_record,
     a_jti_is_spent_once,
+    a_refused_conditional_consume_leaves_the_code,
 );
