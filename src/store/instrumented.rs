@@ -34,6 +34,7 @@ const OPS: &[&str] = &[
     "get_pushed_request",
     "consume_pushed_request",
     "update_pushed_request",
+    "resume_pushed_request",
     "spend_jti",
     "insert_grant_tokens",
     "insert_access_token",
@@ -156,6 +157,10 @@ impl Store for Instrumented {
     }
     async fn consume_code_if(&self, h: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
         self.observe("consume_code_if", self.inner.consume_code_if(h, accept))
+            .await
+    }
+    async fn resume_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<bool> {
+        self.observe("resume_pushed_request", self.inner.resume_pushed_request(p))
             .await
     }
     async fn insert_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<()> {

@@ -571,6 +571,28 @@ pub trait Store: Send + Sync + 'static {
     async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool>;
     /// Replaces an unused pushed request's parameters (a `prompt` it has satisfied).
     async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()>;
+    /// Replaces an unused pushed request's parameters and expiry with `pushed`'s, as its
+    /// authorization goes through a login or consent page: `true` when it did, `false` when
+    /// the request was used (or removed) meanwhile. It stays single-use: of this and a use
+    /// racing with it, at most one succeeds.
+    ///
+    /// The default, for a store without a conditional update of both, takes the record out of
+    /// use for the moment of the replacement ([`Store::consume_pushed_request`], which exactly one
+    /// caller wins) and puts `pushed` (unconsumed) in its place with
+    /// [`Store::insert_pushed_request`], which must then replace a record under the same key, as
+    /// the memory store's does. A use racing with that moment is refused (`invalid_request_uri`)
+    /// rather than let through twice.
+    async fn resume_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<bool> {
+        if !self.consume_pushed_request(&pushed.hash).await? {
+            return Ok(false);
+        }
+        self.insert_pushed_request(&PushedRequestRecord {
+            consumed: false,
+            ..pushed.clone()
+        })
+        .await?;
+        Ok(true)
+    }
     /// Spends a client assertion's `jti`: `true` for exactly one caller, on any node.
     async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool>;
     /// Marks the code consumed, atomically: of concurrent callers exactly one gets `Consumed`.

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use authplane::store::RecordKind;
+use authplane_testkit::fixture::{PARTNER, PARTNER_REDIRECT, PARTNER_SECRET};
 use reqwest::StatusCode;
 
 use crate::dpop::DpopKey;
@@ -354,5 +355,145 @@ async fn a_request_pushed_to_one_node_authorizes_once_on_any() {
     assert_eq!(
         error_of(res).await,
         (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+}
+
+/// The `return_to` of an authorize answer that sends the browser to the login page.
+fn to_login(res: &reqwest::Response) -> String {
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let login = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(login.starts_with("/auth/login?"), "{login}");
+    param(&authplane_testkit::oauth::query_pairs(&login), "return_to").unwrap()
+}
+
+/// Logs in at the login page (as a browser, with its `return_to`); the authorize answer the
+/// browser then gets, and the new session.
+async fn log_in_and_come_back(app: &TestApp, return_to: &str) -> (reqwest::Response, String) {
+    let res = app.browser_login(ALICE, ALICE_PASSWORD, return_to).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let back = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(back, return_to);
+    let session = session_cookie(res.headers()).expect("a session");
+    let res = app
+        .client
+        .get(app.url(&back))
+        .header("cookie", session_header(&session))
+        .send()
+        .await
+        .unwrap();
+    (res, session)
+}
+
+/// `--par-ttl` is how long a client has to send the browser on with its `request_uri`; once the
+/// pushed request has sent the browser to the login page, it lives on for the login (ten
+/// minutes), still once and for its own client only.
+#[tokio::test]
+async fn a_pushed_request_outlives_a_slow_login_but_not_an_abandoned_one() {
+    let app = spawn_with(test_config(|s| s.par_ttl = Some("5s".parse().unwrap())), None).await;
+    let push_short = || {
+        let app = &app;
+        async move {
+            let res = push(app, APP_CLIENT, &params(&[])).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            let body = json(res).await;
+            assert_eq!(body["expires_in"], 5);
+            s(&body, "request_uri")
+        }
+    };
+    // Not used within --par-ttl: expired.
+    let unused = push_short().await;
+    app.advance(Duration::from_secs(6));
+    assert_eq!(
+        error_of(authorize_pushed(&app, None, APP, &unused).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+
+    // Two minutes at the login page, and a sweep meanwhile: the code is issued.
+    let uri = push_short().await;
+    let return_to = to_login(&authorize_pushed(&app, None, APP, &uri).await);
+    app.advance(Duration::from_secs(120));
+    app.sweeper.sweep_once(app.clock.now()).await.unwrap();
+    assert_eq!(pushed_records(&app), 1, "the sweeper keeps a request under way");
+    // Still its own client's only.
+    assert_eq!(
+        error_of(authorize_pushed(&app, None, OTHER, &uri).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+    let (res, session) = log_in_and_come_back(&app, &return_to).await;
+    let p = location_params(&res);
+    assert_eq!(param(&p, "state").as_deref(), Some("pushed-state"));
+    let code = param(&p, "code").expect("a code after a slow login");
+    assert_eq!(app.redeem_app(&code).await.status(), StatusCode::OK);
+    // Once.
+    assert_eq!(
+        error_of(authorize_pushed(&app, Some(&session), APP, &uri).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+
+    // A login abandoned for longer than the interaction lifetime: expired.
+    let uri = push_short().await;
+    let return_to = to_login(&authorize_pushed(&app, None, APP, &uri).await);
+    app.advance(Duration::from_secs(10 * 60 + 1));
+    let (res, _) = log_in_and_come_back(&app, &return_to).await;
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+}
+
+/// `prompt=login consent` pushed by a third-party client the user consented to before: the
+/// login spends `login` only, so the consent page still comes, once.
+#[tokio::test]
+async fn a_pushed_prompt_login_consent_asks_for_the_login_and_then_the_consent() {
+    use crate::consent::{consent_page, decide, follow, to_consent};
+
+    let app = spawn_app().await;
+    let partner = (PARTNER, PARTNER_SECRET);
+    let form = |prompt: &str| {
+        let mut f = params(&[("redirect_uri", PARTNER_REDIRECT), ("scope", "openid")]);
+        if !prompt.is_empty() {
+            f.push(("prompt", prompt.to_owned()));
+        }
+        f
+    };
+    let pushed_by_partner = |prompt: &'static str| {
+        let app = &app;
+        async move {
+            let res = push(app, partner, &form(prompt)).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            s(&json(res).await, "request_uri")
+        }
+    };
+    // Consent given before, to a pushed request.
+    let session = app.login().await;
+    let uri = pushed_by_partner("").await;
+    let return_to = to_consent(&authorize_pushed(&app, Some(&session), PARTNER, &uri).await);
+    let (_, tag) = consent_page(&app, &session, &return_to).await;
+    let res = decide(&app, &session, &return_to, &tag, "allow", "same-origin").await;
+    assert!(param(&location_params(&follow(&app, &session, &res).await), "code").is_some());
+    // Remembered: without a prompt, no page.
+    let uri = pushed_by_partner("").await;
+    let res = authorize_pushed(&app, Some(&session), PARTNER, &uri).await;
+    assert!(param(&location_params(&res), "code").is_some());
+
+    // prompt=login consent: the login page, then the consent page, then the code.
+    let uri = pushed_by_partner("login consent").await;
+    let return_to = to_login(&authorize_pushed(&app, Some(&session), PARTNER, &uri).await);
+    let (res, fresh) = log_in_and_come_back(&app, &return_to).await;
+    let return_to = to_consent(&res);
+    let (_, tag) = consent_page(&app, &fresh, &return_to).await;
+    let res = decide(&app, &fresh, &return_to, &tag, "allow", "same-origin").await;
+    let res = follow(&app, &fresh, &res).await;
+    let p = location_params(&res);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(PARTNER_REDIRECT)
+    );
+    let code = param(&p, "code").expect("a code after the login and the consent");
+    assert_eq!(
+        app.redeem(partner, PARTNER_REDIRECT, &code).await.status(),
+        StatusCode::OK
     );
 }

@@ -676,6 +676,42 @@ async fn a_refused_conditional_consume_leaves_the_code(s: Arc<dyn Store>) {
     ));
 }
 
+/// A pushed request under way gets new parameters and a later expiry while unused (the sweeper
+/// keeps it until then), and none once used.
+async fn a_pushed_request_is_resumed_while_unused(s: Arc<dyn Store>) {
+    let p = PushedRequestRecord {
+        hash: generate_token().hash,
+        client_id: "c".into(),
+        params: "prompt=login+consent".into(),
+        expires_at: now().plus(Duration::from_secs(60)),
+        consumed: false,
+    };
+    s.insert_pushed_request(&p).await.unwrap();
+    let resumed = PushedRequestRecord {
+        params: "prompt=consent".into(),
+        expires_at: now().plus(Duration::from_secs(600)),
+        ..p.clone()
+    };
+    assert!(s.resume_pushed_request(&resumed).await.unwrap());
+    let got = s.get_pushed_request(&p.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.params.as_str(), got.expires_at, got.consumed),
+        ("prompt=consent", resumed.expires_at, false)
+    );
+    let past_first = now().plus(Duration::from_secs(120));
+    s.delete_expired(RecordKind::PushedRequests, past_first, 100)
+        .await
+        .unwrap();
+    assert!(
+        s.get_pushed_request(&p.hash).await.unwrap().is_some(),
+        "kept until its new expiry"
+    );
+    assert!(s.consume_pushed_request(&p.hash).await.unwrap());
+    assert!(!s.resume_pushed_request(&resumed).await.unwrap(), "used");
+    assert!(s.get_pushed_request(&p.hash).await.unwrap().unwrap().consumed);
+    assert!(!s.consume_pushed_request(&p.hash).await.unwrap());
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -714,4 +750,5 @@ both_stores!(
     an_unstored_access_token_is_revoked_by_a_record,
     a_jti_is_spent_once,
     a_refused_conditional_consume_leaves_the_code,
+    a_pushed_request_is_resumed_while_unused,
 );

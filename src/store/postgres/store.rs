@@ -168,6 +168,11 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn resume_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<bool> {
+        let params: [Param<'_>; 3] = [&p.hash.0.as_slice(), &p.params, &p.expires_at.millis()];
+        Ok(self.query_opt(sql::RESUME_PUSHED, &params).await?.is_some())
+    }
+
     async fn insert_grant_tokens(
         &self,
         g: &GrantRecord,
