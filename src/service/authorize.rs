@@ -387,13 +387,20 @@ impl AuthorizeService {
             }
             req.dpop_jkt = Some(jkt);
         }
+        // What a client can make the server hold is bounded (invariant 12): a pushed request
+        // is kept as its parameters, form-encoded.
+        let params = req.to_query();
+        if params.len() > MAX_PUSHED_BYTES {
+            tracing::info!(target: "security", client_id = %client.client_id, bytes = params.len(), "pushed request too large");
+            return Err(ApiError::InvalidRequest("the pushed parameters exceed 8 KiB"));
+        }
         let target = self.redirect_target(&req).await?;
         self.check(&target.client, &req).map_err(|e| e.0)?;
         let uri = format!("{REQUEST_URI_PREFIX}{}", crypto::generate_token().value);
         let record = PushedRequestRecord {
             hash: crypto::hash_token(&uri),
             client_id: Arc::clone(&client.client_id),
-            params: req.to_query(),
+            params,
             expires_at: now.plus(inner.ttls.pushed_request),
             consumed: false,
         };
@@ -626,6 +633,11 @@ fn prompt_without(prompt: Option<&str>, value: &str) -> Option<String> {
 /// (at least `--par-ttl`): long enough for a user to log in and decide, as the interaction
 /// lifetimes of Keycloak (login timeout) and oidc-provider (interaction TTL) are.
 pub const INTERACTION_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Bound on a pushed request's parameters, form-encoded as they are stored (`state`, `nonce` and
+/// the rest together): a stored record stays small, and its `state` comes back in a redirect no
+/// longer than one an authorize request by URL (under `--max-header-bytes`) produces.
+pub const MAX_PUSHED_BYTES: usize = 8 * 1024;
 
 /// Bound on `login_hint` (a username or an email): it is echoed into the login page.
 const MAX_HINT_LEN: usize = 256;

@@ -497,3 +497,104 @@ async fn a_pushed_prompt_login_consent_asks_for_the_login_and_then_the_consent()
         StatusCode::OK
     );
 }
+
+/// A push is bounded: its parameters, form-encoded, take at most 8 KiB; a larger one is
+/// `invalid_request` and stores nothing.
+#[tokio::test]
+async fn an_oversized_push_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    let session = app.login().await;
+    let before = tokens_issued(&app.metrics_text().await, None);
+    for (what, field) in [("state", "state"), ("nonce", "nonce"), ("login_hint", "login_hint")] {
+        let big = "a".repeat(9 * 1024);
+        let res = push(&app, APP_CLIENT, &params(&[(field, &big)])).await;
+        assert_eq!(
+            error_of(res).await,
+            (StatusCode::BAD_REQUEST, "invalid_request".into()),
+            "{what}"
+        );
+    }
+    // Many fields, each small, that add up.
+    let chunk = "b".repeat(500);
+    let mut form = params(&[("state", &chunk), ("nonce", &chunk)]);
+    for _ in 0..16 {
+        form.push(("resource", format!("https://api.example.test/{chunk}")));
+    }
+    assert_eq!(
+        error_of(push(&app, APP_CLIENT, &form).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    assert_eq!(pushed_records(&app), 0, "nothing stored");
+    assert_eq!(tokens_issued(&app.metrics_text().await, None), before);
+    // A large state within the bound is kept and echoed exactly.
+    let state = "s".repeat(7 * 1024);
+    let uri = pushed(&app, &params(&[("state", &state)])).await;
+    let res = authorize_pushed(&app, Some(&session), APP, &uri).await;
+    let p = location_params(&res);
+    assert_eq!(param(&p, "state").as_deref(), Some(state.as_str()));
+    assert!(param(&p, "code").is_some());
+}
+
+/// `/auth/par` is a hot endpoint like `/auth/token` (invariant 8): with `--max-inflight` pushes
+/// running and `--queue-capacity` waiting, the next is answered at once with 503, without
+/// touching the store.
+#[tokio::test]
+async fn a_full_par_endpoint_sheds_at_once_without_touching_the_store() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use crate::test_store::TestStore;
+
+    let store = Arc::new(TestStore::default());
+    let cfg = test_config(|s| {
+        s.max_inflight = Some(2);
+        s.queue_capacity = Some(2);
+    });
+    let app = spawn_with(cfg, Some(store.clone())).await;
+    store.hold();
+    let form = params(&[]);
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let req = app
+            .client
+            .post(app.url("/auth/par"))
+            .basic_auth(APP, Some(APP_SECRET))
+            .form(&form);
+        running.push(tokio::spawn(req.send()));
+    }
+    store.until_waiting(2).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let q = &app.health().await["queues"]["/auth/par"];
+            if q["in_flight"] == 2 && q["waiting"] == 2 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("two pushes running, two waiting");
+    let calls = store.calls.load(Ordering::SeqCst);
+    let res = push(&app, APP_CLIENT, &form).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(json(res).await["error"], "temporarily_unavailable");
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        calls,
+        "the shed push never reached the store"
+    );
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(r#"authplane_requests_shed_total{route="/auth/par"} 1"#),
+        "{metrics}"
+    );
+    store.release();
+    for r in running {
+        assert_eq!(
+            r.await.unwrap().unwrap().status(),
+            StatusCode::CREATED,
+            "every admitted push is answered"
+        );
+    }
+}
