@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::http::extract::{Params, Query, cookie};
 use crate::http::login::SESSION_COOKIE;
-use crate::service::consent::without_params;
+use crate::service::consent::after_forced_login;
 use crate::service::{AuthorizeOutcome, AuthorizeRequest, AuthorizeService};
 
 /// The parameters authorize reads; repeating any of them is `invalid_request`.
@@ -51,11 +51,15 @@ pub async fn authorize(
                 .append_pair("return_to", here)
                 .finish()
         }
-        AuthorizeOutcome::Login { login_hint, forced } => {
+        AuthorizeOutcome::Login {
+            login_hint,
+            forced,
+            kept_prompt,
+        } => {
             let here = uri.path_and_query().map_or("/auth/authorize", |p| p.as_str());
-            // The way back must not force the login again.
+            // The way back must not force the login again; it keeps the rest of `prompt`.
             let here = match forced {
-                true => without_params(here, &["prompt", "max_age"]),
+                true => after_forced_login(here, kept_prompt.as_deref()),
                 false => here.to_owned(),
             };
             const LOGIN: &str = "/auth/login?";

@@ -46,7 +46,7 @@ pub struct HotRoute {
 
 /// The hot endpoints, declared once: the router, the per-route admissions ([`Admissions`]) and
 /// the start-up latency series are all derived from this table.
-pub const HOT_ROUTES: [HotRoute; 3] = [
+pub const HOT_ROUTES: [HotRoute; 4] = [
     HotRoute {
         path: "/auth/authorize",
         method: Method::GET,
@@ -61,6 +61,12 @@ pub const HOT_ROUTES: [HotRoute; 3] = [
         path: "/auth/userinfo",
         method: Method::GET,
         handlers: || get(userinfo::userinfo).post(userinfo::userinfo),
+    },
+    // Client authentication and a store write per request, like the token endpoint.
+    HotRoute {
+        path: "/auth/par",
+        method: Method::POST,
+        handlers: || post(par::par),
     },
 ];
 
@@ -149,7 +155,6 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         )
         .route("/auth/revoke", post(token::revoke))
         .route("/auth/introspect", post(token::introspect))
-        .route("/auth/par", post(par::par))
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
         .route("/.well-known/openid-configuration", get(health::metadata))
         .route("/auth/jwks", get(metadata::jwks))

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::crypto;
-use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp, TokenHash};
+use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp};
 use crate::error::ApiError;
 use crate::jose::FormKey;
 use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
@@ -124,9 +124,13 @@ pub enum AuthorizeOutcome {
         /// Pre-fills the username (`login_hint`).
         login_hint: Option<String>,
         /// The login is forced (`prompt=login`, `max_age=0`): the way back must not ask again,
-        /// so it leaves out `prompt` and `max_age`. (A relying party that needs proof of a fresh
-        /// login checks the ID token's `auth_time`, as OpenID Connect Core 3.1.2.1 asks.)
+        /// so it leaves out `max_age`, and of `prompt` keeps only `kept_prompt`. (A relying
+        /// party that needs proof of a fresh login checks the ID token's `auth_time`, as OpenID
+        /// Connect Core 3.1.2.1 asks.)
         forced: bool,
+        /// What the way back keeps of `prompt`: all of it, or after a forced login what is
+        /// left to do (`consent` of `prompt=login consent`); `None` for nothing.
+        kept_prompt: Option<String>,
     },
     /// A third-party client needs the user's consent: send the browser to the consent page,
     /// which comes back here.
@@ -229,14 +233,25 @@ impl AuthorizeService {
                 let e = redirect_error(ApiError::LoginRequired);
                 return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
             }
-            if let (true, Some(hash)) = (forced, &pushed) {
-                // The way back must not force the login again: a pushed request's prompt is in
-                // the store, not in the URL the login page returns to.
-                self.spend_prompt(hash, &mut req, true).await?;
+            // The way back must not force the login again; the rest of `prompt` stays
+            // (`prompt=login consent` still asks for consent after the login).
+            let kept_prompt = match forced {
+                true => prompt_without(req.prompt.as_deref(), "login"),
+                false => req.prompt.clone(),
+            };
+            if let Some(pushed) = &pushed {
+                // A pushed request's prompt is in the store, not in the URL the login page
+                // returns to.
+                if forced {
+                    req.prompt = kept_prompt.clone();
+                    req.max_age = None;
+                }
+                self.resume_pushed(pushed, &req, now).await?;
             }
             return Ok(AuthorizeOutcome::Login {
                 login_hint: req.login_hint.clone(),
                 forced,
+                kept_prompt,
             });
         };
         // Third-party clients need the user's consent to the scopes they ask for (remembered
@@ -249,16 +264,17 @@ impl AuthorizeService {
                     let e = redirect_error(ApiError::ConsentRequired);
                     return Ok(AuthorizeOutcome::Redirect(self.error_redirect(base, &req.state, e)));
                 }
-                if let (true, Some(hash)) = (checked.prompt.consent, &pushed) {
-                    self.spend_prompt(hash, &mut req, false).await?;
+                if let Some(pushed) = &pushed {
+                    req.prompt = prompt_without(req.prompt.as_deref(), "consent");
+                    self.resume_pushed(pushed, &req, now).await?;
                 }
                 return Ok(AuthorizeOutcome::Consent);
             }
         }
         // A pushed request authorizes once (RFC 9126 section 4): of two uses racing on any
         // nodes, one gets the code.
-        if let Some(hash) = &pushed {
-            if !inner.store.consume_pushed_request(hash).await? {
+        if let Some(pushed) = &pushed {
+            if !inner.store.consume_pushed_request(&pushed.hash).await? {
                 tracing::info!(target: "security", client_id = %client.client_id, "pushed request used twice");
                 return Err(ApiError::InvalidRequestUri);
             }
@@ -291,14 +307,14 @@ impl AuthorizeService {
     }
 
     /// An authorize request that names a pushed one (`request_uri` from `/auth/par`, with its
-    /// `client_id`): the pushed parameters, and the key to consume once the authorization is
+    /// `client_id`): the pushed parameters, and the record to consume once the authorization is
     /// done. Every other parameter of the request is ignored (RFC 9126 section 4). Any other
     /// `request_uri` is left for [`AuthorizeService::check`] to refuse.
     pub(crate) async fn resolve_pushed(
         &self,
         req: AuthorizeRequest,
         now: Timestamp,
-    ) -> Result<(AuthorizeRequest, Option<TokenHash>), ApiError> {
+    ) -> Result<(AuthorizeRequest, Option<PushedRequestRecord>), ApiError> {
         let Some(uri) = req.request_uri.as_deref().filter(|u| u.starts_with(REQUEST_URI_PREFIX)) else {
             return Ok((req, None));
         };
@@ -318,17 +334,31 @@ impl AuthorizeService {
             Some(p) if p.consumed => return refuse("request_uri already used"),
             Some(p) => p,
         };
-        Ok((AuthorizeRequest::from_query(&pushed.params), Some(hash)))
+        Ok((AuthorizeRequest::from_query(&pushed.params), Some(pushed)))
     }
 
-    /// Takes `prompt` (and with `login`, `max_age`) out of a pushed request once the login or
-    /// consent it asks for is under way, as the way back of a request by URL leaves them out.
-    async fn spend_prompt(&self, hash: &TokenHash, req: &mut AuthorizeRequest, login: bool) -> Result<(), ApiError> {
-        req.prompt = None;
-        if login {
-            req.max_age = None;
+    /// A pushed request that sends the browser to the login or consent page: it keeps `req`'s
+    /// parameters (the `prompt` the page satisfies taken out, as the way back of a request by
+    /// URL leaves it out), and lives on for [`INTERACTION_TTL`] from now (or `--par-ttl`, when
+    /// longer), so that a user who takes a few minutes on the page still comes back to it; a
+    /// `request_uri` otherwise lives only the short while a client needs to send the browser
+    /// on (RFC 9126 section 2.2). It stays single-use and bound to its client.
+    async fn resume_pushed(
+        &self,
+        pushed: &PushedRequestRecord,
+        req: &AuthorizeRequest,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let lifetime = INTERACTION_TTL.max(self.inner.ttls.pushed_request);
+        let record = PushedRequestRecord {
+            params: req.to_query(),
+            expires_at: pushed.expires_at.max(now.plus(lifetime)),
+            ..pushed.clone()
+        };
+        if !self.inner.store.resume_pushed_request(&record).await? {
+            tracing::info!(target: "security", client_id = %pushed.client_id, "pushed request used twice");
+            return Err(ApiError::InvalidRequestUri);
         }
-        self.inner.store.update_pushed_request(hash, &req.to_query()).await?;
         Ok(())
     }
 
@@ -357,13 +387,20 @@ impl AuthorizeService {
             }
             req.dpop_jkt = Some(jkt);
         }
+        // What a client can make the server hold is bounded (invariant 12): a pushed request
+        // is kept as its parameters, form-encoded.
+        let params = req.to_query();
+        if params.len() > MAX_PUSHED_BYTES {
+            tracing::info!(target: "security", client_id = %client.client_id, bytes = params.len(), "pushed request too large");
+            return Err(ApiError::InvalidRequest("the pushed parameters exceed 8 KiB"));
+        }
         let target = self.redirect_target(&req).await?;
         self.check(&target.client, &req).map_err(|e| e.0)?;
         let uri = format!("{REQUEST_URI_PREFIX}{}", crypto::generate_token().value);
         let record = PushedRequestRecord {
             hash: crypto::hash_token(&uri),
             client_id: Arc::clone(&client.client_id),
-            params: req.to_query(),
+            params,
             expires_at: now.plus(inner.ttls.pushed_request),
             consumed: false,
         };
@@ -584,6 +621,23 @@ impl Prompt {
         Ok(p)
     }
 }
+
+/// `prompt` without `value`: what is left to do once its page is under way. `None` when nothing
+/// is left.
+fn prompt_without(prompt: Option<&str>, value: &str) -> Option<String> {
+    let kept: Vec<&str> = prompt?.split(' ').filter(|v| !v.is_empty() && *v != value).collect();
+    (!kept.is_empty()).then(|| kept.join(" "))
+}
+
+/// How long a pushed request lives on once it has sent the browser to the login or consent page
+/// (at least `--par-ttl`): long enough for a user to log in and decide, as the interaction
+/// lifetimes of Keycloak (login timeout) and oidc-provider (interaction TTL) are.
+pub const INTERACTION_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Bound on a pushed request's parameters, form-encoded as they are stored (`state`, `nonce` and
+/// the rest together): a stored record stays small, and its `state` comes back in a redirect no
+/// longer than one an authorize request by URL (under `--max-header-bytes`) produces.
+pub const MAX_PUSHED_BYTES: usize = 8 * 1024;
 
 /// Bound on `login_hint` (a username or an email): it is echoed into the login page.
 const MAX_HINT_LEN: usize = 256;

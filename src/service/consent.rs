@@ -144,6 +144,23 @@ fn without_prompt(return_to: &str) -> String {
     without_params(return_to, &["prompt"])
 }
 
+/// The way back to an authorize request (path and query) after the login it forced: without
+/// `max_age`, and with `prompt` reduced to `kept_prompt` (what is left to do), so that it does
+/// not ask for the login again but still asks for what else `prompt` names.
+pub fn after_forced_login(path_and_query: &str, kept_prompt: Option<&str>) -> String {
+    let mut back = without_params(path_and_query, &["prompt", "max_age"]);
+    let Some(prompt) = kept_prompt else {
+        return back;
+    };
+    if !back.contains('?') {
+        back.push('?');
+    }
+    let query = back.find('?').map_or(back.len(), |q| q + 1);
+    url::form_urlencoded::Serializer::for_suffix(back, query)
+        .append_pair("prompt", prompt)
+        .finish()
+}
+
 /// A path and query without the parameters named in `names` (the way back after a forced login
 /// or a consent must not ask again).
 pub fn without_params(path_and_query: &str, names: &[&str]) -> String {
@@ -166,6 +183,20 @@ mod tests {
         assert_eq!(
             without_prompt("/auth/authorize?client_id=a&prompt=consent&state=x%20y"),
             "/auth/authorize?client_id=a&state=x+y"
+        );
+    }
+
+    #[test]
+    fn the_way_back_after_a_forced_login_keeps_the_rest_of_prompt() {
+        let here = "/auth/authorize?client_id=a&prompt=login+consent&max_age=0&state=s";
+        assert_eq!(
+            after_forced_login(here, Some("consent")),
+            "/auth/authorize?client_id=a&state=s&prompt=consent"
+        );
+        assert_eq!(after_forced_login(here, None), "/auth/authorize?client_id=a&state=s");
+        assert_eq!(
+            after_forced_login("/auth/authorize?prompt=login", Some("consent")),
+            "/auth/authorize?prompt=consent"
         );
     }
 

@@ -358,7 +358,13 @@ pub enum ConsumeOutcome {
     /// The code was consumed before: a replay.
     AlreadyConsumed(CodeRecord),
     NotFound,
+    /// The caller's check turned the unconsumed record down ([`Store::consume_code_if`]): the
+    /// code is left as it was, for a request that passes.
+    Refused(CodeRecord),
 }
+
+/// The check a code exchange runs on a code before it is consumed ([`Store::consume_code_if`]).
+pub type CodeCheck<'a> = dyn Fn(&CodeRecord) -> bool + Send + Sync + 'a;
 
 pub enum RotateOutcome {
     /// This call rotated the token and stored its successors.
@@ -565,10 +571,53 @@ pub trait Store: Send + Sync + 'static {
     async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool>;
     /// Replaces an unused pushed request's parameters (a `prompt` it has satisfied).
     async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()>;
+    /// Replaces an unused pushed request's parameters and expiry with `pushed`'s, as its
+    /// authorization goes through a login or consent page: `true` when it did, `false` when
+    /// the request was used (or removed) meanwhile. It stays single-use: of this and a use
+    /// racing with it, at most one succeeds.
+    ///
+    /// The default, for a store without a conditional update of both, takes the record out of
+    /// use for the moment of the replacement ([`Store::consume_pushed_request`], which exactly one
+    /// caller wins) and puts `pushed` (unconsumed) in its place with
+    /// [`Store::insert_pushed_request`], which must then replace a record under the same key, as
+    /// the memory store's does. A use racing with that moment is refused (`invalid_request_uri`)
+    /// rather than let through twice.
+    async fn resume_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<bool> {
+        if !self.consume_pushed_request(&pushed.hash).await? {
+            return Ok(false);
+        }
+        self.insert_pushed_request(&PushedRequestRecord {
+            consumed: false,
+            ..pushed.clone()
+        })
+        .await?;
+        Ok(true)
+    }
     /// Spends a client assertion's `jti`: `true` for exactly one caller, on any node.
     async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool>;
     /// Marks the code consumed, atomically: of concurrent callers exactly one gets `Consumed`.
     async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome>;
+    /// [`Store::consume_code`], but only when `accept` takes the unconsumed record; otherwise
+    /// `Refused`, and the code stays usable. A code exchange checks its request with `accept`, so
+    /// that a request its client can correct, or one an attacker sends with a stolen code (a
+    /// proof of another key, another client), does not burn the code for its rightful client.
+    /// A code consumed before is `AlreadyConsumed` whatever `accept` says (a replay).
+    ///
+    /// The default, for a store that cannot read a code without consuming it, consumes it and,
+    /// when `accept` refuses it, puts it back as it was ([`Store::insert_code`] must then replace
+    /// a record under the same key, as the memory store's does). Sequential requests see the
+    /// same as with an override; but for the moment between the two, an exchange racing with a
+    /// refused one finds the code consumed and takes it for a replay. A store should override
+    /// it with a read, the check and then [`Store::consume_code`], or one conditional update.
+    async fn consume_code_if(&self, hash: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
+        match self.consume_code(hash).await? {
+            ConsumeOutcome::Consumed(before) if !accept(&before) => {
+                self.insert_code(&before).await?;
+                Ok(ConsumeOutcome::Refused(before))
+            }
+            other => Ok(other),
+        }
+    }
 
     /// Stores a new grant (unless it exists already, possibly revoked by a code replay that raced
     /// this call; an existing grant is left as it is) and its first tokens, all or nothing.

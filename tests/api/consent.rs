@@ -5,7 +5,7 @@ use authplane_testkit::fixture::{PARTNER, PARTNER_REDIRECT, PARTNER_SECRET};
 use authplane_testkit::{BOB, BOB_PASSWORD, TestApp, json, location_params, param};
 use reqwest::StatusCode;
 
-fn location(res: &reqwest::Response) -> String {
+pub(crate) fn location(res: &reqwest::Response) -> String {
     res.headers()["location"].to_str().unwrap().to_owned()
 }
 
@@ -25,20 +25,20 @@ async fn authorize(app: &TestApp, session: &str, scope: &str, extra: &[(&str, &s
 }
 
 /// The authorize answer sends the browser to the consent page: its `return_to`.
-fn to_consent(res: &reqwest::Response) -> String {
+pub(crate) fn to_consent(res: &reqwest::Response) -> String {
     assert_eq!(res.status(), StatusCode::FOUND);
     let loc = location(res);
     assert!(loc.starts_with("/auth/consent?"), "{loc}");
     param(&authplane_testkit::oauth::query_pairs(&loc), "return_to").unwrap()
 }
 
-fn code_of(res: &reqwest::Response) -> Option<String> {
+pub(crate) fn code_of(res: &reqwest::Response) -> Option<String> {
     assert_eq!(res.status(), StatusCode::FOUND, "{:?}", res.headers());
     param(&location_params(res), "code")
 }
 
 /// The consent page for `return_to` and its form's tag.
-async fn consent_page(app: &TestApp, session: &str, return_to: &str) -> (String, String) {
+pub(crate) async fn consent_page(app: &TestApp, session: &str, return_to: &str) -> (String, String) {
     let res = app
         .client
         .get(app.url("/auth/consent"))
@@ -58,7 +58,7 @@ async fn consent_page(app: &TestApp, session: &str, return_to: &str) -> (String,
     (page, tag)
 }
 
-async fn decide(
+pub(crate) async fn decide(
     app: &TestApp,
     session: &str,
     return_to: &str,
@@ -77,7 +77,7 @@ async fn decide(
 }
 
 /// Follows a same-origin redirect with the session.
-async fn follow(app: &TestApp, session: &str, res: &reqwest::Response) -> reqwest::Response {
+pub(crate) async fn follow(app: &TestApp, session: &str, res: &reqwest::Response) -> reqwest::Response {
     app.client
         .get(app.url(&location(res)))
         .header("cookie", authplane_testkit::session_header(session))
@@ -239,4 +239,31 @@ async fn a_disabled_users_session_neither_sees_nor_gives_consent() {
     app.advance(std::time::Duration::from_millis(5));
     let fresh = app.login_as("gina", "gina-password-1").await;
     to_consent(&authorize(&app, &fresh, "openid", &[]).await);
+}
+
+/// `prompt=login consent` by URL, with a consent given before: the way back from the login
+/// keeps `consent`, so the consent page comes after the login.
+#[tokio::test]
+async fn prompt_login_consent_asks_for_the_login_and_then_the_consent() {
+    let app = authplane_testkit::spawn_app().await;
+    let session = app.login().await;
+    let return_to = to_consent(&authorize(&app, &session, "openid", &[]).await);
+    let (_, tag) = consent_page(&app, &session, &return_to).await;
+    let res = decide(&app, &session, &return_to, &tag, "allow", "same-origin").await;
+    assert!(code_of(&follow(&app, &session, &res).await).is_some());
+
+    let res = authorize(&app, &session, "openid", &[("prompt", "login consent")]).await;
+    let login = location(&res);
+    assert!(login.starts_with("/auth/login?"), "{login}");
+    let back = param(&authplane_testkit::oauth::query_pairs(&login), "return_to").unwrap();
+    let res = app
+        .browser_login(authplane_testkit::ALICE, authplane_testkit::ALICE_PASSWORD, &back)
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let fresh = authplane_testkit::session_cookie(res.headers()).unwrap();
+    let return_to = to_consent(&follow(&app, &fresh, &res).await);
+    let (_, tag) = consent_page(&app, &fresh, &return_to).await;
+    let res = decide(&app, &fresh, &return_to, &tag, "allow", "same-origin").await;
+    assert!(!location(&res).contains("prompt"), "the way back does not ask again");
+    assert!(code_of(&follow(&app, &fresh, &res).await).is_some());
 }

@@ -487,11 +487,13 @@ async fn dpop_jkt_at_authorize_binds_the_code_to_that_key() {
     );
 
     let before = tokens_issued(&app.metrics_text().await, None);
+    // Refused, and the code stays its client's: whoever holds a stolen code cannot burn it by
+    // sending no proof or a proof of their own key.
+    let code = spa_code(&app, &[("dpop_jkt", &key.jkt)]).await;
     for (what, proof) in [
         ("no proof", None),
         ("another key", Some(other.proof(&app, "POST", "/auth/token", None))),
     ] {
-        let code = spa_code(&app, &[("dpop_jkt", &key.jkt)]).await;
         let res = token_with_proof(&app, None, proof.as_deref(), &pairs(&spa_exchange(&code))).await;
         assert_eq!(
             error_of(res).await,
@@ -500,7 +502,6 @@ async fn dpop_jkt_at_authorize_binds_the_code_to_that_key() {
         );
     }
     assert_eq!(tokens_issued(&app.metrics_text().await, None), before);
-    let code = spa_code(&app, &[("dpop_jkt", &key.jkt)]).await;
     let proof = key.proof(&app, "POST", "/auth/token", None);
     let res = token_with_proof(&app, None, Some(&proof), &pairs(&spa_exchange(&code))).await;
     assert_eq!(res.status(), StatusCode::OK);

@@ -316,12 +316,26 @@ async fn a_resource_the_client_or_grant_may_not_name_is_invalid_target_and_chang
     let res = client_credentials(&app, &[("resource", API), ("resource", BILLING)]).await;
     assert_eq!(res.status(), StatusCode::OK, "the client's own resources");
 
-    // A code made for one resource cannot be exchanged for another of the client's.
-    let res = code_flow(&app, &[API], &[BILLING]).await;
+    // A code made for one resource cannot be exchanged for another of the client's; the refused
+    // exchange leaves the code for one that names the right resource.
+    let res = authorize_jwt_app(&app, &session, &[("resource", API)]).await;
+    let code = param(&location_params(&res), "code").expect("a code");
+    let exchange = |resource: &'static str| {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", APP_REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("resource", resource),
+        ];
+        let app = &app;
+        async move { app.token(Some(JWT_CLIENT), &form).await }
+    };
     assert_eq!(
-        error_of(res).await,
+        error_of(exchange(BILLING).await).await,
         (StatusCode::BAD_REQUEST, "invalid_target".to_owned())
     );
+    assert_eq!(exchange(API).await.status(), StatusCode::OK);
     // And a refresh cannot widen its grant's resources.
     let t = json(code_flow(&app, &[API], &[API]).await).await;
     let refresh = s(&t, "refresh_token");

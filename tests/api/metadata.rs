@@ -71,7 +71,7 @@ async fn health_endpoints() {
     ] {
         assert_eq!(h["caches"][cache]["capacity"], 100_000, "{cache}");
     }
-    for route in ["/auth/authorize", "/auth/token", "/auth/userinfo"] {
+    for route in ["/auth/authorize", "/auth/token", "/auth/userinfo", "/auth/par"] {
         assert_eq!(h["queues"][route]["capacity"], 1024);
         assert_eq!(h["queues"][route]["shed_total"], 0);
     }

@@ -169,7 +169,7 @@ async fn a_code_is_consumed_exactly_once(s: Arc<dyn Store>) {
                 assert_eq!((&*r.client_id, r.challenge.is_some()), ("c", true));
             }
             ConsumeOutcome::AlreadyConsumed(r) => assert_eq!(r.grant_id, c.grant_id),
-            ConsumeOutcome::NotFound => panic!("the code exists"),
+            ConsumeOutcome::NotFound | ConsumeOutcome::Refused(_) => panic!("the code exists"),
         }
     }
     assert_eq!(won, 1);
@@ -635,6 +635,83 @@ async fn a_jti_is_spent_once(s: Arc<dyn Store>) {
     assert_eq!(s.delete_expired(RecordKind::UsedJtis, later, 100).await.unwrap(), 1);
 }
 
+/// A conditional consume that its check refuses leaves the code as it was; of concurrent ones
+/// that pass, exactly one consumes it; a consumed code is a replay whatever the check says.
+async fn a_refused_conditional_consume_leaves_the_code(s: Arc<dyn Store>) {
+    let c = code(generate_grant_id());
+    s.insert_code(&c).await.unwrap();
+    let refuse = |_: &CodeRecord| false;
+    for _ in 0..3 {
+        let ConsumeOutcome::Refused(r) = s.consume_code_if(&c.hash, &refuse).await.unwrap() else {
+            panic!("refused");
+        };
+        assert_eq!((r.grant_id, r.consumed), (c.grant_id, false));
+    }
+    let accept = |r: &CodeRecord| r.client_id.as_ref() == "c";
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.consume_code_if(&c.hash, &accept).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            ConsumeOutcome::Consumed(r) => {
+                won += 1;
+                assert_eq!(r.grant_id, c.grant_id);
+            }
+            ConsumeOutcome::AlreadyConsumed(_) => {}
+            ConsumeOutcome::NotFound | ConsumeOutcome::Refused(_) => panic!("the code exists and passes"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(matches!(
+        s.consume_code_if(&c.hash, &refuse).await.unwrap(),
+        ConsumeOutcome::AlreadyConsumed(_)
+    ));
+    assert!(matches!(
+        s.consume_code_if(&generate_token().hash, &accept).await.unwrap(),
+        ConsumeOutcome::NotFound
+    ));
+}
+
+/// A pushed request under way gets new parameters and a later expiry while unused (the sweeper
+/// keeps it until then), and none once used.
+async fn a_pushed_request_is_resumed_while_unused(s: Arc<dyn Store>) {
+    let p = PushedRequestRecord {
+        hash: generate_token().hash,
+        client_id: "c".into(),
+        params: "prompt=login+consent".into(),
+        expires_at: now().plus(Duration::from_secs(60)),
+        consumed: false,
+    };
+    s.insert_pushed_request(&p).await.unwrap();
+    let resumed = PushedRequestRecord {
+        params: "prompt=consent".into(),
+        expires_at: now().plus(Duration::from_secs(600)),
+        ..p.clone()
+    };
+    assert!(s.resume_pushed_request(&resumed).await.unwrap());
+    let got = s.get_pushed_request(&p.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.params.as_str(), got.expires_at, got.consumed),
+        ("prompt=consent", resumed.expires_at, false)
+    );
+    let past_first = now().plus(Duration::from_secs(120));
+    s.delete_expired(RecordKind::PushedRequests, past_first, 100)
+        .await
+        .unwrap();
+    assert!(
+        s.get_pushed_request(&p.hash).await.unwrap().is_some(),
+        "kept until its new expiry"
+    );
+    assert!(s.consume_pushed_request(&p.hash).await.unwrap());
+    assert!(!s.resume_pushed_request(&resumed).await.unwrap(), "used");
+    assert!(s.get_pushed_request(&p.hash).await.unwrap().unwrap().consumed);
+    assert!(!s.consume_pushed_request(&p.hash).await.unwrap());
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -672,4 +749,6 @@ both_stores!(
     an_owners_grants_are_revoked_up_to_the_change,
     an_unstored_access_token_is_revoked_by_a_record,
     a_jti_is_spent_once,
+    a_refused_conditional_consume_leaves_the_code,
+    a_pushed_request_is_resumed_while_unused,
 );

@@ -159,41 +159,62 @@ async fn grant_type_errors() {
     assert_eq!(json(res).await["error"], "invalid_scope");
 }
 
+/// A code is bound to its client, redirect_uri and verifier; an exchange that gets one of them
+/// wrong is refused and changes nothing: the same code then works with the right request (so a
+/// client's mistake, or an attacker holding the stolen code, cannot burn it), once.
 #[tokio::test]
 async fn code_is_bound_to_client_redirect_uri_and_verifier() {
     let app = spawn_app().await;
     let session = app.login().await;
-    let base = |code: String| {
+    let base = |code: &str| {
         vec![
             ("grant_type", "authorization_code".to_owned()),
-            ("code", code),
+            ("code", code.to_owned()),
             ("redirect_uri", APP_REDIRECT.to_owned()),
             ("code_verifier", VERIFIER.to_owned()),
         ]
     };
-    // Another client.
     let code = app.code(&session, APP, APP_REDIRECT, "openid").await;
-    let form: Vec<(&str, String)> = base(code);
+    let before = tokens_issued(&app.metrics_text().await, None);
+    // Another client.
+    let form: Vec<(&str, String)> = base(&code);
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let res = app.token(Some((OTHER, OTHER_SECRET)), &form).await;
-    assert_eq!(json(res).await["error"], "invalid_grant");
-    // A different redirect_uri, a wrong verifier, a missing verifier.
+    assert_eq!(
+        error_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".to_owned())
+    );
+    // A different redirect_uri, none, a wrong verifier, a missing verifier.
     for tweak in [
         ("redirect_uri", "http://127.0.0.1:9000/callback/"),
+        ("redirect_uri", ""),
         ("code_verifier", &*"x".repeat(43)),
         ("code_verifier", ""),
     ] {
-        let code = app.code(&session, APP, APP_REDIRECT, "openid").await;
-        let mut form = base(code);
+        let mut form = base(&code);
         form.retain(|(k, _)| *k != tweak.0);
         if !tweak.1.is_empty() {
             form.push((tweak.0, tweak.1.to_owned()));
         }
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let res = app.token(Some((APP, APP_SECRET)), &form).await;
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{tweak:?}");
-        assert_eq!(json(res).await["error"], "invalid_grant", "{tweak:?}");
+        assert_eq!(
+            error_of(res).await,
+            (StatusCode::BAD_REQUEST, "invalid_grant".to_owned()),
+            "{tweak:?}"
+        );
     }
+    assert_eq!(tokens_issued(&app.metrics_text().await, None), before);
+    // The right request: the code was not burned.
+    let res = app.redeem_app(&code).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let access = s(&json(res).await, "access_token");
+    // Once: a second use is a replay, and revokes what the first issued.
+    assert_eq!(
+        error_of(app.redeem_app(&code).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".to_owned())
+    );
+    assert_eq!(app.introspect(&access).await["active"], false);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use crate::service::authorize::allowed_resources;
 use crate::service::id_token::Authentication;
 use crate::service::tokens::{AccessTokenFor, TokenRequest, TokenResponse};
 use crate::service::{Client, TokenService};
-use crate::store::{ConsumeOutcome, GrantRecord};
+use crate::store::{CodeRecord, ConsumeOutcome, GrantRecord};
 
 impl TokenService {
     pub(crate) async fn authorization_code(
@@ -30,7 +30,15 @@ impl TokenService {
         // And a resource the client may never have (the grant's own are checked below).
         allowed_resources(&req.resources, &client.resources)?;
         let hash = crypto::hash_token(code);
-        let record = match inner.store.consume_code(&hash).await? {
+        // Every check of the request against the code runs before the code is consumed: a
+        // request refused here changes nothing, so neither a client's correctable mistake nor an
+        // attacker holding a stolen code (with a proof of another key, as another client, or
+        // without the verifier) can burn it for its rightful client. The code stays single use
+        // all the same: it is consumed atomically once the checks pass, and a code consumed before
+        // is a replay whatever the request says (invariant 2).
+        let check = |r: &CodeRecord| Self::code_refusal(client, &req, verifier.as_ref(), jkt, r, now);
+        let accept = |r: &CodeRecord| check(r).is_none();
+        let record = match inner.store.consume_code_if(&hash, &accept).await? {
             ConsumeOutcome::Consumed(r) => r,
             ConsumeOutcome::AlreadyConsumed(r) => {
                 // Invariant 2 of docs/reference.md: a replayed code revokes everything issued from its first use.
@@ -44,51 +52,20 @@ impl TokenService {
                 tracing::info!(target: "security", client_id = %client.client_id, "unknown authorization code");
                 return Err(ApiError::InvalidGrant);
             }
+            ConsumeOutcome::Refused(r) => {
+                let (why, error) = check(&r).unwrap_or(("code refused", ApiError::InvalidGrant));
+                tracing::info!(target: "security", client_id = %client.client_id, reason = why, "code exchange refused");
+                return Err(error);
+            }
         };
-        let reject = |why: &'static str| {
-            tracing::info!(target: "security", client_id = %client.client_id, reason = why, "code exchange refused");
-            Err(ApiError::InvalidGrant)
-        };
-        if record.client_id != client.client_id {
-            return reject("code was issued to another client");
-        }
-        if record.expires_at <= now {
-            return reject("code expired");
-        }
-        match (&req.redirect_uri, record.redirect_uri_given) {
-            (Some(uri), _) if *uri != record.redirect_uri => {
-                return reject("redirect_uri differs from authorize");
-            }
-            (None, true) => return reject("redirect_uri missing but was given at authorize"),
-            _ => {}
-        }
-        match (&record.challenge, &verifier) {
-            (Some(challenge), Some(verifier)) => {
-                if !crypto::verify_pkce_s256(verifier, challenge) {
-                    return reject("PKCE verifier does not match the challenge");
-                }
-            }
-            (Some(_), None) => return reject("PKCE verifier missing"),
-            (None, Some(_)) => {
-                return reject("PKCE verifier sent but no challenge was given (downgrade)");
-            }
-            (None, None) => {}
-        }
-        // RFC 9449 section 10: a code bound at authorize needs a proof of that key.
-        if record.dpop_jkt.is_some() && record.dpop_jkt.as_deref() != jkt {
-            tracing::info!(target: "security", client_id = %client.client_id, "code exchange without a DPoP proof of the key named at authorize");
-            return Err(ApiError::InvalidDpopProof { at_resource: false });
-        }
         if inner.users.behind_login(&record.sub, record.auth_time).await?.is_none() {
-            return reject("the user was disabled or deleted, or changed their password, since the login");
+            tracing::info!(target: "security", client_id = %client.client_id,
+                reason = "the user was disabled or deleted, or changed their password, since the login",
+                "code exchange refused");
+            return Err(ApiError::InvalidGrant);
         }
-        let resources = match Self::token_resources(&req.resources, &record.resources, client) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::info!(target: "security", client_id = %client.client_id, "code exchange for a resource the grant does not name");
-                return Err(e);
-            }
-        };
+        // Checked before the code was consumed.
+        let resources = Self::token_resources(&req.resources, &record.resources, client)?;
         let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);
         let access_for = AccessTokenFor {
             sub: Some(&record.sub),
@@ -133,5 +110,58 @@ impl TokenService {
             .insert(access_record.hash, access_record)
             .await;
         Ok(response)
+    }
+
+    /// Why `code` may not be exchanged by this request of `client`, and the answer; `None` when
+    /// it may. Each reason is one its sender can correct or an attacker can provoke, so none of
+    /// them consumes the code (RFC 6749 section 4.1.3, RFC 7636 section 4.6, RFC 9449 section 10,
+    /// RFC 8707). The user's state is checked after the code is consumed: no request changes it.
+    ///
+    /// A wrong verifier or redirect_uri does not burn the code either. Burning would not make a
+    /// stolen code safer (without the verifier it is useless: RFC 9700 section 4.5.3.1 leans on
+    /// PKCE for that, and guessing a verifier of RFC 7636 section 7.1's entropy within
+    /// `--code-ttl` is hopeless), but it would let a failed code injection, or anyone who saw
+    /// the code, void the rightful client's authorization. RFC 6749 section 4.1.2 asks only
+    /// that a code be used once, which the atomic consume keeps. (oidc-provider checks these
+    /// before it consumes a code too.)
+    fn code_refusal(
+        client: &Client,
+        req: &TokenRequest,
+        verifier: Option<&CodeVerifier>,
+        jkt: Option<&str>,
+        code: &CodeRecord,
+        now: Timestamp,
+    ) -> Option<(&'static str, ApiError)> {
+        let grant = |why| Some((why, ApiError::InvalidGrant));
+        if code.client_id != client.client_id {
+            return grant("code was issued to another client");
+        }
+        if code.expires_at <= now {
+            return grant("code expired");
+        }
+        match (&req.redirect_uri, code.redirect_uri_given) {
+            (Some(uri), _) if *uri != code.redirect_uri => return grant("redirect_uri differs from authorize"),
+            (None, true) => return grant("redirect_uri missing but was given at authorize"),
+            _ => {}
+        }
+        match (&code.challenge, verifier) {
+            (Some(challenge), Some(verifier)) if !crypto::verify_pkce_s256(verifier, challenge) => {
+                return grant("PKCE verifier does not match the challenge");
+            }
+            (Some(_), None) => return grant("PKCE verifier missing"),
+            (None, Some(_)) => return grant("PKCE verifier sent but no challenge was given (downgrade)"),
+            _ => {}
+        }
+        // RFC 9449 section 10: a code bound at authorize needs a proof of that key.
+        if code.dpop_jkt.is_some() && code.dpop_jkt.as_deref() != jkt {
+            return Some((
+                "code exchange without a DPoP proof of the key named at authorize",
+                ApiError::InvalidDpopProof { at_resource: false },
+            ));
+        }
+        if let Err(e) = Self::token_resources(&req.resources, &code.resources, client) {
+            return Some(("code exchange for a resource the grant does not name", e));
+        }
+        None
     }
 }

@@ -15,9 +15,10 @@ use super::rows::{
 use super::{PostgresStore, listen, sql};
 use crate::domain::{GrantId, Timestamp, TokenHash};
 use crate::store::{
-    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord, Invalidation,
-    InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordKind, RefreshTokenRecord, RotateOutcome,
-    SessionRecord, SigningKeyRecord, Store, StoreKind, StoreResult, UsedJtiRecord, UserKey, UserRecord, UserUpdate,
+    AccessTokenRecord, ClientRecord, CodeCheck, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
+    Invalidation, InvalidationFeed, InvalidationSink, PoolStatus, PushedRequestRecord, RecordKind, RefreshTokenRecord,
+    RotateOutcome, SessionRecord, SigningKeyRecord, Store, StoreKind, StoreResult, UsedJtiRecord, UserKey, UserRecord,
+    UserUpdate,
 };
 
 #[async_trait]
@@ -143,6 +144,33 @@ impl Store for PostgresStore {
             Some(row) => ConsumeOutcome::AlreadyConsumed(code_row(&row)?),
             None => ConsumeOutcome::NotFound,
         })
+    }
+
+    async fn consume_code_if(&self, h: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
+        let conn = self.conn().await?;
+        let get = conn.prepare_cached(sql::GET_CODE).await.map_err(db_err)?;
+        let Some(row) = conn.query_opt(&get, &[&h.0.as_slice()]).await.map_err(db_err)? else {
+            return Ok(ConsumeOutcome::NotFound);
+        };
+        let code = code_row(&row)?;
+        if code.consumed {
+            return Ok(ConsumeOutcome::AlreadyConsumed(code));
+        }
+        if !accept(&code) {
+            return Ok(ConsumeOutcome::Refused(code));
+        }
+        // Nothing of a code changes but `consumed`: what was checked is what is consumed, and of
+        // concurrent callers on any nodes exactly one wins here; the others saw a replay.
+        let won = conn.prepare_cached(sql::CONSUME_CODE).await.map_err(db_err)?;
+        Ok(match conn.query_opt(&won, &[&h.0.as_slice()]).await.map_err(db_err)? {
+            Some(_) => ConsumeOutcome::Consumed(code),
+            None => ConsumeOutcome::AlreadyConsumed(code),
+        })
+    }
+
+    async fn resume_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<bool> {
+        let params: [Param<'_>; 3] = [&p.hash.0.as_slice(), &p.params, &p.expires_at.millis()];
+        Ok(self.query_opt(sql::RESUME_PUSHED, &params).await?.is_some())
     }
 
     async fn insert_grant_tokens(
