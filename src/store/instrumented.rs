@@ -32,7 +32,6 @@ const OPS: &[&str] = &[
     "insert_pushed_request",
     "get_pushed_request",
     "consume_pushed_request",
-    "update_pushed_request",
     "resume_pushed_request",
     "spend_jti",
     "insert_grant_tokens",
@@ -143,10 +142,6 @@ impl Store for Instrumented {
     }
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
         self.observe("insert_code", self.inner.insert_code(c)).await
-    }
-    async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
-        self.observe("update_pushed_request", self.inner.update_pushed_request(h, params))
-            .await
     }
     async fn spend_jti(&self, j: &UsedJtiRecord) -> StoreResult<bool> {
         self.observe("spend_jti", self.inner.spend_jti(j)).await

@@ -22,7 +22,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    AccessTokenRecord, ClientRecord, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
+    AccessTokenRecord, ClientRecord, CodeCheck, CodeRecord, ConsentRecord, ConsumeOutcome, GrantOwner, GrantRecord,
     PushedRequestRecord, RecordCounts, RecordKind, RefreshTokenRecord, RotateOutcome, SessionRecord, SigningKeyRecord,
     Store, StoreError, StoreKind, StoreResult, UsedJtiRecord, UserKey, UserRecord, UserUpdate,
 };
@@ -487,13 +487,19 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()> {
-        if let Some(mut p) = self.pushed.records.get_mut(hash) {
-            if !p.consumed {
-                p.params = params.to_owned();
-            }
+    async fn resume_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<bool> {
+        let Some(mut p) = self.pushed.records.get_mut(&pushed.hash) else {
+            return Ok(false);
+        };
+        if p.consumed {
+            return Ok(false);
         }
-        Ok(())
+        p.params.clone_from(&pushed.params);
+        p.expires_at = pushed.expires_at;
+        drop(p);
+        // The entry at the old expiry finds the record not yet due and leaves it.
+        self.pushed.expiry.add(pushed.hash, pushed.expires_at);
+        Ok(true)
     }
 
     async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool> {
@@ -512,6 +518,22 @@ impl Store for MemoryStore {
         };
         if code.consumed {
             return Ok(ConsumeOutcome::AlreadyConsumed(code.clone()));
+        }
+        let before = code.clone();
+        code.consumed = true;
+        Ok(ConsumeOutcome::Consumed(before))
+    }
+
+    async fn consume_code_if(&self, hash: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
+        // Under the entry's lock: the check and the consume are one step for every caller.
+        let Some(mut code) = self.codes.records.get_mut(hash) else {
+            return Ok(ConsumeOutcome::NotFound);
+        };
+        if code.consumed {
+            return Ok(ConsumeOutcome::AlreadyConsumed(code.clone()));
+        }
+        if !accept(&code) {
+            return Ok(ConsumeOutcome::Refused(code.clone()));
         }
         let before = code.clone();
         code.consumed = true;

@@ -569,30 +569,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_pushed_request(&self, hash: &TokenHash) -> StoreResult<Option<PushedRequestRecord>>;
     /// Marks a pushed request used; `true` for exactly one caller, on any node.
     async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool>;
-    /// Replaces an unused pushed request's parameters (a `prompt` it has satisfied).
-    async fn update_pushed_request(&self, hash: &TokenHash, params: &str) -> StoreResult<()>;
     /// Replaces an unused pushed request's parameters and expiry with `pushed`'s, as its
     /// authorization goes through a login or consent page: `true` when it did, `false` when
     /// the request was used (or removed) meanwhile. It stays single-use: of this and a use
     /// racing with it, at most one succeeds.
-    ///
-    /// The default, for a store without a conditional update of both, takes the record out of
-    /// use for the moment of the replacement ([`Store::consume_pushed_request`], which exactly one
-    /// caller wins) and puts `pushed` (unconsumed) in its place with
-    /// [`Store::insert_pushed_request`], which must then replace a record under the same key, as
-    /// the memory store's does. A use racing with that moment is refused (`invalid_request_uri`)
-    /// rather than let through twice.
-    async fn resume_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<bool> {
-        if !self.consume_pushed_request(&pushed.hash).await? {
-            return Ok(false);
-        }
-        self.insert_pushed_request(&PushedRequestRecord {
-            consumed: false,
-            ..pushed.clone()
-        })
-        .await?;
-        Ok(true)
-    }
+    async fn resume_pushed_request(&self, pushed: &PushedRequestRecord) -> StoreResult<bool>;
     /// Spends a client assertion's `jti`: `true` for exactly one caller, on any node.
     async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool>;
     /// Marks the code consumed, atomically: of concurrent callers exactly one gets `Consumed`.
@@ -601,23 +582,10 @@ pub trait Store: Send + Sync + 'static {
     /// `Refused`, and the code stays usable. A code exchange checks its request with `accept`, so
     /// that a request its client can correct, or one an attacker sends with a stolen code (a
     /// proof of another key, another client), does not burn the code for its rightful client.
-    /// A code consumed before is `AlreadyConsumed` whatever `accept` says (a replay).
-    ///
-    /// The default, for a store that cannot read a code without consuming it, consumes it and,
-    /// when `accept` refuses it, puts it back as it was ([`Store::insert_code`] must then replace
-    /// a record under the same key, as the memory store's does). Sequential requests see the
-    /// same as with an override; but for the moment between the two, an exchange racing with a
-    /// refused one finds the code consumed and takes it for a replay. A store should override
-    /// it with a read, the check and then [`Store::consume_code`], or one conditional update.
-    async fn consume_code_if(&self, hash: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
-        match self.consume_code(hash).await? {
-            ConsumeOutcome::Consumed(before) if !accept(&before) => {
-                self.insert_code(&before).await?;
-                Ok(ConsumeOutcome::Refused(before))
-            }
-            other => Ok(other),
-        }
-    }
+    /// A code consumed before is `AlreadyConsumed` whatever `accept` says (a replay). Of
+    /// concurrent callers whose `accept` takes the code, exactly one gets `Consumed`, and a
+    /// refused caller never makes another see the code consumed.
+    async fn consume_code_if(&self, hash: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome>;
 
     /// Stores a new grant (unless it exists already, possibly revoked by a code replay that raced
     /// this call; an existing grant is left as it is) and its first tokens, all or nothing.

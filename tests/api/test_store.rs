@@ -119,9 +119,13 @@ impl Store for TestStore {
         self.before().await?;
         self.inner.insert_code(c).await
     }
-    async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
+    async fn resume_pushed_request(&self, p: &PushedRequestRecord) -> StoreResult<bool> {
         self.before().await?;
-        self.inner.update_pushed_request(h, params).await
+        self.inner.resume_pushed_request(p).await
+    }
+    async fn consume_code_if(&self, h: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {
+        self.before().await?;
+        self.inner.consume_code_if(h, accept).await
     }
     async fn spend_jti(&self, j: &UsedJtiRecord) -> StoreResult<bool> {
         self.before().await?;

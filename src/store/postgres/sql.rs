@@ -54,7 +54,6 @@ pub const INSERT_PUSHED: &str =
     "INSERT INTO pushed_requests (hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)";
 pub const GET_PUSHED: &str = "SELECT * FROM pushed_requests WHERE hash = $1";
 /// Of concurrent callers on any nodes exactly one gets a row back.
-pub const UPDATE_PUSHED: &str = "UPDATE pushed_requests SET params = $2 WHERE hash = $1 AND NOT consumed";
 /// A pushed request going through a login or consent: its parameters and a later expiry, while
 /// it is unused.
 pub const RESUME_PUSHED: &str =

@@ -120,12 +120,6 @@ impl Store for PostgresStore {
         Ok(self.query_opt(sql::CONSUME_PUSHED, &[&h.0.as_slice()]).await?.is_some())
     }
 
-    async fn update_pushed_request(&self, h: &TokenHash, params: &str) -> StoreResult<()> {
-        self.execute(sql::UPDATE_PUSHED, &[&h.0.as_slice(), &params])
-            .await
-            .map(|_| ())
-    }
-
     async fn spend_jti(&self, jti: &UsedJtiRecord) -> StoreResult<bool> {
         let row = self
             .query_opt(sql::SPEND_JTI, &[&jti.hash.0.as_slice(), &jti.expires_at.millis()])
