@@ -9,6 +9,11 @@ use authplane::crypto::{self, Argon2Params};
 use authplane::{Application, Signals};
 use clap::Parser;
 
+/// mimalloc in place of glibc's malloc: allocation and free were 15% of a request's CPU
+/// (BENCHMARKS.md, the stack diet).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
