@@ -30,3 +30,18 @@ pub fn tokens_issued(metrics: &str, grant: Option<&str>) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Polls the health document until `pred` holds (bounded; the events are internal counters).
+pub async fn until_queue(app: &TestApp, route: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let report = serde_json::to_value(app.state.health.report().await).unwrap();
+            if pred(&report["queues"][route]) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("queue state reached");
+}

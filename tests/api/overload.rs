@@ -10,21 +10,6 @@ use reqwest::StatusCode;
 use crate::helpers::*;
 use crate::test_store::TestStore;
 
-/// Polls the health document until `pred` holds (bounded; the events are internal counters).
-async fn until_queue(app: &TestApp, route: &str, pred: impl Fn(&serde_json::Value) -> bool) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let report = serde_json::to_value(app.state.health.report().await).unwrap();
-            if pred(&report["queues"][route]) {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("queue state reached");
-}
-
 #[tokio::test]
 async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
     let store = Arc::new(TestStore::default());

@@ -563,17 +563,7 @@ async fn a_full_par_endpoint_sheds_at_once_without_touching_the_store() {
         running.push(tokio::spawn(req.send()));
     }
     store.until_waiting(2).await;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let q = &app.health().await["queues"]["/auth/par"];
-            if q["in_flight"] == 2 && q["waiting"] == 2 {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("two pushes running, two waiting");
+    until_queue(&app, "/auth/par", |q| q["in_flight"] == 2 && q["waiting"] == 2).await;
     let calls = store.calls.load(Ordering::SeqCst);
     let res = push(&app, APP_CLIENT, &form).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
