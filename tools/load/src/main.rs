@@ -6,7 +6,8 @@
 //! - [`stats`]: per-endpoint histograms, status counts, the table and JSON reports.
 //! - [`driver`]: the open loop (fixed rate, latency from the intended send time) and the closed
 //!   loop (fixed concurrency, saturation).
-//! - [`workload`]: the protocol steps (login, authorize, token, userinfo, refresh) and the modes.
+//! - [`workload`]: the protocol steps (login, authorize, token, userinfo, introspection, refresh)
+//!   and the modes.
 //! - [`baseline`]: `serve-baseline`, the bare handler behind the server's own stack.
 //! - [`invalidation`]: the cross-node invalidation window on two nodes sharing PostgreSQL.
 //! - [`memory`]: resident memory of the record cache and the memory store at N entries.
@@ -63,6 +64,11 @@ enum Command {
     /// from discovery). `--proofs N` signs N proofs before the run (each used once; give the
     /// server a `--dpop-max-age` longer than setup and run), else each is signed at send time.
     UserinfoDpop(RunArgs),
+    /// POST /auth/introspect (RFC 7662) with a pool of access tokens obtained first, as for
+    /// `userinfo` (`--zipf` picks the hot ones): `token=<access token>&token_type_hint=access_token`,
+    /// authenticated with HTTP Basic as the client the tokens were issued to (`--client-id`,
+    /// `--client-secret`). An answer counts only when it is a 200 saying `"active": true`.
+    Introspect(RunArgs),
     /// POST /auth/token, grant_type=client_credentials (the client's secret verification is cached
     /// by the server after the first request).
     TokenCc(RunArgs),
@@ -120,12 +126,12 @@ struct RunArgs {
     /// Virtual users (login sessions).
     #[arg(long, default_value_t = 16)]
     vus: usize,
-    /// Zipf exponent for which virtual users (flow, authorize) or tokens (userinfo) are hot;
-    /// uniform when absent.
+    /// Zipf exponent for which virtual users (flow, authorize) or tokens (userinfo, introspect)
+    /// are hot; uniform when absent.
     #[arg(long)]
     zipf: Option<f64>,
-    /// Access tokens (userinfo), refresh tokens (refresh) or codes (token-code) obtained before
-    /// the run.
+    /// Access tokens (userinfo, introspect), refresh tokens (refresh) or codes (token-code)
+    /// obtained before the run.
     #[arg(long, default_value_t = 256)]
     tokens: usize,
     /// Userinfo calls per flow.
@@ -362,6 +368,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Flow(a) => (Mode::Flow, a),
         Command::Userinfo(a) => (Mode::Userinfo, a),
         Command::UserinfoDpop(a) => (Mode::UserinfoDpop, a),
+        Command::Introspect(a) => (Mode::Introspect, a),
         Command::TokenCc(a) => (Mode::TokenCc, a),
         Command::Authorize(a) => (Mode::Authorize, a),
         Command::Refresh(a) => (Mode::Refresh, a),

@@ -26,6 +26,7 @@ pub const TOKEN_CODE: &str = "token:code";
 pub const TOKEN_REFRESH: &str = "token:refresh";
 pub const TOKEN_CC: &str = "token:cc";
 pub const USERINFO: &str = "userinfo";
+pub const INTROSPECT: &str = "introspect";
 pub const BASELINE: &str = "baseline";
 pub const LOGIN: &str = "login";
 const ENDPOINTS: &[&str] = &[
@@ -34,6 +35,7 @@ const ENDPOINTS: &[&str] = &[
     TOKEN_REFRESH,
     TOKEN_CC,
     USERINFO,
+    INTROSPECT,
     BASELINE,
     LOGIN,
 ];
@@ -43,6 +45,7 @@ pub enum Mode {
     Flow,
     Userinfo,
     UserinfoDpop,
+    Introspect,
     TokenCc,
     Authorize,
     Refresh,
@@ -56,6 +59,7 @@ impl Mode {
             Self::Flow => "flow",
             Self::Userinfo => "userinfo",
             Self::UserinfoDpop => "userinfo-dpop",
+            Self::Introspect => "introspect",
             Self::TokenCc => "token-cc",
             Self::Authorize => "authorize",
             Self::Refresh => "refresh",
@@ -67,7 +71,13 @@ impl Mode {
     fn needs_sessions(self) -> bool {
         matches!(
             self,
-            Self::Flow | Self::Userinfo | Self::UserinfoDpop | Self::Authorize | Self::Refresh | Self::TokenCode
+            Self::Flow
+                | Self::Userinfo
+                | Self::UserinfoDpop
+                | Self::Introspect
+                | Self::Authorize
+                | Self::Refresh
+                | Self::TokenCode
         )
     }
 }
@@ -88,6 +98,13 @@ struct TokenBody {
 struct Tokens {
     access: String,
     refresh: Option<String>,
+}
+
+/// What an introspection answer must say for the request to count (RFC 7662 section 2.2); the
+/// other members are the server's business.
+#[derive(Deserialize)]
+struct IntrospectionBody {
+    active: bool,
 }
 
 /// The issuer's endpoint URLs, which DPoP proofs name (`htu`): the configured issuer's, not
@@ -112,6 +129,7 @@ pub struct Client {
     authorize_url: String,
     token_url: String,
     userinfo_url: String,
+    introspect_url: String,
     basic: HeaderValue,
     client_id: String,
     redirect_uri: String,
@@ -133,6 +151,7 @@ impl Client {
             authorize_url: format!("{base}/auth/authorize"),
             token_url: format!("{base}/auth/token"),
             userinfo_url: format!("{base}/auth/userinfo"),
+            introspect_url: format!("{base}/auth/introspect"),
             base,
             basic: oauth::basic_auth(client_id, client_secret)?,
             client_id: client_id.to_owned(),
@@ -311,6 +330,23 @@ impl Client {
         .is_some()
     }
 
+    /// POST /auth/introspect (RFC 7662) as this client, which the pool's tokens were issued to.
+    /// Ok only when the answer says `"active": true`: an inactive answer is a 200 too, but it
+    /// would mean a broken setup (a revoked or expired pool, a client the server does not show
+    /// the tokens to) measured as if it were the real lookup.
+    pub async fn introspect(&self, stats: &Stats, access: &str, start: Instant, record: bool) -> bool {
+        let req = self
+            .http
+            .post(&self.introspect_url)
+            .header(header::AUTHORIZATION, self.basic.clone())
+            .form(&[("token", access), ("token_type_hint", "access_token")]);
+        Self::settle(stats, INTROSPECT, record, self.send(req, start).await, 200, |r| {
+            let body: IntrospectionBody = serde_json::from_slice(&r.body).ok()?;
+            body.active.then_some(())
+        })
+        .is_some()
+    }
+
     /// GET /auth/userinfo with a DPoP-bound token: `Authorization: DPoP` and the proof.
     async fn userinfo_dpop(&self, stats: &Stats, access: &str, proof: &str, start: Instant, record: bool) -> bool {
         let req = self
@@ -425,6 +461,10 @@ impl Job for Workload {
                 let token = &self.access_tokens[self.token_picker.pick()];
                 c.userinfo(stats, token, start, record).await;
             }
+            Mode::Introspect => {
+                let token = &self.access_tokens[self.token_picker.pick()];
+                c.introspect(stats, token, start, record).await;
+            }
             Mode::UserinfoDpop => {
                 let Some(dpop) = &self.dpop else {
                     return;
@@ -532,7 +572,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let pool_size = match mode {
-        Mode::Userinfo => args.tokens.max(1),
+        Mode::Userinfo | Mode::Introspect => args.tokens.max(1),
         Mode::UserinfoDpop => 0,
         Mode::Refresh => args.tokens.max(args.concurrency.unwrap_or(0) + 16),
         _ => 0,
@@ -593,6 +633,17 @@ pub async fn run(mode: Mode, args: RunArgs) -> anyhow::Result<ExitCode> {
         // The first client_credentials request pays the argon2 verification; not part of the run.
         if client.token_cc(&setup, Instant::now(), true).await.is_none() {
             bail!("client_credentials failed: {}", describe(&setup));
+        }
+    }
+    if mode == Mode::Introspect {
+        // A pool the server does not call active (revoked, expired, not shown to this client) stops
+        // here, before a run of errors. No warm-up request: the code exchanges above already paid
+        // the client's secret verification.
+        if !client.introspect(&setup, &access_tokens[0], Instant::now(), true).await {
+            bail!(
+                "introspecting a token of the pool failed or answered inactive: {}",
+                describe(&setup)
+            );
         }
     }
 
@@ -692,3 +743,6 @@ fn describe(stats: &Stats) -> String {
         .collect();
     parts.join(", ")
 }
+
+#[cfg(test)]
+mod tests;
