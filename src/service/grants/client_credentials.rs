@@ -27,13 +27,20 @@ impl TokenService {
             jkt,
         };
         let (access, record) = self.new_access_token(client, access_for, now).await?;
-        // A JWT is issued without a store write: its signature and claims are the record
-        // (see `TokenService::unstored_access_token`); only its revocation is ever written.
-        if client.access_token_format == AccessTokenFormat::Opaque {
-            self.inner.store.insert_access_token(&record).await?;
-        }
         let response = self.response(access, &record, None, now);
-        self.inner.caches.access_tokens.insert(record.hash, record).await;
+        match client.access_token_format {
+            AccessTokenFormat::Opaque => {
+                self.inner.store.insert_access_token(&record).await?;
+                self.inner.caches.access_tokens.insert(record.hash, record).await;
+            }
+            // A JWT is issued without a store write: its signature and claims are the record
+            // (see `TokenService::unstored_access_token`); only its revocation is ever written.
+            // Nor is it cached here: it is made for resource servers that check it themselves,
+            // and the few that come back (introspection, revocation) are loaded once from their
+            // claims. A write-through insert would cost every issuance the cache's write path
+            // and crowd the cache with tokens never presented to this server.
+            AccessTokenFormat::Jwt => {}
+        }
         Ok(response)
     }
 }
