@@ -9,6 +9,13 @@ macro_rules! channel {
     };
 }
 
+/// The columns of an access token row as every insert writes them (`revoked_at` aside).
+macro_rules! access_columns {
+    () => {
+        "hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt"
+    };
+}
+
 /// The NOTIFY channel of cross-node cache invalidation.
 pub const CHANNEL: &str = channel!();
 
@@ -69,25 +76,30 @@ pub const SPEND_JTI: &str =
 
 // === grants and tokens ===
 
-pub const INSERT_ACCESS: &str =
-    "INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub const INSERT_ACCESS: &str = concat!(
+    "INSERT INTO access_tokens (",
+    access_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
 
 /// A code grant's records in one statement (one round trip, atomic as any statement is): the grant
 /// (an existing one, a tombstone from a racing code replay, is kept as it is), its access token
 /// and, when `$20` is not null, its refresh token family.
-pub const INSERT_GRANT_TOKENS: &str = "WITH g AS (
+pub const INSERT_GRANT_TOKENS: &str = concat!(
+    "WITH g AS (
         INSERT INTO grants (id, client_id, sub, scope, created_at, expires_at, revoked_at, auth_time, sid, resources)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING
     ), a AS (
-        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt)
-        VALUES ($11, $12, $13, $14, $15, $16, $17, $18, $19)
+        INSERT INTO access_tokens (",
+    access_columns!(),
+    ") VALUES ($11, $12, $13, $14, $15, $16, $17, $18, $19)
     )
     INSERT INTO refresh_tokens (family, hash, generation, client_id, sub, scope, grant_id, issued_at, expires_at,
                                 auth_time, sid, resources, jkt)
     SELECT $20::bytea, $21::bytea, $22::bigint, $23::text, $24::text, $25::text, $26::bytea, $27::bigint,
            $28::bigint, $29::bigint, $30::text, $31::text, $32::text
-    WHERE $20::bytea IS NOT NULL";
+    WHERE $20::bytea IS NOT NULL"
+);
 
 pub const GET_ACCESS: &str = "SELECT * FROM access_tokens WHERE hash = $1";
 pub const GET_REFRESH: &str = "SELECT * FROM refresh_tokens WHERE family = $1";
@@ -103,7 +115,9 @@ pub const ROTATE_REFRESH: &str = concat!(
         UPDATE refresh_tokens SET hash = $3, generation = $4, issued_at = $5
         WHERE family = $1 AND hash = $2 RETURNING 1
     ), a AS (
-        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt)
+        INSERT INTO access_tokens (",
+    access_columns!(),
+    ")
         SELECT $6::bytea, $7::text, $8::text, $9::text, $10::bytea, $11::bigint, $12::bigint, $13::text, $14::text
         FROM won
     )
@@ -124,8 +138,9 @@ pub const REVOKE_ACCESS: &str = concat!(
 /// kept until the token's expiry; revoking it again keeps the first revocation time.
 pub const REVOKE_UNSTORED_ACCESS: &str = concat!(
     "WITH up AS (
-        INSERT INTO access_tokens (hash, client_id, sub, scope, grant_id, issued_at, expires_at, resources, jkt,
-                                   revoked_at)
+        INSERT INTO access_tokens (",
+    access_columns!(),
+    ", revoked_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (hash) DO UPDATE SET revoked_at = COALESCE(access_tokens.revoked_at, EXCLUDED.revoked_at)
         RETURNING 1)
