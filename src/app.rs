@@ -144,6 +144,7 @@ impl Application {
             ttls,
             throttle,
         );
+        let dpop = DpopVerifier::new(cfg.dpop_max_age.0, cfg.dpop_replay_capacity);
         let authorize = AuthorizeService::new(AuthorizeServiceParts {
             store: Arc::clone(&store),
             keys: keys.clone(),
@@ -153,8 +154,9 @@ impl Application {
             users: Arc::clone(&users),
             issuer: cfg.issuer.clone(),
             ttls,
+            dpop: dpop.clone(),
+            par_url: endpoint_url(&cfg.issuer, "/auth/par")?,
         });
-        let dpop = DpopVerifier::new(cfg.dpop_max_age.0, cfg.dpop_replay_capacity);
         let tokens = TokenService::new(
             TokenServiceParts {
                 store: Arc::clone(&store),
@@ -169,7 +171,6 @@ impl Application {
                 dpop: dpop.clone(),
                 token_url: endpoint_url(&cfg.issuer, "/auth/token")?,
                 userinfo_url: endpoint_url(&cfg.issuer, "/auth/userinfo")?,
-                par_url: endpoint_url(&cfg.issuer, "/auth/par")?,
             },
             &metrics,
         );

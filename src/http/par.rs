@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::http::authorize::{AUTHORIZE_PARAMS, authorize_request};
 use crate::http::extract::{Form, client_credentials, dpop_proof};
 use crate::http::token::{address, no_store};
-use crate::service::{AuthorizeService, ClientRegistry, TokenService};
+use crate::service::{AuthorizeService, ClientRegistry};
 
 /// Client authentication's parameters, which may not repeat either.
 const CLIENT_AUTH_PARAMS: &[&str] = &["client_secret", "client_assertion_type", "client_assertion"];
@@ -22,7 +22,6 @@ const CLIENT_AUTH_PARAMS: &[&str] = &["client_secret", "client_assertion_type", 
 pub async fn par(
     State(clients): State<ClientRegistry>,
     State(authorize): State<AuthorizeService>,
-    State(tokens): State<TokenService>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -37,12 +36,8 @@ pub async fn par(
     let client = clients
         .authenticate(client_credentials(&headers, &mut form)?, address(peer), now)
         .await?;
-    let proof_jkt = match dpop_proof(&headers)? {
-        Some(proof) => Some(tokens.pushed_request_proof(&client, proof, now)?),
-        None => None,
-    };
     let mut req = authorize_request(&mut form);
     req.client_id = client_id;
-    let pushed = authorize.push(&client, req, proof_jkt, now).await?;
+    let pushed = authorize.push(&client, req, dpop_proof(&headers)?, now).await?;
     Ok(no_store((StatusCode::CREATED, Json(pushed)).into_response()))
 }

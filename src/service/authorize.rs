@@ -8,6 +8,7 @@ use crate::crypto;
 use crate::domain::{CodeChallenge, RegisteredUri, Resources, Scope, Timestamp};
 use crate::error::ApiError;
 use crate::jose::FormKey;
+use crate::service::dpop::{DpopVerifier, ProofFor};
 use crate::service::{Client, ClientRegistry, KeyService, SessionService, Ttls, UserDirectory};
 use crate::service::{dpop, id_token};
 use crate::store::{CodeRecord, PushedRequestRecord, Store};
@@ -182,6 +183,10 @@ pub struct AuthorizeServiceParts {
     pub users: Arc<UserDirectory>,
     pub issuer: String,
     pub ttls: Ttls,
+    /// Checks a DPoP proof sent to `/auth/par`, which binds the code (RFC 9449 section 10.1).
+    pub dpop: DpopVerifier,
+    /// `<issuer>/auth/par`, which such a proof names.
+    pub par_url: url::Url,
 }
 
 impl AuthorizeService {
@@ -364,16 +369,24 @@ impl AuthorizeService {
 
     /// `POST /auth/par` (RFC 9126) after client authentication: checks the request as authorize
     /// would (errors in the answer, never by redirect) and keeps it for `--par-ttl`. A DPoP proof
-    /// at the push (its thumbprint in `proof_jkt`) binds the code like `dpop_jkt` (RFC 9449
-    /// section 10.1).
+    /// at the push binds the code to its key like `dpop_jkt` (RFC 9449 section 10.1).
     pub async fn push(
         &self,
         client: &Client,
         mut req: AuthorizeRequest,
-        proof_jkt: Option<String>,
+        proof: Option<&str>,
         now: Timestamp,
     ) -> Result<Pushed, ApiError> {
         let inner = &self.inner;
+        let proof_jkt = match proof {
+            Some(p) => Some(
+                inner
+                    .dpop
+                    .check(&client.client_id, p, &ProofFor::post_to(&inner.par_url), now)?
+                    .jkt,
+            ),
+            None => None,
+        };
         if req.request_uri.is_some() {
             return Err(ApiError::InvalidRequest("request_uri cannot be pushed"));
         }

@@ -18,6 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::domain::Timestamp;
+use crate::error::ApiError;
 use crate::jose::{Alg, PublicKey};
 
 /// The algorithms a proof may be signed with (advertised as `dpop_signing_alg_values_supported`).
@@ -78,6 +79,17 @@ pub struct ProofFor<'a> {
     pub url: &'a url::Url,
     /// At a resource: the access token the proof must name (`ath`).
     pub access_token: Option<&'a str>,
+}
+
+impl<'a> ProofFor<'a> {
+    /// A form post to `url` (the token endpoint, PAR): no access token to name.
+    pub fn post_to(url: &'a url::Url) -> Self {
+        Self {
+            method: "POST",
+            url,
+            access_token: None,
+        }
+    }
 }
 
 /// The replay cache as `/debug/health` shows it.
@@ -203,6 +215,17 @@ impl DpopVerifier {
             return Err(DpopError::Replay);
         }
         Ok(Proof { jkt: key.jkt.clone() })
+    }
+
+    /// [`DpopVerifier::verify`] for `client_id`'s request, with the refusal logged (its reason
+    /// goes to the security log only) and answered as the contract says: `invalid_dpop_proof`,
+    /// a 401 at a resource (a proof that names an access token), else a 400.
+    pub fn check(&self, client_id: &str, proof: &str, req: &ProofFor<'_>, now: Timestamp) -> Result<Proof, ApiError> {
+        let at_resource = req.access_token.is_some();
+        self.verify(proof, req, now).map_err(|e| {
+            tracing::info!(target: "security", client_id, reason = %e, "DPoP proof refused");
+            ApiError::InvalidDpopProof { at_resource }
+        })
     }
 
     /// The key of a proof header (base64url, as sent), from the cache of headers seen before

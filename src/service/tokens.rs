@@ -104,7 +104,6 @@ pub(crate) struct Inner {
     /// The token endpoint's and UserInfo's URLs, which DPoP proofs name (`htu`).
     token_url: url::Url,
     userinfo_url: url::Url,
-    par_url: url::Url,
     issued: [Counter; 3],
 }
 
@@ -120,11 +119,9 @@ pub struct TokenServiceParts {
     pub issuer: String,
     pub access_token_alg: Alg,
     pub dpop: DpopVerifier,
-    /// `<issuer>/auth/token`, `<issuer>/auth/userinfo` and `<issuer>/auth/par`, which DPoP
-    /// proofs name.
+    /// `<issuer>/auth/token` and `<issuer>/auth/userinfo`, which DPoP proofs name.
     pub token_url: url::Url,
     pub userinfo_url: url::Url,
-    pub par_url: url::Url,
 }
 
 /// Whom and what an access token is for.
@@ -205,7 +202,6 @@ impl TokenService {
             dpop,
             token_url,
             userinfo_url,
-            par_url,
         } = parts;
         let issued = [
             GrantType::AuthorizationCode,
@@ -228,7 +224,6 @@ impl TokenService {
                 dpop,
                 token_url,
                 userinfo_url,
-                par_url,
                 issued,
             }),
         }
@@ -251,7 +246,7 @@ impl TokenService {
         }
         // DPoP (RFC 9449 section 5): a proof binds what is issued to its key.
         let proof = match req.dpop.as_deref() {
-            Some(p) => Some(self.dpop_proof(&client.client_id, p, &self.post_to(&self.inner.token_url), now)?),
+            Some(p) => Some(self.dpop_proof(&client.client_id, p, &ProofFor::post_to(&self.inner.token_url), now)?),
             None if client.dpop_bound_access_tokens => {
                 tracing::info!(target: "security", client_id = %client.client_id, "token request without the DPoP proof the client must send");
                 return Err(ApiError::InvalidDpopProof { at_resource: false });
@@ -490,8 +485,7 @@ impl TokenService {
         Ok(Some(ValidToken { record, user }))
     }
 
-    /// Verifies `client_id`'s DPoP proof for `req`, logging why it was refused. A proof that
-    /// names an access token is one at a resource, where a refusal is a 401.
+    /// Verifies `client_id`'s DPoP proof for `req` ([`DpopVerifier::check`]).
     pub(crate) fn dpop_proof(
         &self,
         client_id: &str,
@@ -499,26 +493,7 @@ impl TokenService {
         req: &ProofFor<'_>,
         now: Timestamp,
     ) -> Result<Proof, ApiError> {
-        let at_resource = req.access_token.is_some();
-        self.inner.dpop.verify(proof, req, now).map_err(|e| {
-            tracing::info!(target: "security", client_id, reason = %e, "DPoP proof refused");
-            ApiError::InvalidDpopProof { at_resource }
-        })
-    }
-
-    /// The thumbprint of a DPoP proof sent to `/auth/par` (RFC 9449 section 10.1).
-    pub fn pushed_request_proof(&self, client: &Client, proof: &str, now: Timestamp) -> Result<String, ApiError> {
-        let req = self.post_to(&self.inner.par_url);
-        Ok(self.dpop_proof(&client.client_id, proof, &req, now)?.jkt)
-    }
-
-    /// What a proof of a form post to `url` (token endpoint, PAR) must name: no access token.
-    fn post_to<'a>(&self, url: &'a url::Url) -> ProofFor<'a> {
-        ProofFor {
-            method: "POST",
-            url,
-            access_token: None,
-        }
+        self.inner.dpop.check(client_id, proof, req, now)
     }
 
     /// RFC 9449 section 7: a bound token needs the `DPoP` scheme and a proof of its key (with
