@@ -10,8 +10,9 @@ use reqwest::StatusCode;
 use crate::helpers::*;
 use crate::test_store::TestStore;
 
-#[tokio::test]
-async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
+/// An app whose hot routes run two requests at once and queue two more, on a store that holds
+/// every call until released (held from the start): the setting of the shedding tests.
+pub(crate) async fn two_running_two_waiting() -> (TestApp, Arc<TestStore>) {
     let store = Arc::new(TestStore::default());
     let cfg = test_config(|s| {
         s.max_inflight = Some(2);
@@ -19,6 +20,12 @@ async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
     });
     let app = spawn_with(cfg, Some(store.clone())).await;
     store.hold();
+    (app, store)
+}
+
+#[tokio::test]
+async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
+    let (app, store) = two_running_two_waiting().await;
     let mut running = Vec::new();
     for i in 0..4 {
         let req = app

@@ -540,18 +540,9 @@ async fn an_oversized_push_is_refused_and_stores_nothing() {
 /// touching the store.
 #[tokio::test]
 async fn a_full_par_endpoint_sheds_at_once_without_touching_the_store() {
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use crate::test_store::TestStore;
-
-    let store = Arc::new(TestStore::default());
-    let cfg = test_config(|s| {
-        s.max_inflight = Some(2);
-        s.queue_capacity = Some(2);
-    });
-    let app = spawn_with(cfg, Some(store.clone())).await;
-    store.hold();
+    let (app, store) = crate::overload::two_running_two_waiting().await;
     let form = params(&[]);
     let mut running = Vec::new();
     for _ in 0..4 {
