@@ -23,6 +23,19 @@ pub(crate) async fn two_running_two_waiting() -> (TestApp, Arc<TestStore>) {
     (app, store)
 }
 
+/// A shed answer: 503 `temporarily_unavailable` with `Retry-After: 1`, and no store call made for
+/// it (`calls` is the store's count before the request).
+pub(crate) async fn assert_shed_before_the_store(res: reqwest::Response, store: &TestStore, calls: usize) {
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(json(res).await["error"], "temporarily_unavailable");
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        calls,
+        "the shed request never reached the store"
+    );
+}
+
 #[tokio::test]
 async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
     let (app, store) = two_running_two_waiting().await;
@@ -37,15 +50,7 @@ async fn a_full_endpoint_sheds_at_once_without_touching_the_store() {
     store.until_waiting(2).await;
     until_queue(&app, "/auth/userinfo", |q| q["in_flight"] == 2 && q["waiting"] == 2).await;
     let calls = store.calls.load(Ordering::SeqCst);
-    let res = app.userinfo("one-too-many").await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.headers()["retry-after"], "1");
-    assert_eq!(json(res).await["error"], "temporarily_unavailable");
-    assert_eq!(
-        store.calls.load(Ordering::SeqCst),
-        calls,
-        "the shed request never reached the store"
-    );
+    assert_shed_before_the_store(app.userinfo("one-too-many").await, &store, calls).await;
     // Other endpoints are not affected, nor are health and metrics.
     assert_eq!(
         app.client.get(app.url("/healthz")).send().await.unwrap().status(),

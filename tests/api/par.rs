@@ -556,15 +556,7 @@ async fn a_full_par_endpoint_sheds_at_once_without_touching_the_store() {
     store.until_waiting(2).await;
     until_queue(&app, "/auth/par", |q| q["in_flight"] == 2 && q["waiting"] == 2).await;
     let calls = store.calls.load(Ordering::SeqCst);
-    let res = push(&app, APP_CLIENT, &form).await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.headers()["retry-after"], "1");
-    assert_eq!(json(res).await["error"], "temporarily_unavailable");
-    assert_eq!(
-        store.calls.load(Ordering::SeqCst),
-        calls,
-        "the shed push never reached the store"
-    );
+    crate::overload::assert_shed_before_the_store(push(&app, APP_CLIENT, &form).await, &store, calls).await;
     let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"authplane_requests_shed_total{route="/auth/par"} 1"#),
