@@ -513,15 +513,7 @@ impl Store for MemoryStore {
     }
 
     async fn consume_code(&self, hash: &TokenHash) -> StoreResult<ConsumeOutcome> {
-        let Some(mut code) = self.codes.records.get_mut(hash) else {
-            return Ok(ConsumeOutcome::NotFound);
-        };
-        if code.consumed {
-            return Ok(ConsumeOutcome::AlreadyConsumed(code.clone()));
-        }
-        let before = code.clone();
-        code.consumed = true;
-        Ok(ConsumeOutcome::Consumed(before))
+        self.consume_code_if(hash, &|_| true).await
     }
 
     async fn consume_code_if(&self, hash: &TokenHash, accept: &CodeCheck<'_>) -> StoreResult<ConsumeOutcome> {

@@ -1,7 +1,9 @@
 //! `grant_type=authorization_code` (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
 
+use std::sync::OnceLock;
+
 use crate::crypto;
-use crate::domain::{CodeVerifier, GrantType, Timestamp};
+use crate::domain::{CodeVerifier, GrantType, Resources, Timestamp};
 use crate::error::ApiError;
 use crate::service::authorize::allowed_resources;
 use crate::service::id_token::Authentication;
@@ -36,8 +38,16 @@ impl TokenService {
         // without the verifier) can burn it for its rightful client. The code stays single use
         // all the same: it is consumed atomically once the checks pass, and a code consumed before
         // is a replay whatever the request says (invariant 2).
-        let check = |r: &CodeRecord| Self::code_refusal(client, &req, verifier.as_ref(), jkt, r, now);
-        let accept = |r: &CodeRecord| check(r).is_none();
+        // The check works out the token's resources; kept so that they are not worked out again.
+        let checked = OnceLock::new();
+        let check = |r: &CodeRecord| Self::code_check(client, &req, verifier.as_ref(), jkt, r, now);
+        let accept = |r: &CodeRecord| match check(r) {
+            Ok(resources) => {
+                let _ = checked.set(resources);
+                true
+            }
+            Err(_) => false,
+        };
         let record = match inner.store.consume_code_if(&hash, &accept).await? {
             ConsumeOutcome::Consumed(r) => r,
             ConsumeOutcome::AlreadyConsumed(r) => {
@@ -53,7 +63,7 @@ impl TokenService {
                 return Err(ApiError::InvalidGrant);
             }
             ConsumeOutcome::Refused(r) => {
-                let (why, error) = check(&r).unwrap_or(("code refused", ApiError::InvalidGrant));
+                let (why, error) = check(&r).err().unwrap_or(("code refused", ApiError::InvalidGrant));
                 tracing::info!(target: "security", client_id = %client.client_id, reason = why, "code exchange refused");
                 return Err(error);
             }
@@ -64,8 +74,12 @@ impl TokenService {
                 "code exchange refused");
             return Err(ApiError::InvalidGrant);
         }
-        // Checked before the code was consumed.
-        let resources = Self::token_resources(&req.resources, &record.resources, client)?;
+        // Checked before the code was consumed (a store that consumed without asking `accept`
+        // would leave them to be worked out here).
+        let resources = match checked.into_inner() {
+            Some(resources) => resources,
+            None => Self::token_resources(&req.resources, &record.resources, client)?,
+        };
         let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);
         let access_for = AccessTokenFor {
             sub: Some(&record.sub),
@@ -112,8 +126,8 @@ impl TokenService {
         Ok(response)
     }
 
-    /// Why `code` may not be exchanged by this request of `client`, and the answer; `None` when
-    /// it may. Each reason is one its sender can correct or an attacker can provoke, so none of
+    /// The resources of the token `code` gives this request of `client`; or why it may not be
+    /// exchanged, and the answer. Each reason is one its sender can correct or an attacker can provoke, so none of
     /// them consumes the code (RFC 6749 section 4.1.3, RFC 7636 section 4.6, RFC 9449 section 10,
     /// RFC 8707). The user's state is checked after the code is consumed: no request changes it.
     ///
@@ -124,15 +138,15 @@ impl TokenService {
     /// the code, void the rightful client's authorization. RFC 6749 section 4.1.2 asks only
     /// that a code be used once, which the atomic consume keeps. (oidc-provider checks these
     /// before it consumes a code too.)
-    fn code_refusal(
+    fn code_check(
         client: &Client,
         req: &TokenRequest,
         verifier: Option<&CodeVerifier>,
         jkt: Option<&str>,
         code: &CodeRecord,
         now: Timestamp,
-    ) -> Option<(&'static str, ApiError)> {
-        let grant = |why| Some((why, ApiError::InvalidGrant));
+    ) -> Result<Resources, (&'static str, ApiError)> {
+        let grant = |why| Err((why, ApiError::InvalidGrant));
         if code.client_id != client.client_id {
             return grant("code was issued to another client");
         }
@@ -154,14 +168,12 @@ impl TokenService {
         }
         // RFC 9449 section 10: a code bound at authorize needs a proof of that key.
         if code.dpop_jkt.is_some() && code.dpop_jkt.as_deref() != jkt {
-            return Some((
+            return Err((
                 "code exchange without a DPoP proof of the key named at authorize",
                 ApiError::InvalidDpopProof { at_resource: false },
             ));
         }
-        if let Err(e) = Self::token_resources(&req.resources, &code.resources, client) {
-            return Some(("code exchange for a resource the grant does not name", e));
-        }
-        None
+        Self::token_resources(&req.resources, &code.resources, client)
+            .map_err(|e| ("code exchange for a resource the grant does not name", e))
     }
 }
