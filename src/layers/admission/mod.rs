@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Gauge};
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
@@ -119,6 +120,35 @@ impl Admission {
     }
 }
 
+pin_project! {
+    /// `work` until `deadline` (the request timeout, from the request's arrival), else `None`.
+    /// The timer is armed only when `work` does not finish on its first poll, which almost every
+    /// request on the memory store does: those read no clock for it and make no timer entry
+    /// (`tokio::time::timeout` does both for every request).
+    struct Deadline<F> {
+        #[pin]
+        work: F,
+        deadline: Instant,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Deadline<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.work.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let deadline = *this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        timer.as_mut().poll(cx).map(|()| None)
+    }
+}
+
 /// Decrements the waiting count however the wait ends (admitted, timed out, or the client left).
 struct Waiting<'a>(&'a Inner);
 
@@ -195,8 +225,10 @@ where
         } else {
             None
         };
-        let _permit = match free {
-            Some(p) => p,
+        // The permit, and how long the request waited for it (none when admitted at once: no
+        // clock read for that).
+        let (_permit, admitted) = match free {
+            Some(p) => (p, Duration::ZERO),
             // The controller holds the limit below the hard cap (a standing queue, or the
             // recovery after one): no queueing, the request is answered at once.
             None if overloaded || limit < inner.max_inflight => return inner.shed("standing queue"),
@@ -213,14 +245,14 @@ where
                 };
                 drop(waiting);
                 // The queue may have turned into a standing one while this request waited in it.
-                let (limit, overloaded) = inner.control.current(Instant::now());
+                let now = Instant::now();
+                let (limit, overloaded) = inner.control.current(now);
                 if overloaded && inner.in_flight() > limit {
                     return inner.shed("standing queue");
                 }
-                p
+                (p, now.saturating_duration_since(arrived))
             }
         };
-        let admitted = arrived.elapsed();
         let (res, below) = queue_delay::measure(route).await;
         let res = match res {
             Ok(res) => res,
@@ -231,9 +263,15 @@ where
             .finished(inner.route, admitted + below, arrived, Instant::now());
         res
     };
-    match tokio::time::timeout(inner.timeout, work).await {
-        Ok(res) => res,
-        Err(_) => {
+    match (Deadline {
+        work,
+        deadline: arrived + inner.timeout,
+        timer: None,
+    })
+    .await
+    {
+        Some(res) => res,
+        None => {
             tracing::warn!(route = inner.route, "request timed out");
             // Counted as queued throughout: a request that could not finish in time is the
             // clearest sign of a standing queue (or of a store that stopped answering).
