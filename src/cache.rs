@@ -160,13 +160,17 @@ where
         E: Unshare,
     {
         let span = tracing::debug_span!("cache.lookup", cache = self.name, outcome = tracing::field::Empty);
+        // The outcome goes to this span itself: `Span::current()` would look the current span up
+        // and clone and close it on every lookup, also when this span is disabled (then it
+        // finds the request's span, which has no such field).
+        let outcome = span.clone();
         async {
             // Read before the store is: if an invalidation happens after this point, the loaded
             // record may predate it, and the check below drops it from the cache.
             let epoch = self.epoch.load(Ordering::SeqCst);
             match self.inner.get(key).await {
                 Some(cached) if !cached.is_stale(self.ttl) => {
-                    self.hit();
+                    self.hit(&outcome);
                     return Ok(cached.value);
                 }
                 Some(_) => self.inner.invalidate(key).await,
@@ -179,7 +183,7 @@ where
                 .await
                 .map_err(E::unshare)?;
             if entry.is_fresh() {
-                tracing::Span::current().record("outcome", "miss");
+                outcome.record("outcome", "miss");
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 self.stats.misses_metric.increment(1);
                 if self.epoch.load(Ordering::SeqCst) != epoch {
@@ -187,7 +191,7 @@ where
                 }
             } else {
                 // Another request's load, shared.
-                self.hit();
+                self.hit(&outcome);
             }
             Ok(entry.into_value().value)
         }
@@ -195,8 +199,8 @@ where
         .await
     }
 
-    fn hit(&self) {
-        tracing::Span::current().record("outcome", "hit");
+    fn hit(&self, span: &tracing::Span) {
+        span.record("outcome", "hit");
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
         self.stats.hits_metric.increment(1);
     }

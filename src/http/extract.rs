@@ -24,7 +24,9 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 /// Decoded `application/x-www-form-urlencoded` parameters.
 #[derive(Debug, Default)]
 pub struct Params {
-    values: HashMap<String, String>,
+    /// foldhash (seeded per process), not SipHash: the names are the client's, but a form is
+    /// at most [`MAX_FORM_BYTES`], and this map is made for every request.
+    values: HashMap<String, String, foldhash::fast::RandomState>,
     duplicated: Vec<String>,
     /// The second and later values of repeated parameters, for the one parameter that may
     /// repeat (`resource`, RFC 8707); bounded by the body's size.

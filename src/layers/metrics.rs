@@ -5,7 +5,7 @@
 //! a hash and a map read, not a registration with its label allocations.
 
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,6 +15,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
 use dashmap::DashMap;
+use foldhash::fast::FixedState;
 use metrics::Histogram;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -27,25 +28,24 @@ type Status = Option<u16>;
 /// One label set and its histogram.
 type Entry = (Method, Box<str>, Status, Histogram);
 
-#[derive(Clone)]
 pub struct HttpMetrics {
     metrics: Metrics,
-    /// Keyed by a hash of (method, route, status); the vector holds the (rare) collisions.
-    handles: Arc<DashMap<u64, Vec<Entry>>>,
+    /// Keyed by a hash of (method, route, status); the vector holds the (rare) collisions. The
+    /// labels are a matched route's (not a client's choice but for the method), so a fixed
+    /// fast hash serves, for the key and the map.
+    handles: DashMap<u64, Vec<Entry>, FixedState>,
 }
 
 impl HttpMetrics {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             metrics,
-            handles: Arc::default(),
+            handles: DashMap::default(),
         }
     }
 
     fn histogram(&self, method: &Method, route: &str, status: Status) -> Histogram {
-        let mut h = DefaultHasher::new();
-        (method, route, status).hash(&mut h);
-        let key = h.finish();
+        let key = FixedState::default().hash_one((method, route, status));
         let same = |e: &&Entry| e.0 == *method && &*e.1 == route && e.2 == status;
         if let Some(found) = self
             .handles
@@ -68,13 +68,14 @@ impl HttpMetrics {
 }
 
 /// The layer: `route_layer(TrackLayer::new(metrics))`. A tower layer with a concrete future
-/// (no boxing, no clone of the inner service per request, as `from_fn` has).
+/// (no boxing, no clone of the inner service per request, as `from_fn` has). Requests share
+/// the handles through one `Arc` (one count per request, not the registry's three).
 #[derive(Clone)]
-pub struct TrackLayer(HttpMetrics);
+pub struct TrackLayer(Arc<HttpMetrics>);
 
 impl TrackLayer {
     pub fn new(metrics: Metrics) -> Self {
-        Self(HttpMetrics::new(metrics))
+        Self(Arc::new(HttpMetrics::new(metrics)))
     }
 }
 
@@ -84,7 +85,7 @@ impl<S> Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            metrics: self.0.clone(),
+            metrics: Arc::clone(&self.0),
         }
     }
 }
@@ -92,7 +93,7 @@ impl<S> Layer<S> for TrackLayer {
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
-    metrics: HttpMetrics,
+    metrics: Arc<HttpMetrics>,
 }
 
 impl<S> Service<Request> for Track<S>
@@ -109,7 +110,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let record = Record {
-            metrics: self.metrics.clone(),
+            metrics: Arc::clone(&self.metrics),
             method: req.method().clone(),
             route: req.extensions().get::<MatchedPath>().cloned(),
             start: Instant::now(),
@@ -149,7 +150,7 @@ where
 
 /// Written when dropped: at the end of the request, or when its client went away first.
 struct Record {
-    metrics: HttpMetrics,
+    metrics: Arc<HttpMetrics>,
     method: Method,
     route: Option<MatchedPath>,
     start: Instant,

@@ -44,7 +44,8 @@ where
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-        let future = span.in_scope(|| self.inner.call(req));
-        future.instrument(span)
+        // Not entered for `call`: the layers and handlers below make their futures there and do
+        // their work (and their logging) when polled, inside the span.
+        self.inner.call(req).instrument(span)
     }
 }
