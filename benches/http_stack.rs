@@ -139,4 +139,36 @@ fn stack_benches(c: &mut Criterion) {
     g.finish();
 }
 
-common::bench_main!(20, stack_benches);
+/// The request span as `layers::span` makes it (three fields, entered once, closed), under a
+/// text fmt layer at `info` writing nowhere, with tracing-subscriber's `DefaultFields` and with
+/// the server's `PlainFields`: the same work in the same run, so the difference is the formatter's.
+fn span_benches(c: &mut Criterion) {
+    fn request_span() {
+        let id = "0b6c3d1e-5f4a-4b2c-9d8e-7f6a5b4c3d2e";
+        let span = tracing::info_span!("request", request_id = %id, method = %"POST", path = %"/auth/introspect");
+        let _entered = span.enter();
+        black_box(&span);
+    }
+    fn with_fields<F>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, fields: F)
+    where
+        F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(fields)
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+            .with_filter(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || g.bench_function(name, |b| b.iter(request_span)));
+    }
+    let mut g = c.benchmark_group("request_span");
+    with_fields(
+        &mut g,
+        "default_fields",
+        tracing_subscriber::fmt::format::DefaultFields::new(),
+    );
+    with_fields(&mut g, "plain_fields", authplane::telemetry::PlainFields);
+    g.finish();
+}
+
+common::bench_main!(20, stack_benches, span_benches);

@@ -12,9 +12,12 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use self::plain_fields::PlainFields;
 use crate::config::LogFormat;
 /// The OTLP trace export, behind `--otlp-endpoint`; public for the test that runs a collector.
 pub use crate::otlp::{OtlpGuard, layer as otlp_layer};
+
+mod plain_fields;
 
 static METADATA: Metadata<'static> = Metadata::new("authplane", metrics::Level::INFO, Some(module_path!()));
 
@@ -223,6 +226,7 @@ pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::R
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
         // Colours only for a terminal: logs piped to a file or a collector stay plain text.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(PlainFields)
             .with_ansi(std::io::stdout().is_terminal())
             .boxed(),
     };
