@@ -5,9 +5,13 @@
 //! body wrapper that enters the span again for every frame.
 
 use axum::extract::Request;
+use axum::http::HeaderName;
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
+
+/// A constant name: a lookup by `&str` parses and checks the name on every request.
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone, Copy)]
 pub struct RequestSpanLayer;
@@ -40,7 +44,7 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let id = req
             .headers()
-            .get("x-request-id")
+            .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());

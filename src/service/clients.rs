@@ -261,7 +261,6 @@ impl ClientRegistry {
                 let Some(hash) = &client.secret else {
                     return Err(fail("public client sent a secret", &client_id));
                 };
-                let throttle_key = Key::Client(client_id.clone(), address);
                 let key = crypto::client_secret_key(&client_id, &secret);
                 let (hasher, throttle) = (&self.inner.hasher, &self.inner.throttle);
                 // A secret verified before answers from the cache and is never throttled: guesses
@@ -273,6 +272,8 @@ impl ClientRegistry {
                     .inner
                     .verified
                     .get_or_load(&key, async {
+                        // Made on a miss only: a hit needs no throttle key (nor its allocation).
+                        let throttle_key = Key::Client(client_id.clone(), address);
                         throttle.reserve(&throttle_key, now).map_err(VerifyFailure::Refused)?;
                         match hasher.verify(Arc::clone(hash), secret).await {
                             Ok(true) => {
