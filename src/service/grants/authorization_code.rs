@@ -74,12 +74,11 @@ impl TokenService {
                 "code exchange refused");
             return Err(ApiError::InvalidGrant);
         }
-        // Checked before the code was consumed (a store that consumed without asking `accept`
-        // would leave them to be worked out here).
-        let resources = match checked.into_inner() {
-            Some(resources) => resources,
-            None => Self::token_resources(&req.resources, &record.resources, client)?,
-        };
+        // Worked out by the check that let the code be consumed: `consume_code_if` consumes
+        // only what `accept` took (the store contract tests hold both stores to it).
+        let resources = checked
+            .into_inner()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a code was consumed without its check")))?;
         let grant = GrantRecord::of_code(&record, now, inner.ttls.refresh_token);
         let access_for = AccessTokenFor {
             sub: Some(&record.sub),
