@@ -139,7 +139,7 @@ fn stack_benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// The request span as `layers::span` makes it (three fields, entered once, closed), under a
+/// The request span as `layers::edge` makes it (three fields, entered once, closed), under a
 /// text fmt layer at `info` writing nowhere, with tracing-subscriber's `DefaultFields` and with
 /// the server's `PlainFields`: the same work in the same run, so the difference is the formatter's.
 fn span_benches(c: &mut Criterion) {

@@ -2,22 +2,14 @@
 //! the result; nothing here touches a store, a cache or a credential's hash.
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::response::IntoResponse;
+use axum::http::Method;
 use axum::routing::{MethodRouter, get, post};
-use tower::ServiceBuilder;
-use tower::util::MapResponseLayer;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::map_response_body::MapResponseBodyLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::error::{ApiError, log_error_cause};
-use crate::layers::RandomRequestId;
+use crate::error::ApiError;
 use crate::layers::admission::Admission;
 use crate::layers::cors::{Cors, CorsRoute, Origins};
+use crate::layers::edge::EdgeLayer;
 use crate::layers::metrics::TrackLayer;
-use crate::layers::span::RequestSpanLayer;
 use crate::state::AppState;
 
 pub mod admin;
@@ -123,14 +115,6 @@ impl Admissions {
     }
 }
 
-/// Content-Security-Policy for everything we serve: the login page needs only its inline style.
-/// No `form-action`: browsers apply it to the redirect chain after the login post, which ends at
-/// the client's redirect_uri (docs/reference.md section 3).
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
-
-/// `Strict-Transport-Security` when the issuer is https: a year, subdomains included.
-const HSTS: &str = "max-age=31536000; includeSubDomains";
-
 /// The public router. With `management` false, `/metrics` and `/debug/health` are not on it:
 /// they are served by [`management_router`] on `--management-listen` instead.
 pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Router {
@@ -185,15 +169,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
     let routes = routes
         .route_layer(TrackLayer::new(state.metrics.clone()))
         .with_state(state);
-    let router = outer_layers(routes, cors);
-    if https {
-        router.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(HSTS),
-        ))
-    } else {
-        router
-    }
+    outer_layers(routes, EdgeLayer::new(cors, https))
 }
 
 fn with_management(routes: Router<AppState>) -> Router<AppState> {
@@ -209,50 +185,20 @@ pub fn management_router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state);
-    outer_layers(routes, Cors::new(&CORS_ROUTES, std::iter::empty()))
+    outer_layers(
+        routes,
+        EdgeLayer::new(Cors::new(&CORS_ROUTES, std::iter::empty()), false),
+    )
 }
 
-/// The layers every route shares, outermost first: request id (set, then propagated as
-/// `X-Request-Id`), the request span, the logging of error causes (once, inside the span), CORS
-/// (`cors`, whose preflight answers need the layers above and none below), the panic catcher,
-/// the security headers; and the OAuth-format 404 and 405 answers. The benchmark baseline goes
-/// through exactly these.
-pub fn outer_layers(router: Router, cors: Cors) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+/// The layers every route shares: the edge ([`EdgeLayer`]: request id, the request span, CORS,
+/// the panic catcher, the security headers, the logging of error causes) around the OAuth-format
+/// 404 and 405 answers and the routes. The benchmark baseline goes through exactly these.
+pub fn outer_layers(router: Router, edge: EdgeLayer) -> Router {
     router
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
-                .layer(RequestSpanLayer)
-                .layer(PropagateRequestIdLayer::new(request_id))
-                // Inside the span, outside everything that can fail, panics included.
-                .layer(MapResponseLayer::new(log_error_cause))
-                // Outside the panic catcher, so that a page can read even that 500.
-                .layer(cors)
-                // CatchPanic's body type, back to axum's for the layers above.
-                .layer(MapResponseBodyLayer::new(axum::body::Body::new))
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-                }))
-                .layer(MapResponseLayer::new(security_headers)),
-        )
-}
-
-/// The security headers of every answer, each unless the handler set its own: one pass over
-/// the map in place of a layer (and a future) per header.
-fn security_headers(mut res: axum::response::Response) -> axum::response::Response {
-    let headers = res.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CSP),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ] {
-        headers.entry(name).or_insert_with(|| HeaderValue::from_static(value));
-    }
-    res
+        .layer(edge)
 }
 
 /// The benchmark baseline: a constant small JSON answer behind the same stack as the hot
@@ -265,5 +211,8 @@ pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission)
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }).layer(admission),
         )
         .route_layer(TrackLayer::new(metrics));
-    outer_layers(router, Cors::new(&CORS_ROUTES, std::iter::empty()))
+    outer_layers(
+        router,
+        EdgeLayer::new(Cors::new(&CORS_ROUTES, std::iter::empty()), false),
+    )
 }

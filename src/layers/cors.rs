@@ -23,10 +23,7 @@
 //! per-path methods and origins, and nothing for the paths outside the table.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::http::header::{
@@ -35,8 +32,6 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
 
 use crate::domain::Origin;
 
@@ -104,98 +99,44 @@ impl Cors {
     }
 }
 
-impl<S> Layer<S> for Cors {
-    type Service = CorsService<S>;
-
-    fn layer(&self, inner: S) -> CorsService<S> {
-        CorsService {
-            inner,
-            cors: self.clone(),
-        }
-    }
+/// What CORS makes of a request, and adds to its answer ([`CorsCheck::apply`]).
+pub enum CorsCheck {
+    /// A path outside the table: no CORS header.
+    Outside,
+    /// A preflight, answered here: the route is not called.
+    Preflight(Response),
+    /// A request to a path of the table: `Vary: Origin` where the answer depends on it, and the
+    /// allowed origin with the exposed headers when it may read the answer.
+    Route {
+        route: &'static CorsRoute,
+        allow: Option<HeaderValue>,
+    },
 }
 
-/// The middleware, around every route (`http::outer_layers`): a tower service with a concrete
-/// future, so a path outside the table costs one lookup and nothing else.
-#[derive(Clone)]
-pub struct CorsService<S> {
-    inner: S,
-    cors: Cors,
-}
-
-impl<S> Service<Request> for CorsService<S>
-where
-    S: Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = CorsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let Some(route) = self.cors.route(req.uri().path()) else {
-            return CorsFuture::Pass {
-                inner: self.inner.call(req),
-                route: None,
-                allow: None,
-            };
+impl Cors {
+    /// A path outside the table costs one lookup and nothing else.
+    pub fn check(&self, req: &Request) -> CorsCheck {
+        let Some(route) = self.route(req.uri().path()) else {
+            return CorsCheck::Outside;
         };
         let origin = single(req.headers(), &ORIGIN);
-        let allow = self.cors.allow_origin(route, origin.as_ref());
+        let allow = self.allow_origin(route, origin.as_ref());
         let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
         if preflight && origin.is_some() {
-            return CorsFuture::Preflight {
-                answer: Some(preflight_answer(route, allow)),
-            };
+            return CorsCheck::Preflight(preflight_answer(route, allow));
         }
-        CorsFuture::Pass {
-            inner: self.inner.call(req),
-            route: Some(route),
-            allow,
-        }
+        CorsCheck::Route { route, allow }
     }
 }
 
-pin_project! {
-    /// A preflight's answer, or the route's with the CORS headers added.
-    #[project = CorsProj]
-    pub enum CorsFuture<F> {
-        Preflight { answer: Option<Response> },
-        Pass {
-            #[pin]
-            inner: F,
-            route: Option<&'static CorsRoute>,
-            allow: Option<HeaderValue>,
-        },
-    }
-}
-
-impl<F, E> Future for CorsFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            CorsProj::Preflight { answer } => match answer.take() {
-                Some(res) => Poll::Ready(Ok(res)),
-                None => Poll::Pending,
-            },
-            CorsProj::Pass { inner, route, allow } => {
-                let mut res = std::task::ready!(inner.poll(cx))?;
-                if let Some(route) = route {
-                    let h = res.headers_mut();
-                    vary_on_origin(route, h);
-                    if let Some(allow) = allow.take() {
-                        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
-                        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
-                    }
-                }
-                Poll::Ready(Ok(res))
+impl CorsCheck {
+    /// Adds the CORS headers of a route's answer (a preflight's has its own already).
+    pub fn apply(self, h: &mut HeaderMap) {
+        if let CorsCheck::Route { route, allow } = self {
+            vary_on_origin(route, h);
+            if let Some(allow) = allow {
+                h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+                h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
             }
         }
     }
