@@ -29,6 +29,21 @@ pub fn random_uuid() -> uuid::Uuid {
 pub fn generate_token() -> NewToken {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
+    token_of(&bytes)
+}
+
+/// An authorization code ([`generate_token`]'s kind) and the id of the grant it starts, from one
+/// draw of the OS CSPRNG: one system call where there were two, on every authorization.
+pub fn generate_code() -> (NewToken, GrantId) {
+    let mut bytes = [0u8; 48];
+    OsRng.fill_bytes(&mut bytes);
+    let (code, grant) = bytes.split_at(32);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(grant);
+    (token_of(code), GrantId(id))
+}
+
+fn token_of(bytes: &[u8]) -> NewToken {
     let value = URL_SAFE_NO_PAD.encode(bytes);
     let hash = hash_token(&value);
     NewToken { value, hash }
@@ -333,6 +348,21 @@ mod tests {
         assert_ne!(generate_token().value, t.value);
         // The stored key is the SHA-256 of the value, not the value.
         assert_eq!(t.hash.0.as_slice(), Sha256::digest(t.value.as_bytes()).as_slice());
+    }
+
+    #[test]
+    fn a_code_and_its_grant_id_are_independent_draws() {
+        let (code, grant) = generate_code();
+        let bytes = URL_SAFE_NO_PAD.decode(&code.value).unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(code.hash, hash_token(&code.value));
+        assert!(
+            !bytes.windows(16).any(|w| w == grant.0),
+            "the grant id is not part of the code"
+        );
+        let (other, other_grant) = generate_code();
+        assert_ne!(other.value, code.value);
+        assert_ne!(other_grant.0, grant.0);
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl AuthorizeService {
                 return Err(ApiError::InvalidRequestUri);
             }
         }
-        let code = crypto::generate_token();
+        let (code, grant_id) = crypto::generate_code();
         let record = CodeRecord {
             hash: code.hash,
             client_id: client.client_id.clone(),
@@ -293,7 +293,7 @@ impl AuthorizeService {
             sub: session.sub.clone(),
             scope: checked.scope,
             challenge: checked.challenge,
-            grant_id: crypto::generate_grant_id(),
+            grant_id,
             auth_time: session.auth_time,
             expires_at: now.plus(inner.ttls.code),
             consumed: false,
