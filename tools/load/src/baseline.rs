@@ -1,7 +1,9 @@
 //! `serve-baseline`: the server stack's own ceiling. It serves `authplane::baseline_router`
 //! (a constant small JSON behind the latency metrics, the admission control and the outer layers
-//! of the real server), with the same tracing subscriber and the same `axum::serve` as
-//! `authplane serve`, so that the difference between the two is the auth logic alone.
+//! of the real server) with the same tracing subscriber, so that the difference between the
+//! two is the auth logic alone, but for the connection: this is `axum::serve`, where `authplane
+//! serve` has its own loop (`authplane::server`: connection limits and the header and idle
+//! deadlines, a timer and two clock reads per request).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
