@@ -73,6 +73,34 @@ async fn unknown_tokens_are_negatively_cached() {
     assert_eq!(store.calls.load(Ordering::SeqCst), calls);
 }
 
+async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
+    let res = app
+        .client
+        .post(app.url("/auth/introspect"))
+        .basic_auth(APP, Some(APP_SECRET))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    json(res).await
+}
+
+#[tokio::test]
+async fn client_credentials_tokens_on_the_memory_store_are_cached_at_first_use() {
+    let app = spawn_with(test_config(|_| {}), None).await;
+    let res = app
+        .token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
+        .await;
+    let token = s(&json(res).await, "access_token");
+    let h = app.health().await;
+    assert_eq!(cache(&h, "access_tokens")["entries"], 0, "no write-through at issuance");
+    assert_eq!(introspect(&app, &token).await["active"], true);
+    assert_eq!(introspect(&app, &token).await["active"], true);
+    let h = app.health().await;
+    let c = cache(&h, "access_tokens");
+    assert_eq!((c["misses"].as_u64(), c["hits"].as_u64()), (Some(1), Some(1)), "{c}");
+}
+
 #[tokio::test]
 async fn caches_stay_bounded_and_count_evictions() {
     let app = spawn_with(test_config(|s| s.cache_capacity = Some(10)), None).await;
@@ -81,7 +109,10 @@ async fn caches_stay_bounded_and_count_evictions() {
         let res = app
             .token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
             .await;
-        tokens.push(s(&json(res).await, "access_token"));
+        let token = s(&json(res).await, "access_token");
+        // Cached at first use (the memory store has no write-through at issuance).
+        assert_eq!(introspect(&app, &token).await["active"], true);
+        tokens.push(token);
     }
     let h = app.health().await;
     let entries = cache(&h, "access_tokens")["entries"].as_u64().unwrap();
@@ -96,14 +127,6 @@ async fn caches_stay_bounded_and_count_evictions() {
     assert!(evicted >= 50.0, "{metrics}");
     // Evicted tokens still work: they are fetched from the store again.
     for t in &tokens[..5] {
-        let res = app
-            .client
-            .post(app.url("/auth/introspect"))
-            .basic_auth(APP, Some(APP_SECRET))
-            .form(&[("token", t)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(json(res).await["active"], true);
+        assert_eq!(introspect(&app, t).await["active"], true);
     }
 }
