@@ -73,18 +73,6 @@ async fn unknown_tokens_are_negatively_cached() {
     assert_eq!(store.calls.load(Ordering::SeqCst), calls);
 }
 
-async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
-    let res = app
-        .client
-        .post(app.url("/auth/introspect"))
-        .basic_auth(APP, Some(APP_SECRET))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    json(res).await
-}
-
 #[tokio::test]
 async fn client_credentials_tokens_on_the_memory_store_are_cached_at_first_use() {
     let app = spawn_with(test_config(|_| {}), None).await;
@@ -94,8 +82,8 @@ async fn client_credentials_tokens_on_the_memory_store_are_cached_at_first_use()
     let token = s(&json(res).await, "access_token");
     let h = app.health().await;
     assert_eq!(cache(&h, "access_tokens")["entries"], 0, "no write-through at issuance");
-    assert_eq!(introspect(&app, &token).await["active"], true);
-    assert_eq!(introspect(&app, &token).await["active"], true);
+    assert_eq!(app.introspect(&token).await["active"], true);
+    assert_eq!(app.introspect(&token).await["active"], true);
     let h = app.health().await;
     let c = cache(&h, "access_tokens");
     assert_eq!((c["misses"].as_u64(), c["hits"].as_u64()), (Some(1), Some(1)), "{c}");
@@ -111,7 +99,7 @@ async fn caches_stay_bounded_and_count_evictions() {
             .await;
         let token = s(&json(res).await, "access_token");
         // Cached at first use (the memory store has no write-through at issuance).
-        assert_eq!(introspect(&app, &token).await["active"], true);
+        assert_eq!(app.introspect(&token).await["active"], true);
         tokens.push(token);
     }
     let h = app.health().await;
@@ -127,6 +115,6 @@ async fn caches_stay_bounded_and_count_evictions() {
     assert!(evicted >= 50.0, "{metrics}");
     // Evicted tokens still work: they are fetched from the store again.
     for t in &tokens[..5] {
-        assert_eq!(introspect(&app, t).await["active"], true);
+        assert_eq!(app.introspect(t).await["active"], true);
     }
 }
