@@ -185,10 +185,7 @@ pub fn management_router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state);
-    outer_layers(
-        routes,
-        EdgeLayer::new(Cors::new(&CORS_ROUTES, std::iter::empty()), false),
-    )
+    outer_layers(routes, EdgeLayer::without_clients())
 }
 
 /// The layers every route shares: the edge ([`EdgeLayer`]: request id, the request span, CORS,
@@ -211,8 +208,5 @@ pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission)
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }).layer(admission),
         )
         .route_layer(TrackLayer::new(metrics));
-    outer_layers(
-        router,
-        EdgeLayer::new(Cors::new(&CORS_ROUTES, std::iter::empty()), false),
-    )
+    outer_layers(router, EdgeLayer::without_clients())
 }
