@@ -1,4 +1,4 @@
-//! The bounded caches in front of the store (moka), with hit/miss/eviction metrics.
+//! The bounded caches in front of the store, with hit/miss/eviction metrics.
 //!
 //! Correctness never rests on the cache: every hit is re-validated by the caller against `now`
 //! (expiry) and the record's own state (revoked, rotated). Staleness is prevented by invalidation:
@@ -8,20 +8,16 @@
 //! Unknown keys are cached as `None` (the negative cache), so a flood of garbage tokens is
 //! answered here and never reaches the store.
 //!
-//! The TTL (`--cache-ttl`) is checked on every hit against the entry's own load time; moka is
-//! given no `time_to_live`. moka removes expired entries in its maintenance, which runs inside
-//! whichever request happens to trigger it and, with an eviction listener, keeps going for up to
-//! 100 ms while expired entries remain: after a burst filled a cache, the mass expiry one TTL
-//! later stalled requests by tens of milliseconds (BENCHMARKS.md, "The sweep stall"). A stale
-//! entry is now a miss like any other; entries leave by size (a few per insert), by invalidation,
-//! or when a lookup finds them stale.
+//! The cache is quick_cache's (S3-FIFO over sharded hash tables): a hit is a read lock on one
+//! shard and a table lookup, with no deferred maintenance. It replaced moka here (issue 15): a
+//! moka hit records the read in a buffer that requests then drain into its LRU deques and
+//! frequency sketch, which cost about 0.8 µs of every lookup on the hot paths (two to four per
+//! request), and 382 bytes of bookkeeping per entry (BENCHMARKS.md).
 //!
-//! The TTL (`--cache-ttl`) is checked on every hit against the entry's own load time, and moka is
-//! given no `time_to_live`: moka removes expired entries in its maintenance, which runs inside
-//! whichever request happens to trigger it and, with an eviction listener, keeps going for up to
-//! 100 ms while expired entries remain. After a burst filled a cache, the mass expiry 30 s later
-//! stalled requests by tens of milliseconds (BENCHMARKS.md, the sweep stall). A stale entry is now
-//! simply a miss; entries leave by size (a few per insert) or by invalidation.
+//! The TTL (`--cache-ttl`) is checked on every hit against the entry's own load time: a stale
+//! entry is a miss (removed, counted as expired). Entries leave by size (a few per insert, as
+//! they come in), by invalidation, or when a lookup finds them stale; nothing runs later in bulk,
+//! so a mass expiry one TTL after a burst stalls nothing (BENCHMARKS.md, the sweep stall).
 
 use std::borrow::Borrow;
 use std::future::Future;
@@ -31,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::Counter;
-use moka::notification::RemovalCause;
+use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, Lifecycle, OptionsBuilder, UnitWeighter};
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -47,23 +44,60 @@ struct Stats {
     evictions: AtomicU64,
     hits_metric: Counter,
     misses_metric: Counter,
+    by_size: Counter,
+    by_ttl: Counter,
+    by_invalidation: Counter,
+}
+
+impl Stats {
+    fn evicted(&self, counter: &Counter) {
+        counter.increment(1);
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts the entries the cache drops for room.
+#[derive(Clone)]
+struct SizeEvictions(Arc<Stats>);
+
+impl<K, V> Lifecycle<K, V> for SizeEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _key: K, _value: V) {
+        self.0.evicted(&self.0.by_size);
+    }
 }
 
 /// A bounded, concurrency-safe cache of store records keyed by credential hash (or grant id).
 ///
 /// `S` hashes the keys: [`UniformKeys`] for keys no one can choose (hashes, random ids), the
 /// standard SipHash ([`std::hash::RandomState`]) for keys a client picks (client ids, subjects).
-pub struct RecordCache<K, V, S = UniformKeys> {
+/// `E` is the loads' error, shared among the requests waiting on one load.
+pub struct RecordCache<K, V, S = UniformKeys, E = StoreError> {
     name: &'static str,
     capacity: u64,
     /// Longest time an entry answers after its load.
     ttl: Duration,
-    /// Keys are credential hashes or random ids, so their bytes are hashed by folding (see
-    /// [`UniformKeys`]), not by SipHash.
-    inner: moka::future::Cache<K, Cached<V>, S>,
+    inner: Cache<K, Slot<V, E>, UnitWeighter, S, SizeEvictions>,
     /// Bumped by every invalidation; a load that overlapped one does not keep its result.
     epoch: AtomicU64,
     stats: Arc<Stats>,
+}
+
+/// What a key holds: a loaded answer, or (for the moment it takes to hand it to the requests
+/// that waited on the same load) a failed load's error.
+enum Slot<V, E> {
+    Loaded(Cached<V>),
+    Failed(Arc<E>),
+}
+
+impl<V, E> Clone for Slot<V, E> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Loaded(c) => Self::Loaded(c.clone()),
+            Self::Failed(e) => Self::Failed(Arc::clone(e)),
+        }
+    }
 }
 
 /// A cached answer (`None`: not in the store) and when it was loaded.
@@ -104,11 +138,12 @@ pub struct CacheReport {
     pub evictions: u64,
 }
 
-impl<K, V, S> RecordCache<K, V, S>
+impl<K, V, S, E> RecordCache<K, V, S, E>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Send + Sync + 'static,
     S: std::hash::BuildHasher + Clone + Default + Send + Sync + 'static,
+    E: Unshare,
 {
     pub fn new(name: &'static str, capacity: u64, ttl: Duration, metrics: &Metrics) -> Self {
         let stats = Arc::new(Stats {
@@ -117,28 +152,22 @@ where
             evictions: AtomicU64::new(0),
             hits_metric: metrics.counter(telemetry::CACHE_HITS, &[("cache", name)]),
             misses_metric: metrics.counter(telemetry::CACHE_MISSES, &[("cache", name)]),
+            by_size: metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "size")]),
+            by_ttl: metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "expired")]),
+            by_invalidation: metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "invalidated")]),
         });
-        let by_size = metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "size")]);
-        let by_ttl = metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "expired")]);
-        let by_invalidation = metrics.counter(telemetry::CACHE_EVICTIONS, &[("cache", name), ("cause", "invalidated")]);
         metrics.gauge(telemetry::CACHE_ENTRIES, &[("cache", name)]).set(0.0);
-        let listener_stats = Arc::clone(&stats);
-        let inner = moka::future::Cache::builder()
-            .name(name)
-            .max_capacity(capacity)
-            .eviction_listener(move |_k, v: Cached<V>, cause| {
-                let counter = match cause {
-                    RemovalCause::Size => &by_size,
-                    // A stale entry found by a lookup is removed explicitly; report it as expired.
-                    RemovalCause::Expired => &by_ttl,
-                    RemovalCause::Explicit if v.is_stale(ttl) => &by_ttl,
-                    RemovalCause::Explicit => &by_invalidation,
-                    RemovalCause::Replaced => return,
-                };
-                counter.increment(1);
-                listener_stats.evictions.fetch_add(1, Ordering::Relaxed);
-            })
-            .build_with_hasher(S::default());
+        let capacity = capacity.max(1);
+        // Tables grow as entries come (nothing is allocated up front); shards are sized so that
+        // their capacities add up to the cache's.
+        #[allow(clippy::expect_used, reason = "build() fails only when one of the two sizes is not set")]
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
+            .weight_capacity(capacity)
+            .shards(shards_for(capacity))
+            .build()
+            .expect("a capacity and an item estimate are all the options need");
+        let inner = Cache::with_options(options, UnitWeighter, S::default(), SizeEvictions(Arc::clone(&stats)));
         Self {
             name,
             capacity,
@@ -150,14 +179,13 @@ where
     }
 
     /// Returns the cached record, or loads it with `load` on a miss. Concurrent misses on one key
-    /// share one load. `None` (not in the store) is cached too. The key is borrowed (a `&str` for
-    /// `String` keys): only a miss makes an owned one.
-    pub async fn get_or_load<Q, F, E>(&self, key: &Q, load: F) -> Result<Option<Arc<V>>, E>
+    /// share one load (and its error). `None` (not in the store) is cached too. The key is
+    /// borrowed (a `&str` for `String` keys): only a miss makes an owned one.
+    pub async fn get_or_load<Q, F>(&self, key: &Q, load: F) -> Result<Option<Arc<V>>, E>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: Future<Output = Result<Option<V>, E>>,
-        E: Unshare,
     {
         let span = tracing::debug_span!("cache.lookup", cache = self.name, outcome = tracing::field::Empty);
         // The outcome goes to this span itself: `Span::current()` would look the current span up
@@ -168,32 +196,48 @@ where
             // Read before the store is: if an invalidation happens after this point, the loaded
             // record may predate it, and the check below drops it from the cache.
             let epoch = self.epoch.load(Ordering::SeqCst);
-            match self.inner.get(key).await {
-                Some(cached) if !cached.is_stale(self.ttl) => {
+            match self.inner.get(key) {
+                Some(Slot::Loaded(cached)) if !cached.is_stale(self.ttl) => {
                     self.hit(&outcome);
                     return Ok(cached.value);
                 }
-                Some(_) => self.inner.invalidate(key).await,
+                Some(Slot::Loaded(_)) => self.remove(key),
+                // Another request's load failed just now: its error is this one's too.
+                Some(Slot::Failed(e)) => return Err(E::unshare(e)),
                 None => {}
             }
-            let entry = self
-                .inner
-                .entry(key.to_owned())
-                .or_try_insert_with(async { load.await.map(|r| Cached::new(r.map(Arc::new))) })
-                .await
-                .map_err(E::unshare)?;
-            if entry.is_fresh() {
-                outcome.record("outcome", "miss");
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                self.stats.misses_metric.increment(1);
-                if self.epoch.load(Ordering::SeqCst) != epoch {
-                    self.inner.invalidate(key).await;
-                }
-            } else {
+            let guard = match self.inner.get_value_or_guard_async(key).await {
                 // Another request's load, shared.
-                self.hit(&outcome);
+                Ok(Slot::Loaded(cached)) => {
+                    self.hit(&outcome);
+                    return Ok(cached.value);
+                }
+                Ok(Slot::Failed(e)) => return Err(E::unshare(e)),
+                Err(guard) => guard,
+            };
+            match load.await {
+                Ok(record) => {
+                    let cached = Cached::new(record.map(Arc::new));
+                    let value = cached.value.clone();
+                    // Refused when an invalidation removed the placeholder meanwhile: not kept.
+                    let _ = guard.insert(Slot::Loaded(cached));
+                    outcome.record("outcome", "miss");
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    self.stats.misses_metric.increment(1);
+                    if self.epoch.load(Ordering::SeqCst) != epoch {
+                        self.remove(key);
+                    }
+                    Ok(value)
+                }
+                Err(e) => {
+                    // The waiters get the error (they would only repeat a failing load, one
+                    // after another); then the key is free for the next request to try again.
+                    let e = Arc::new(e);
+                    let _ = guard.insert(Slot::Failed(Arc::clone(&e)));
+                    self.inner.remove_if(key, |slot| matches!(slot, Slot::Failed(_)));
+                    Err(E::unshare(e))
+                }
             }
-            Ok(entry.into_value().value)
         }
         .instrument(span)
         .await
@@ -205,9 +249,23 @@ where
         self.stats.hits_metric.increment(1);
     }
 
+    /// Removes a key, counting an entry that was there as expired or invalidated.
+    fn remove<Q>(&self, key: &Q)
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        if let Some((_, Slot::Loaded(cached))) = self.inner.remove(key) {
+            let cause = match cached.is_stale(self.ttl) {
+                true => &self.stats.by_ttl,
+                false => &self.stats.by_invalidation,
+            };
+            self.stats.evicted(cause);
+        }
+    }
+
     /// Write-through after the store accepted a new record, so the first use is a hit.
     pub async fn insert(&self, key: K, value: V) {
-        self.inner.insert(key, Cached::new(Some(Arc::new(value)))).await;
+        self.inner.insert(key, Slot::Loaded(Cached::new(Some(Arc::new(value)))));
     }
 
     /// Drops a key after its record changed in the store. Returns once no lookup on this node can
@@ -218,22 +276,19 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.inner.invalidate(key).await;
+        self.remove(key);
     }
 
     /// Drops everything (used when cross-node invalidation messages may have been lost).
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.inner.invalidate_all();
+        for _ in self.inner.drain() {
+            self.stats.evicted(&self.stats.by_invalidation);
+        }
     }
 
     pub fn entry_count(&self) -> u64 {
-        self.inner.entry_count()
-    }
-
-    /// Applies pending evictions now (moka does it lazily); for tests and the health report.
-    pub async fn run_pending_tasks(&self) {
-        self.inner.run_pending_tasks().await;
+        self.inner.len() as u64
     }
 
     pub fn report(&self) -> CacheReport {
@@ -241,7 +296,7 @@ where
         let misses = self.stats.misses.load(Ordering::Relaxed);
         let total = hits + misses;
         CacheReport {
-            entries: self.inner.entry_count(),
+            entries: self.entry_count(),
             capacity: self.capacity,
             hits,
             misses,
@@ -255,8 +310,18 @@ where
     }
 }
 
-/// moka shares a failed load's error among the waiters as an `Arc`; this turns it back into an
-/// owned error of the same class (unavailable stays unavailable, so the client still gets 503).
+/// Shards for a cache of `capacity` entries: a power of two (up to 16) that divides it, so that
+/// the cache never holds more than its capacity; small caches get one.
+fn shards_for(capacity: u64) -> usize {
+    let mut shards = 16u64;
+    while shards > 1 && (capacity % shards != 0 || capacity / shards < 32) {
+        shards /= 2;
+    }
+    shards as usize
+}
+
+/// A failed load's error is shared among the requests that waited on it as an `Arc`; this turns
+/// it back into an owned error of the same class (unavailable stays unavailable, so the client still gets 503).
 pub trait Unshare: Send + Sync + 'static + Sized {
     fn unshare(shared: Arc<Self>) -> Self;
 }
@@ -350,7 +415,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(second.as_deref(), Some(&"new"), "the stale entry was not served");
-        c.run_pending_tasks().await;
         let r = c.report();
         assert_eq!((r.hits, r.misses, r.evictions), (0, 2, 1));
     }
@@ -369,5 +433,73 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok.as_deref(), Some(&"up"));
+    }
+
+    #[tokio::test]
+    async fn waiters_share_a_failed_load_and_the_next_request_loads_again() {
+        let c = cache();
+        let loads = AtomicU64::new(0);
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let load = || {
+            let mut gate = gate.clone();
+            let loads = &loads;
+            async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                let _ = gate.wait_for(|open| *open).await;
+                Err::<Option<&str>, _>(StoreError::Unavailable(anyhow::anyhow!("down")))
+            }
+        };
+        let lookups = futures::future::join_all((0..5).map(|_| c.get_or_load(&9, load())));
+        let open = async {
+            // Every lookup has reached the cache once the first load started and the others wait.
+            while loads.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let _ = release.send(true);
+        };
+        let (results, ()) = tokio::join!(lookups, open);
+        assert!(results.iter().all(|r| matches!(r, Err(StoreError::Unavailable(_)))));
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for five concurrent misses");
+        assert_eq!(c.entry_count(), 0, "the failure is not kept");
+        let ok = c.get_or_load(&9, async { Ok::<_, StoreError>(Some("up")) }).await.unwrap();
+        assert_eq!(ok.as_deref(), Some(&"up"));
+    }
+
+    #[tokio::test]
+    async fn a_cache_never_holds_more_than_its_capacity_and_counts_what_it_drops() {
+        for capacity in [10u64, 100, 1000, 4096, 100_000] {
+            let metrics = Metrics::new();
+            let c: RecordCache<u64, u64> = RecordCache::new("bounded", capacity, Duration::from_secs(60), &metrics);
+            let inserted = capacity * 3;
+            for k in 0..inserted {
+                c.insert(k, k).await;
+            }
+            let r = c.report();
+            assert!(r.entries <= capacity, "{} entries in a cache of {capacity}", r.entries);
+            // S3-FIFO keeps entries seen once in its small queue: a scan of new keys does not
+            // push out what is in use, so the cache need not be full after one.
+            assert!(r.entries > 0);
+            assert_eq!(r.entries + r.evictions, inserted, "every entry dropped for room is counted");
+            let text = metrics.render();
+            assert!(text.contains(&format!(
+                r#"authplane_cache_evictions_total{{cache="bounded",cause="size"}} {}"#,
+                r.evictions
+            )));
+        }
+    }
+
+    #[tokio::test]
+    async fn invalidations_are_counted_apart_from_expiry() {
+        let c = cache();
+        c.insert(1, "a").await;
+        c.insert(2, "b").await;
+        c.invalidate(&1).await;
+        c.invalidate(&1).await;
+        assert_eq!(c.report().evictions, 1, "only an entry that was there counts");
+        c.invalidate_all();
+        assert_eq!((c.report().entries, c.report().evictions), (0, 2));
     }
 }

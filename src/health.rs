@@ -178,7 +178,7 @@ impl HealthService {
             "access_tokens" => c.access_tokens.report(),
             "refresh_tokens" => c.refresh_tokens.report(),
             "grants" => c.grants.report(),
-            "client_secrets" => self.inner.clients.secret_cache().report(),
+            "client_secrets" => self.inner.clients.secret_cache_report(),
             "clients" => self.inner.clients.cache().report(),
             "users" => self.inner.users.cache().report(),
             _ => return None,
@@ -187,14 +187,6 @@ impl HealthService {
 
     pub async fn report(&self) -> HealthReport {
         let i = &self.inner;
-        // moka counts entries lazily; settle pending work so the report is exact.
-        i.caches.sessions.run_pending_tasks().await;
-        i.caches.access_tokens.run_pending_tasks().await;
-        i.caches.refresh_tokens.run_pending_tasks().await;
-        i.caches.grants.run_pending_tasks().await;
-        i.clients.secret_cache().run_pending_tasks().await;
-        i.clients.cache().run_pending_tasks().await;
-        i.users.cache().run_pending_tasks().await;
         let ok = self.store_ok().await;
         let names = [
             "sessions",

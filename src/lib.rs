@@ -12,7 +12,7 @@
 //!   parsed clients and users the registries serve.
 //! - [`service`]: sessions, authorization, tokens (one file per grant), clients, revocation,
 //!   signing keys (`keys`) and ID tokens.
-//! - [`cache`]: bounded moka caches with invalidation and metrics.
+//! - [`cache`]: bounded caches (quick_cache, S3-FIFO) with invalidation and metrics.
 //! - [`store`]: the `Store` trait and its records; `memory` (dashmap with an expiry index) and
 //!   `postgres/` (pool and migrations, SQL, rows, the `Store` impl, the LISTEN feed).
 //! - [`telemetry`]: tracing subscriber, the OTLP export and the application's own Prometheus

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{RecordCache, Unshare};
+use crate::cache::{CacheReport, RecordCache, Unshare};
 use crate::config::ClientConfig;
 use crate::crypto;
 pub use crate::domain::Client;
-use crate::domain::{Timestamp, TokenEndpointAuthMethod, TokenHash};
+use crate::domain::{Timestamp, TokenEndpointAuthMethod, TokenHash, UniformKeys};
 use crate::error::ApiError;
 use crate::jose;
 use crate::service::assertions::{ClientAssertions, Refused};
@@ -91,7 +91,7 @@ struct Inner {
     /// Registered clients, by id, in front of the store.
     registered: RecordCache<String, Client, RandomState>,
     store: Arc<dyn Store>,
-    verified: RecordCache<TokenHash, ()>,
+    verified: RecordCache<TokenHash, (), UniformKeys, VerifyFailure>,
     hasher: Hasher,
     throttle: Arc<Throttle>,
     assertions: ClientAssertions,
@@ -183,8 +183,9 @@ impl ClientRegistry {
         &self.inner.registered
     }
 
-    pub fn secret_cache(&self) -> &RecordCache<TokenHash, ()> {
-        &self.inner.verified
+    /// The figures of the cache of verified secrets (health, tests).
+    pub fn secret_cache_report(&self) -> CacheReport {
+        self.inner.verified.report()
     }
 
     /// Authenticates the client of a token, revocation or introspection request, sent from

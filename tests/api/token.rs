@@ -341,15 +341,15 @@ async fn fifty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
 #[tokio::test]
 async fn client_secret_verification_is_cached_per_presented_secret() {
     let app = spawn_app().await;
-    let secrets = app.state.clients.secret_cache();
-    let before = secrets.report();
+    let secrets = &app.state.clients;
+    let before = secrets.secret_cache_report();
     for _ in 0..20 {
         let res = app
             .token(Some((APP, APP_SECRET)), &[("grant_type", "client_credentials")])
             .await;
         assert_eq!(res.status(), StatusCode::OK);
     }
-    let after = secrets.report();
+    let after = secrets.secret_cache_report();
     assert_eq!(
         after.misses - before.misses,
         1,
@@ -363,7 +363,7 @@ async fn client_secret_verification_is_cached_per_presented_secret() {
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
-    let wrong = secrets.report();
+    let wrong = secrets.secret_cache_report();
     assert_eq!(wrong.hits, after.hits, "a wrong secret never hits the cache");
     assert_eq!(crypto::client_secret_key(APP, "a").0.len(), 32);
 }

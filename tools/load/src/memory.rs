@@ -61,7 +61,6 @@ pub async fn run(entries: u64, kind: MemoryKind, json: bool) -> anyhow::Result<E
                 let r = record(i, now, &client_id, &sub);
                 cache.insert(r.hash, r).await;
             }
-            cache.run_pending_tasks().await;
             ("record", cache.entry_count(), rss_bytes(None).unwrap_or(0))
         }
         MemoryKind::Negative => {
@@ -70,7 +69,6 @@ pub async fn run(entries: u64, kind: MemoryKind, json: bool) -> anyhow::Result<E
                 let key = crypto::hash_token(&i.to_string());
                 cache.get_or_load(&key, async { Ok::<_, StoreError>(None) }).await?;
             }
-            cache.run_pending_tasks().await;
             ("negative", cache.entry_count(), rss_bytes(None).unwrap_or(0))
         }
         MemoryKind::Store => {
