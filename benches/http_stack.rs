@@ -115,6 +115,16 @@ fn stack_benches(c: &mut Criterion) {
                 Body::empty(),
             )
         });
+        // Introspection of the user's token by its client (a cached secret, the token, its
+        // grant, the user and the client from the caches).
+        run(g, &rt, "introspect", &router, 200, || {
+            request(
+                Request::post("/auth/introspect")
+                    .header(header::AUTHORIZATION, APP_BASIC)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                format!("token={access}").into(),
+            )
+        });
         run(g, &rt, "token_client_credentials", &router, 200, || {
             token_request("grant_type=client_credentials")
         });

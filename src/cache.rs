@@ -160,7 +160,10 @@ where
         let capacity = capacity.max(1);
         // Tables grow as entries come (nothing is allocated up front); shards are sized so that
         // their capacities add up to the cache's.
-        #[allow(clippy::expect_used, reason = "build() fails only when one of the two sizes is not set")]
+        #[allow(
+            clippy::expect_used,
+            reason = "build() fails only when one of the two sizes is not set"
+        )]
         let options = OptionsBuilder::new()
             .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
             .weight_capacity(capacity)
@@ -464,7 +467,10 @@ mod tests {
         assert!(results.iter().all(|r| matches!(r, Err(StoreError::Unavailable(_)))));
         assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for five concurrent misses");
         assert_eq!(c.entry_count(), 0, "the failure is not kept");
-        let ok = c.get_or_load(&9, async { Ok::<_, StoreError>(Some("up")) }).await.unwrap();
+        let ok = c
+            .get_or_load(&9, async { Ok::<_, StoreError>(Some("up")) })
+            .await
+            .unwrap();
         assert_eq!(ok.as_deref(), Some(&"up"));
     }
 
@@ -482,7 +488,11 @@ mod tests {
             // S3-FIFO keeps entries seen once in its small queue: a scan of new keys does not
             // push out what is in use, so the cache need not be full after one.
             assert!(r.entries > 0);
-            assert_eq!(r.entries + r.evictions, inserted, "every entry dropped for room is counted");
+            assert_eq!(
+                r.entries + r.evictions,
+                inserted,
+                "every entry dropped for room is counted"
+            );
             let text = metrics.render();
             assert!(text.contains(&format!(
                 r#"authplane_cache_evictions_total{{cache="bounded",cause="size"}} {}"#,

@@ -16,7 +16,7 @@ use crate::domain::{GrantId, Timestamp};
 use crate::error::ApiError;
 use crate::service::tokens::Audience;
 use crate::service::{Client, TokenService};
-use crate::store::{GrantOwner, GrantRecord};
+use crate::store::{AccessTokenRecord, GrantOwner, GrantRecord, RefreshTokenRecord};
 use crate::telemetry::{self, Metrics};
 
 /// Work a revocation leaves for the background: a revoked grant's tokens to purge, or a removed
@@ -89,28 +89,59 @@ impl RevocationQueue {
     }
 }
 
-/// RFC 7662 section 2.2.
-#[derive(Debug, Default, Serialize)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
-    /// Access tokens: their audience (RFC 8707), the issuer when they name no resource.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<serde_json::Value>,
-    /// A DPoP-bound access token: the thumbprint of its key (RFC 9449 section 6.2).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cnf: Option<serde_json::Value>,
+/// RFC 7662 section 2.2: `{"active": false}`, or the token's claims, written from the cached
+/// record itself (no copies of its strings).
+#[derive(Debug)]
+pub enum Introspection<'a> {
+    Inactive,
+    /// An access token, with the issuer: its audience when it names no resource.
+    Access(Arc<AccessTokenRecord>, &'a str),
+    Refresh(Arc<RefreshTokenRecord>),
+}
+
+impl Serialize for Introspection<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Self::Inactive => m.serialize_entry("active", &false)?,
+            Self::Access(t, issuer) => {
+                m.serialize_entry("active", &true)?;
+                m.serialize_entry("scope", &t.scope)?;
+                m.serialize_entry("client_id", &*t.client_id)?;
+                // client_credentials tokens act for the client itself.
+                m.serialize_entry("sub", t.sub.as_deref().unwrap_or(&t.client_id))?;
+                m.serialize_entry("exp", &t.expires_at.secs())?;
+                m.serialize_entry("iat", &t.issued_at.secs())?;
+                m.serialize_entry("token_type", "access_token")?;
+                let aud = Audience {
+                    resources: &t.resources,
+                    issuer,
+                };
+                m.serialize_entry("aud", &aud)?;
+                // A DPoP-bound access token: the thumbprint of its key (RFC 9449 section 6.2).
+                if let Some(jkt) = &t.jkt {
+                    m.serialize_entry("cnf", &Confirmation { jkt })?;
+                }
+            }
+            Self::Refresh(t) => {
+                m.serialize_entry("active", &true)?;
+                m.serialize_entry("scope", &t.scope)?;
+                m.serialize_entry("client_id", &*t.client_id)?;
+                m.serialize_entry("sub", &*t.sub)?;
+                m.serialize_entry("exp", &t.expires_at.secs())?;
+                m.serialize_entry("iat", &t.issued_at.secs())?;
+                m.serialize_entry("token_type", "refresh_token")?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// `cnf` of a DPoP-bound token.
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
 }
 
 impl TokenService {
@@ -260,32 +291,21 @@ impl TokenService {
 
     /// RFC 7662. A confidential client may introspect any token (it may be a resource server);
     /// a public client, which proves nothing about itself, only its own.
-    pub async fn introspect(&self, client: &Client, token: &str, now: Timestamp) -> Result<Introspection, ApiError> {
+    pub async fn introspect(
+        &self,
+        client: &Client,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Introspection<'_>, ApiError> {
         let may_see = |owner: &str| !client.is_public() || owner == &*client.client_id;
         if let Some(valid) = self.valid_access_token(token, now).await? {
-            let t = &valid.record;
-            if !may_see(&t.client_id) {
-                return Ok(Introspection::default());
+            if !may_see(&valid.record.client_id) {
+                return Ok(Introspection::Inactive);
             }
-            return Ok(Introspection {
-                active: true,
-                scope: Some(t.scope.to_string()),
-                client_id: Some(t.client_id.to_string()),
-                // client_credentials tokens act for the client itself.
-                sub: Some(t.sub.as_deref().unwrap_or(&t.client_id).to_owned()),
-                exp: Some(t.expires_at.secs()),
-                iat: Some(t.issued_at.secs()),
-                token_type: Some("access_token"),
-                aud: serde_json::to_value(Audience {
-                    resources: &t.resources,
-                    issuer: self.issuer(),
-                })
-                .ok(),
-                cnf: t.jkt.as_ref().map(|jkt| serde_json::json!({ "jkt": jkt })),
-            });
+            return Ok(Introspection::Access(valid.record, self.issuer()));
         }
         let Some(presented) = RefreshToken::parse(token) else {
-            return Ok(Introspection::default());
+            return Ok(Introspection::Inactive);
         };
         let store = &self.inner.store;
         let Some(t) = self
@@ -295,7 +315,7 @@ impl TokenService {
             .get_or_load(&presented.family, store.get_refresh_token(&presented.family))
             .await?
         else {
-            return Ok(Introspection::default());
+            return Ok(Introspection::Inactive);
         };
         // Only the family's current token is active; a rotated one is not.
         let live = crypto::ct_eq(&t.hash.0, &presented.hash.0)
@@ -307,18 +327,8 @@ impl TokenService {
                 .is_some()
             && self.inner.clients.get(&t.client_id).await?.is_some();
         if !live || !may_see(&t.client_id) {
-            return Ok(Introspection::default());
+            return Ok(Introspection::Inactive);
         }
-        Ok(Introspection {
-            active: true,
-            scope: Some(t.scope.to_string()),
-            client_id: Some(t.client_id.to_string()),
-            sub: Some(t.sub.to_string()),
-            exp: Some(t.expires_at.secs()),
-            iat: Some(t.issued_at.secs()),
-            token_type: Some("refresh_token"),
-            aud: None,
-            cnf: None,
-        })
+        Ok(Introspection::Refresh(t))
     }
 }

@@ -115,9 +115,24 @@ async fn introspection_reports_active_tokens() {
     assert_eq!(a["token_type"], "access_token");
     assert_eq!(a["iat"], now);
     assert_eq!(a["exp"], now + 900);
+    assert!(
+        a["aud"].is_string(),
+        "the issuer, for a token that names no resource: {a}"
+    );
+    assert!(a.get("cnf").is_none(), "not DPoP-bound: {a}");
     let r = app.introspect(&s(&t, "refresh_token")).await;
     assert_eq!(r["active"], true);
     assert_eq!(r["token_type"], "refresh_token");
+    assert_eq!(
+        (&r["scope"], &r["client_id"], &r["sub"]),
+        (&a["scope"], &a["client_id"], &a["sub"])
+    );
+    let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["active", "client_id", "exp", "iat", "scope", "sub", "token_type"]
+    );
     assert_eq!(app.introspect("unknown").await, serde_json::json!({"active": false}));
     let cc = json(
         app.token(
