@@ -199,22 +199,21 @@ where
             // Read before the store is: if an invalidation happens after this point, the loaded
             // record may predate it, and the check below drops it from the cache.
             let epoch = self.epoch.load(Ordering::SeqCst);
-            match self.inner.get(key) {
-                Some(Slot::Loaded(cached)) if !cached.is_stale(self.ttl) => {
-                    self.hit(&outcome);
-                    return Ok(cached.value);
-                }
-                Some(Slot::Loaded(_)) => self.remove(key),
-                // Another request's load failed just now: its error is this one's too.
-                Some(Slot::Failed(e)) => return Err(E::unshare(e)),
-                None => {}
+            // One lookup: a value (cached, or another request's load, shared) or the guard that
+            // makes this request the one to load. A stale value is dropped and looked up again.
+            let mut found = self.inner.get_value_or_guard_async(key).await;
+            if let Ok(Slot::Loaded(cached)) = &found
+                && cached.is_stale(self.ttl)
+            {
+                self.remove(key);
+                found = self.inner.get_value_or_guard_async(key).await;
             }
-            let guard = match self.inner.get_value_or_guard_async(key).await {
-                // Another request's load, shared.
+            let guard = match found {
                 Ok(Slot::Loaded(cached)) => {
                     self.hit(&outcome);
                     return Ok(cached.value);
                 }
+                // Another request's load failed just now: its error is this one's too.
                 Ok(Slot::Failed(e)) => return Err(E::unshare(e)),
                 Err(guard) => guard,
             };

@@ -12,9 +12,9 @@ use metrics::Gauge;
 use serde::Serialize;
 
 use crate::crypto::{self, RefreshToken};
-use crate::domain::{GrantId, Timestamp};
+use crate::domain::{GrantId, Scope, Timestamp};
 use crate::error::ApiError;
-use crate::service::tokens::Audience;
+use crate::service::tokens::{Audience, Confirmation};
 use crate::service::{Client, TokenService};
 use crate::store::{AccessTokenRecord, GrantOwner, GrantRecord, RefreshTokenRecord};
 use crate::telemetry::{self, Metrics};
@@ -103,17 +103,22 @@ impl Serialize for Introspection<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
+        // The members both kinds of token have.
+        let mut active = |scope: &Scope, client_id: &str, sub: &str, exp: Timestamp, iat: Timestamp, kind| {
+            m.serialize_entry("active", &true)?;
+            m.serialize_entry("scope", scope)?;
+            m.serialize_entry("client_id", client_id)?;
+            m.serialize_entry("sub", sub)?;
+            m.serialize_entry("exp", &exp.secs())?;
+            m.serialize_entry("iat", &iat.secs())?;
+            m.serialize_entry("token_type", kind)
+        };
         match self {
             Self::Inactive => m.serialize_entry("active", &false)?,
             Self::Access(t, issuer) => {
-                m.serialize_entry("active", &true)?;
-                m.serialize_entry("scope", &t.scope)?;
-                m.serialize_entry("client_id", &*t.client_id)?;
                 // client_credentials tokens act for the client itself.
-                m.serialize_entry("sub", t.sub.as_deref().unwrap_or(&t.client_id))?;
-                m.serialize_entry("exp", &t.expires_at.secs())?;
-                m.serialize_entry("iat", &t.issued_at.secs())?;
-                m.serialize_entry("token_type", "access_token")?;
+                let sub = t.sub.as_deref().unwrap_or(&t.client_id);
+                active(&t.scope, &t.client_id, sub, t.expires_at, t.issued_at, "access_token")?;
                 let aud = Audience {
                     resources: &t.resources,
                     issuer,
@@ -125,23 +130,18 @@ impl Serialize for Introspection<'_> {
                 }
             }
             Self::Refresh(t) => {
-                m.serialize_entry("active", &true)?;
-                m.serialize_entry("scope", &t.scope)?;
-                m.serialize_entry("client_id", &*t.client_id)?;
-                m.serialize_entry("sub", &*t.sub)?;
-                m.serialize_entry("exp", &t.expires_at.secs())?;
-                m.serialize_entry("iat", &t.issued_at.secs())?;
-                m.serialize_entry("token_type", "refresh_token")?;
+                active(
+                    &t.scope,
+                    &t.client_id,
+                    &t.sub,
+                    t.expires_at,
+                    t.issued_at,
+                    "refresh_token",
+                )?;
             }
         }
         m.end()
     }
-}
-
-/// `cnf` of a DPoP-bound token.
-#[derive(Serialize)]
-struct Confirmation<'a> {
-    jkt: &'a str,
 }
 
 impl TokenService {

@@ -33,9 +33,9 @@ impl TokenService {
             AccessTokenFormat::Opaque => {
                 self.inner.store.insert_access_token(&record).await?;
                 // Write-through where a miss costs a round trip (PostgreSQL). On the memory
-                // store a miss is a map read, far cheaper than the cache's write path (its
-                // admission, an eviction, a rehash now and then: 14% of an issuance's server CPU
-                // at saturation), so the token is cached at its first use, if it has one.
+                // store a miss is a map read, so the token is cached at its first use, if it
+                // has one (most client_credentials tokens of a busy client are used a few times
+                // or never; the insert was 14% of an issuance under moka, 0.6 µs now).
                 if self.inner.store.kind() == StoreKind::Postgres {
                     self.inner.caches.access_tokens.insert(record.hash, record).await;
                 }
