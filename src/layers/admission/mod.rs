@@ -120,39 +120,20 @@ impl Admission {
     }
 }
 
-pin_project! {
-    /// `work` until `deadline` (the request timeout, from the request's arrival), else `None`.
-    /// The timer is armed only when `work` does not finish on its first poll, which almost every
-    /// request on the memory store does: those read no clock for it and make no timer entry
-    /// (`tokio::time::timeout` does both for every request).
-    struct Deadline<F> {
-        #[pin]
-        work: F,
-        deadline: Instant,
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    }
-}
+/// Holds one of the route's running slots; gives it back when dropped (answered, timed out, or
+/// the client left).
+struct Slot(Arc<Inner>);
 
-impl<F: Future> Future for Deadline<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.work.poll(cx) {
-            return Poll::Ready(Some(out));
-        }
-        let deadline = *this.deadline;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
-        timer.as_mut().poll(cx).map(|()| None)
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.running.add_permits(1);
     }
 }
 
 /// Decrements the waiting count however the wait ends (admitted, timed out, or the client left).
-struct Waiting<'a>(&'a Inner);
+struct Waiting(Arc<Inner>);
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
         let now = self.0.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
         self.0.depth.set(now as f64);
@@ -184,8 +165,8 @@ impl<S> Layer<S> for Admission {
 }
 
 /// The middleware: `route.layer(admission)`. The route's future is made at once (it does
-/// nothing until polled) and runs only once admitted; one boxed future per request, where
-/// `from_fn` also boxes and clones the inner service.
+/// nothing until polled) and runs only once admitted, inside [`AdmitFuture`]: no boxing and no
+/// clone of the inner service per request, where `from_fn` does both.
 #[derive(Clone)]
 pub struct Admit<S> {
     inner: S,
@@ -195,90 +176,259 @@ pub struct Admit<S> {
 impl<S> Service<Request> for Admit<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = AdmitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let arrived = Instant::now();
-        let route = self.inner.call(req);
-        let admission = self.admission.clone();
-        Box::pin(async move { Ok(admit(&admission.inner, arrived, route).await) })
+        AdmitFuture {
+            route: Some(queue_delay::scope(self.inner.call(req))),
+            inner: Arc::clone(&self.admission.inner),
+            arrived: Instant::now(),
+            stage: Stage::Arrived,
+            timer: None,
+        }
     }
 }
 
-/// Runs `route` once admitted, within the request timeout; else answers 503 at once.
-async fn admit<F>(inner: &Inner, arrived: Instant, route: F) -> Response
+/// Where a request is in admission.
+enum Stage {
+    /// Not yet looked at (the first poll decides).
+    Arrived,
+    /// In the queue, for a slot (the wait is a boxed future: only queued requests make one).
+    Waiting {
+        slot: Pin<Box<dyn Future<Output = Option<Slot>> + Send>>,
+        _counted: Waiting,
+    },
+    /// Admitted after `queued` in the queue: the route runs.
+    Running { _slot: Slot, queued: Duration },
+    /// Answered.
+    Done,
+}
+
+pin_project! {
+    /// A request through admission: admitted at once, queued, or shed with 503; once admitted
+    /// its route runs within the request timeout, counted from its arrival. The timer is armed
+    /// only when the request is not answered on its first poll, which almost every request on
+    /// the memory store is: those read no clock for it and make no timer entry.
+    pub struct AdmitFuture<F> {
+        #[pin]
+        route: Option<queue_delay::Measured<F>>,
+        inner: Arc<Inner>,
+        arrived: Instant,
+        stage: Stage,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F> Future for AdmitFuture<F>
 where
     F: Future<Output = Result<Response, Infallible>>,
 {
-    let work = async {
-        let (limit, overloaded) = inner.control.current(arrived);
-        let free = if inner.in_flight() < limit {
-            inner.running.try_acquire().ok()
-        } else {
-            None
-        };
-        // The permit, and how long the request waited for it (none when admitted at once: no
-        // clock read for that).
-        let (_permit, admitted) = match free {
-            Some(p) => (p, Duration::ZERO),
-            // The controller holds the limit below the hard cap (a standing queue, or the
-            // recovery after one): no queueing, the request is answered at once.
-            None if overloaded || limit < inner.max_inflight => return inner.shed("standing queue"),
-            None => {
-                let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
-                let waiting = Waiting(inner);
-                if before >= inner.queue_capacity {
-                    drop(waiting);
-                    return inner.shed("endpoint full");
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let inner = &**this.inner;
+        loop {
+            match this.stage {
+                Stage::Arrived => {
+                    let (limit, overloaded) = inner.control.current(*this.arrived);
+                    let free = if inner.in_flight() < limit {
+                        inner.running.try_acquire().ok()
+                    } else {
+                        None
+                    };
+                    if let Some(permit) = free {
+                        permit.forget();
+                        let slot = Slot(Arc::clone(this.inner));
+                        // Admitted at once: no clock read for its (zero) queue delay.
+                        *this.stage = Stage::Running {
+                            _slot: slot,
+                            queued: Duration::ZERO,
+                        };
+                        continue;
+                    }
+                    // The controller holds the limit below the hard cap (a standing queue, or
+                    // the recovery after one): no queueing, the request is answered at once.
+                    if overloaded || limit < inner.max_inflight {
+                        return answer(this.route.as_mut(), this.stage, inner.shed("standing queue"));
+                    }
+                    let before = inner.waiting.fetch_add(1, Ordering::SeqCst);
+                    let counted = Waiting(Arc::clone(this.inner));
+                    if before >= inner.queue_capacity {
+                        drop(counted);
+                        return answer(this.route.as_mut(), this.stage, inner.shed("endpoint full"));
+                    }
+                    inner.depth.set((before + 1) as f64);
+                    let owner = Arc::clone(this.inner);
+                    let slot = async move {
+                        let permit = owner.running.acquire().await.ok()?;
+                        permit.forget();
+                        Some(Slot(owner))
+                    };
+                    *this.stage = Stage::Waiting {
+                        slot: Box::pin(slot),
+                        _counted: counted,
+                    };
                 }
-                inner.depth.set((before + 1) as f64);
-                let Ok(p) = inner.running.acquire().await else {
-                    return ApiError::Overloaded.into_response();
-                };
-                drop(waiting);
-                // The queue may have turned into a standing one while this request waited in it.
-                let now = Instant::now();
-                let (limit, overloaded) = inner.control.current(now);
-                if overloaded && inner.in_flight() > limit {
-                    return inner.shed("standing queue");
+                Stage::Waiting { slot, .. } => {
+                    let Poll::Ready(slot) = slot.as_mut().poll(cx) else {
+                        break;
+                    };
+                    let Some(slot) = slot else {
+                        return answer(this.route.as_mut(), this.stage, ApiError::Overloaded.into_response());
+                    };
+                    // The queue may have turned into a standing one while this request waited.
+                    let now = Instant::now();
+                    let (limit, overloaded) = inner.control.current(now);
+                    if overloaded && inner.in_flight() > limit {
+                        drop(slot);
+                        return answer(this.route.as_mut(), this.stage, inner.shed("standing queue"));
+                    }
+                    *this.stage = Stage::Running {
+                        _slot: slot,
+                        queued: now.saturating_duration_since(*this.arrived),
+                    };
                 }
-                (p, now.saturating_duration_since(arrived))
+                Stage::Running { queued, .. } => {
+                    let queued = *queued;
+                    let Some(mut route) = this.route.as_mut().as_pin_mut() else {
+                        return Poll::Pending;
+                    };
+                    let Poll::Ready(res) = route.as_mut().poll(cx) else {
+                        break;
+                    };
+                    let below = queue_delay::waited(route);
+                    inner
+                        .control
+                        .finished(inner.route, queued + below, *this.arrived, Instant::now());
+                    let Ok(res) = res;
+                    return answer(this.route.as_mut(), this.stage, res);
+                }
+                // Polled after its answer: nothing more to give.
+                Stage::Done => return Poll::Pending,
             }
-        };
-        let (res, below) = queue_delay::measure(route).await;
-        let res = match res {
-            Ok(res) => res,
-            Err(never) => match never {},
-        };
+        }
+        // Not answered on this poll: the request timeout, from its arrival.
+        let deadline = *this.arrived + inner.timeout;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        tracing::warn!(route = inner.route, "request timed out");
+        // Counted as queued throughout: a request that could not finish in time is the clearest
+        // sign of a standing queue (or of a store that stopped answering).
         inner
             .control
-            .finished(inner.route, admitted + below, arrived, Instant::now());
-        res
-    };
-    match (Deadline {
-        work,
-        deadline: arrived + inner.timeout,
-        timer: None,
-    })
-    .await
-    {
-        Some(res) => res,
-        None => {
-            tracing::warn!(route = inner.route, "request timed out");
-            // Counted as queued throughout: a request that could not finish in time is the
-            // clearest sign of a standing queue (or of a store that stopped answering).
-            inner
-                .control
-                .finished(inner.route, inner.timeout, arrived, Instant::now());
-            ApiError::Overloaded.into_response()
-        }
+            .finished(inner.route, inner.timeout, *this.arrived, Instant::now());
+        answer(this.route.as_mut(), this.stage, ApiError::Overloaded.into_response())
+    }
+}
+
+/// The answer: the route (if it ran) is dropped and the slot or queue place given back first.
+fn answer<F>(
+    mut route: Pin<&mut Option<queue_delay::Measured<F>>>,
+    stage: &mut Stage,
+    res: Response,
+) -> Poll<Result<Response, Infallible>> {
+    route.set(None);
+    *stage = Stage::Done;
+    Poll::Ready(Ok(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use futures::FutureExt;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// One slot, one queue place, a request timeout of `timeout`; the route answers 200 once
+    /// `go` is notified (one permit per request).
+    fn admitted(
+        go: &Arc<Notify>,
+        timeout: Duration,
+    ) -> (
+        Admission,
+        impl Service<Request, Response = Response, Error = Infallible>,
+    ) {
+        let admission = Admission::new("/t", 1, 1, timeout, &Metrics::new());
+        let go = Arc::clone(go);
+        let route = tower::service_fn(move |_: Request| {
+            let go = Arc::clone(&go);
+            async move {
+                go.notified().await;
+                Ok::<_, Infallible>(StatusCode::OK.into_response())
+            }
+        });
+        (admission.clone(), admission.layer(route))
+    }
+
+    fn req() -> Request {
+        Request::new(Body::empty())
+    }
+
+    #[tokio::test]
+    async fn a_queued_request_that_times_out_gives_back_its_place_and_takes_no_slot() {
+        let go = Arc::new(Notify::new());
+        let (admission, mut svc) = admitted(&go, Duration::from_millis(200));
+        let mut running = Box::pin(svc.call(req()));
+        assert!(running.as_mut().now_or_never().is_none());
+        let queued = svc.call(req());
+        let shed = svc.call(req());
+        let (queued, shed) = tokio::join!(queued, shed);
+        // The third found the slot taken and the queue full: shed at once; the second waited
+        // in the queue until the timeout.
+        assert_eq!(shed.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(queued.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let r = admission.report();
+        assert_eq!((r.in_flight, r.waiting, r.shed_total), (1, 0, 1));
+        // The running one still holds its slot, and times out too: the slot comes back.
+        assert_eq!(running.await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let r = admission.report();
+        assert_eq!((r.in_flight, r.waiting), (0, 0));
+        // Free again: the next request runs.
+        let next = svc.call(req());
+        go.notify_one();
+        assert_eq!(next.await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_gives_back_its_slot_or_its_queue_place() {
+        let go = Arc::new(Notify::new());
+        let (admission, mut svc) = admitted(&go, Duration::from_secs(60));
+        let mut running = Box::pin(svc.call(req()));
+        let mut queued = Box::pin(svc.call(req()));
+        assert!(running.as_mut().now_or_never().is_none());
+        assert!(queued.as_mut().now_or_never().is_none());
+        let r = admission.report();
+        assert_eq!((r.in_flight, r.waiting), (1, 1));
+        drop(queued);
+        assert_eq!(admission.report().waiting, 0);
+        drop(running);
+        assert_eq!(admission.report().in_flight, 0);
+        // A queued request is admitted when the running one ends.
+        let mut first = Box::pin(svc.call(req()));
+        let mut second = Box::pin(svc.call(req()));
+        assert!(first.as_mut().now_or_never().is_none());
+        assert!(second.as_mut().now_or_never().is_none());
+        go.notify_one();
+        assert_eq!(first.await.unwrap().status(), StatusCode::OK);
+        go.notify_one();
+        assert_eq!(second.await.unwrap().status(), StatusCode::OK);
+        let r = admission.report();
+        assert_eq!((r.in_flight, r.waiting, r.shed_total), (0, 0, 0));
     }
 }
