@@ -3,10 +3,9 @@
 //! `invalid_request`. A DPoP-bound token comes as `Authorization: DPoP` with a `DPoP` proof
 //! (RFC 9449 section 7).
 
-use axum::Json;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -55,8 +54,5 @@ fn proof(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 fn respond(claims: crate::service::tokens::UserInfo) -> Result<Response, ApiError> {
-    let mut res = Json(claims).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    Ok(crate::http::token::json_no_store(&claims, false))
 }
