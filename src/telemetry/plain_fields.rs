@@ -5,7 +5,9 @@
 //! made that about 1.4% of an introspection request's CPU. Messages, errors, raw identifiers and
 //! coloured output go to `DefaultFields`' own visitor, so they stay exactly as it writes them.
 
+use std::cell::Cell;
 use std::fmt;
+use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
@@ -14,12 +16,18 @@ use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PlainFields;
 
+thread_local! {
+    /// Each thread's staging buffer for [`PlainVisitor`], kept between uses.
+    static STAGING: Cell<String> = const { Cell::new(String::new()) };
+}
+
 impl<'w> MakeVisitor<Writer<'w>> for PlainFields {
     type Visitor = PlainVisitor<'w>;
 
     fn make_visitor(&self, writer: Writer<'w>) -> PlainVisitor<'w> {
         PlainVisitor {
             writer,
+            staged: STAGING.take(),
             is_empty: true,
             result: Ok(()),
         }
@@ -28,13 +36,27 @@ impl<'w> MakeVisitor<Writer<'w>> for PlainFields {
 
 pub struct PlainVisitor<'w> {
     writer: Writer<'w>,
+    /// The plain fields not yet handed to `writer`: they go in one piece (a span's field string,
+    /// which starts empty, then grows once rather than once for each name and value).
+    staged: String,
     is_empty: bool,
     result: fmt::Result,
 }
 
 impl PlainVisitor<'_> {
+    /// Hands what is staged to the writer.
+    fn flush(&mut self) {
+        if !self.staged.is_empty() {
+            if self.result.is_ok() {
+                self.result = self.writer.write_str(&self.staged);
+            }
+            self.staged.clear();
+        }
+    }
+
     /// `DefaultFields`' visitor writes this field, continuing the line as this one would.
     fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        self.flush();
         let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
         record(&mut visitor);
         self.result = visitor.finish();
@@ -66,23 +88,24 @@ impl Visit for PlainVisitor<'_> {
             return self.delegate(|v| v.record_debug(field, value));
         }
         if !self.is_empty {
-            self.result = self.writer.write_char(' ');
+            self.staged.push(' ');
         }
         self.is_empty = false;
-        if self.result.is_ok() {
-            self.result = write!(self.writer, "{name}={value:?}");
-        }
+        self.result = write!(self.staged, "{name}={value:?}");
     }
 }
 
 impl VisitOutput<fmt::Result> for PlainVisitor<'_> {
-    fn finish(self) -> fmt::Result {
+    fn finish(mut self) -> fmt::Result {
+        self.flush();
+        STAGING.set(std::mem::take(&mut self.staged));
         self.result
     }
 }
 
 impl VisitFmt for PlainVisitor<'_> {
     fn writer(&mut self) -> &mut dyn fmt::Write {
+        self.flush();
         &mut self.writer
     }
 }
