@@ -125,7 +125,9 @@ async fn serve_connection(
     });
     let conn = http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // `biased`: the connection first, and no random draw on each of its wake-ups.
     tokio::select! {
+        biased;
         res = conn.as_mut() => return log_end(res),
         () = cancel.cancelled() => {}
     }

@@ -203,6 +203,8 @@ where
 impl Finish {
     fn answer(&mut self, mut res: Response) -> Response {
         let headers = res.headers_mut();
+        // Room for what is added here (CORS aside), so the map grows at most once.
+        headers.reserve(6);
         for (name, value) in [
             (header::CONTENT_SECURITY_POLICY, CSP),
             (header::X_FRAME_OPTIONS, "DENY"),
