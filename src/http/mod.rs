@@ -25,6 +25,30 @@ pub mod par;
 pub mod token;
 pub mod userinfo;
 
+/// Room for a hot answer's JSON: a token answer with a JWT access token, an introspection answer.
+/// (axum's `Json` starts at 128 bytes and grows to fit, copying what it wrote each time.)
+const JSON_ROOM: usize = 1024;
+
+/// Room for a JSON answer's headers: its content type, its caching headers and the ones the
+/// edge adds ([`crate::layers::edge`]), so that none of them makes the map grow.
+const HEADER_ROOM: usize = 12;
+
+/// A JSON answer, as axum's `Json` makes it, written into a buffer sized for the hot answers.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    use bytes::BufMut;
+    let mut body = bytes::BytesMut::with_capacity(JSON_ROOM).writer();
+    if let Err(e) = serde_json::to_writer(&mut body, value) {
+        return ApiError::internal(e).into_response();
+    }
+    let mut res = axum::response::Response::new(axum::body::Body::from(body.into_inner().freeze()));
+    let h = res.headers_mut();
+    h.reserve(HEADER_ROOM);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
 /// An endpoint on the hot path: the router mounts it behind its own [`Admission`], and its
 /// latency series exists from start-up.
 pub struct HotRoute {

@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::domain::Timestamp;
 use crate::error::ApiError;
 use crate::http::extract::{Form, Params, client_credentials, dpop_proof};
+use crate::http::json;
 use crate::service::tokens::TokenRequest;
 use crate::service::{Client, ClientRegistry, TokenService};
 
@@ -60,7 +61,7 @@ pub async fn token(
         dpop: dpop_proof(&headers)?.map(str::to_owned),
     };
     let res = tokens.exchange(&client, req, now).await?;
-    Ok(json_no_store(&res, true))
+    Ok(no_store(json(&res)))
 }
 
 pub async fn revoke(
@@ -88,7 +89,7 @@ pub async fn introspect(
     let now = clock.now();
     let (client, token, _hint) = client_and_token(&clients, &headers, form, address(peer), now).await?;
     let res = tokens.introspect(&client, &token, now).await?;
-    Ok(json_no_store(&res, true))
+    Ok(no_store(json(&res)))
 }
 
 /// Revocation and introspection requests: the authenticated client, `token`, `token_type_hint`.
@@ -112,34 +113,6 @@ async fn client_and_token(
 /// The socket's address: behind a proxy, that is the proxy's (see README, brute force).
 pub(crate) fn address(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
     peer.map(|Extension(ConnectInfo(a))| a.ip())
-}
-
-/// Room for a hot answer's JSON: a token answer with a JWT access token, an introspection answer.
-/// (axum's `Json` starts at 128 bytes and grows to fit, copying what it wrote each time.)
-const JSON_ROOM: usize = 1024;
-
-/// Room for an answer's headers: its own three and the five the edge adds
-/// ([`crate::layers::edge`]), so that none of them makes the map grow.
-const HEADER_ROOM: usize = 12;
-
-/// A JSON answer no cache may keep: `Cache-Control: no-store`, and with `pragma` the HTTP/1.0
-/// `Pragma: no-cache` that RFC 6749 section 5.1 asks of token answers. What axum's `Json` and
-/// [`no_store`] give, written into a buffer sized for it.
-pub(crate) fn json_no_store<T: serde::Serialize>(value: &T, pragma: bool) -> Response {
-    use bytes::BufMut;
-    let mut body = bytes::BytesMut::with_capacity(JSON_ROOM).writer();
-    if let Err(e) = serde_json::to_writer(&mut body, value) {
-        return ApiError::internal(e).into_response();
-    }
-    let mut res = Response::new(axum::body::Body::from(body.into_inner().freeze()));
-    let h = res.headers_mut();
-    h.reserve(HEADER_ROOM);
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if pragma {
-        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    }
-    res
 }
 
 pub(crate) fn no_store(mut res: Response) -> Response {

@@ -4,7 +4,7 @@
 //! (RFC 9449 section 7).
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
 
 use crate::clock::Clock;
@@ -54,5 +54,8 @@ fn proof(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 fn respond(claims: crate::service::tokens::UserInfo) -> Result<Response, ApiError> {
-    Ok(crate::http::token::json_no_store(&claims, false))
+    let mut res = crate::http::json(&claims);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
