@@ -58,7 +58,9 @@ fn cache_benches(c: &mut Criterion) {
     let mut i = 0usize;
     bench_async(&mut g, &rt, "hit", async || {
         i = (i + 7919) % keys.len();
-        let hit = cache.get_or_load(&keys[i], async { Ok::<_, StoreError>(None) }).await;
+        let hit = cache
+            .get_or_load(&keys[i], || async { Ok::<_, StoreError>(None) })
+            .await;
         black_box(hit.unwrap().is_some());
     });
     // A miss: a key never seen; the loader answers at once (as an in-memory store would) with
@@ -68,7 +70,7 @@ fn cache_benches(c: &mut Criterion) {
     bench_async_with(&mut g, &rt, "miss_negative", new_key, async |k| {
         black_box(
             cache
-                .get_or_load(&k, async { Ok::<_, StoreError>(None) })
+                .get_or_load(&k, || async { Ok::<_, StoreError>(None) })
                 .await
                 .unwrap(),
         );
@@ -77,7 +79,7 @@ fn cache_benches(c: &mut Criterion) {
     bench_async_with(&mut g, &rt, "miss_load_record", new_key, async |k| {
         black_box(
             cache
-                .get_or_load(&k, async move { Ok::<_, StoreError>(Some(record(k, now))) })
+                .get_or_load(&k, || async move { Ok::<_, StoreError>(Some(record(k, now))) })
                 .await
                 .unwrap(),
         );

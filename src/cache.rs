@@ -183,11 +183,14 @@ where
 
     /// Returns the cached record, or loads it with `load` on a miss. Concurrent misses on one key
     /// share one load (and its error). `None` (not in the store) is cached too. The key is
-    /// borrowed (a `&str` for `String` keys): only a miss makes an owned one.
-    pub async fn get_or_load<Q, F>(&self, key: &Q, load: F) -> Result<Option<Arc<V>>, E>
+    /// borrowed (a `&str` for `String` keys): only a miss makes an owned one. `load` is called on
+    /// a miss only: a store method's future (boxed by `async_trait`) made for every lookup would
+    /// cost an allocation on every hit.
+    pub async fn get_or_load<Q, L, F>(&self, key: &Q, load: L) -> Result<Option<Arc<V>>, E>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        L: FnOnce() -> F,
         F: Future<Output = Result<Option<V>, E>>,
     {
         let span = tracing::debug_span!("cache.lookup", cache = self.name, outcome = tracing::field::Empty);
@@ -217,7 +220,7 @@ where
                 Ok(Slot::Failed(e)) => return Err(E::unshare(e)),
                 Err(guard) => guard,
             };
-            match load.await {
+            match load().await {
                 Ok(record) => {
                     let cached = Cached::new(record.map(Arc::new));
                     let value = cached.value.clone();
@@ -354,7 +357,7 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
         // The loader read the old record, then stalls; meanwhile the record is revoked.
-        let load = c.get_or_load(&1, async {
+        let load = c.get_or_load(&1, || async {
             let _ = started_tx.send(());
             let _ = rx.await;
             Ok::<_, StoreError>(Some("old"))
@@ -371,7 +374,7 @@ mod tests {
             "the racing request itself may see it"
         );
         let next = c
-            .get_or_load(&1, async { Ok::<_, StoreError>(Some("new")) })
+            .get_or_load(&1, || async { Ok::<_, StoreError>(Some("new")) })
             .await
             .unwrap();
         assert_eq!(next.as_deref(), Some(&"new"), "but the cache did not keep it");
@@ -381,19 +384,19 @@ mod tests {
     async fn hits_misses_and_negative_entries() {
         let c = cache();
         assert!(
-            c.get_or_load(&7, async { Ok::<_, StoreError>(None) })
+            c.get_or_load(&7, || async { Ok::<_, StoreError>(None) })
                 .await
                 .unwrap()
                 .is_none()
         );
         let again = c
-            .get_or_load(&7, async { Ok::<_, StoreError>(Some("late")) })
+            .get_or_load(&7, || async { Ok::<_, StoreError>(Some("late")) })
             .await
             .unwrap();
         assert!(again.is_none(), "the negative entry answers");
         c.insert(7, "set").await;
         assert_eq!(
-            c.get_or_load(&7, async { Ok::<_, StoreError>(None) })
+            c.get_or_load(&7, || async { Ok::<_, StoreError>(None) })
                 .await
                 .unwrap()
                 .as_deref(),
@@ -408,12 +411,12 @@ mod tests {
         // A zero TTL makes every entry stale as soon as it is stored: no waiting needed.
         let c: RecordCache<u32, &'static str> = RecordCache::new("test", 100, Duration::ZERO, &Metrics::new());
         let first = c
-            .get_or_load(&1, async { Ok::<_, StoreError>(Some("old")) })
+            .get_or_load(&1, || async { Ok::<_, StoreError>(Some("old")) })
             .await
             .unwrap();
         assert_eq!(first.as_deref(), Some(&"old"));
         let second = c
-            .get_or_load(&1, async { Ok::<_, StoreError>(Some("new")) })
+            .get_or_load(&1, || async { Ok::<_, StoreError>(Some("new")) })
             .await
             .unwrap();
         assert_eq!(second.as_deref(), Some(&"new"), "the stale entry was not served");
@@ -425,7 +428,7 @@ mod tests {
     async fn failed_loads_are_not_cached_and_keep_their_class() {
         let c = cache();
         let err = c
-            .get_or_load(&3, async {
+            .get_or_load(&3, || async {
                 Err::<Option<&str>, _>(StoreError::Unavailable(anyhow::anyhow!("down")))
             })
             .await;
@@ -436,7 +439,7 @@ mod tests {
     /// After a failed load, the next lookup of `key` loads (and gets) the record.
     async fn assert_loads_again(c: &RecordCache<u32, &'static str>, key: u32) {
         let ok = c
-            .get_or_load(&key, async { Ok::<_, StoreError>(Some("up")) })
+            .get_or_load(&key, || async { Ok::<_, StoreError>(Some("up")) })
             .await
             .unwrap();
         assert_eq!(ok.as_deref(), Some(&"up"));
@@ -456,7 +459,7 @@ mod tests {
                 Err::<Option<&str>, _>(StoreError::Unavailable(anyhow::anyhow!("down")))
             }
         };
-        let lookups = futures::future::join_all((0..5).map(|_| c.get_or_load(&9, load())));
+        let lookups = futures::future::join_all((0..5).map(|_| c.get_or_load(&9, load)));
         let open = async {
             // `join!` polls the lookups first: the first starts the load, the other four join it
             // as waiters in that same first poll.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::http::extract::bearer_token;
+use crate::http::extract::{bearer_token, read_body};
 use crate::service::admin::{Admin, AdminService, ClientView, DEFAULT_PAGE, NewUser, UserChanges, UserView, validate};
 use crate::service::registration::{ClientMetadata, Registered, RegistrationService};
 use crate::state::AppState;
@@ -46,9 +46,7 @@ pub async fn rotate_keys(
 
 /// The body, at most [`MAX_ADMIN_BODY`] bytes (413 in the OAuth error format beyond).
 async fn body(req: Request) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), MAX_ADMIN_BODY)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)
+    read_body(req.into_body(), MAX_ADMIN_BODY).await
 }
 
 /// A JSON body of at most [`MAX_ADMIN_BODY`] bytes, as `T`; anything else is a 400 that says

@@ -6,11 +6,14 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 
 use crate::error::ApiError;
 use crate::service::ClientCredentials;
@@ -35,7 +38,13 @@ pub struct Params {
 
 impl Params {
     pub fn parse(input: &[u8]) -> Result<Self, ApiError> {
-        let mut p = Params::default();
+        // Sized for the pairs (bounded: a body of ampersands is no reason to reserve much), so
+        // the map does not grow and rehash as an authorization request's parameters arrive.
+        let pairs = memchr::memchr_iter(b'&', input).count() + 1;
+        let mut p = Params {
+            values: HashMap::with_capacity_and_hasher(pairs.min(32), Default::default()),
+            ..Params::default()
+        };
         for pair in input.split(|&b| b == b'&') {
             if pair.is_empty() {
                 continue;
@@ -97,6 +106,11 @@ impl Params {
 /// Strict form-urlencoded decoding: `+` is a space, `%XY` needs two hex digits, and the result
 /// must be UTF-8.
 pub fn decode(input: &[u8]) -> Result<String, ApiError> {
+    let not_utf8 = |_| ApiError::InvalidRequest("parameters must be UTF-8");
+    // Most values (tokens, ids, URLs already encoded by the client) have nothing to decode.
+    if memchr::memchr2(b'%', b'+', input).is_none() {
+        return std::str::from_utf8(input).map(str::to_owned).map_err(not_utf8);
+    }
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
@@ -117,7 +131,7 @@ pub fn decode(input: &[u8]) -> Result<String, ApiError> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| ApiError::InvalidRequest("parameters must be UTF-8"))
+    String::from_utf8(out).map_err(|e| not_utf8(e.utf8_error()))
 }
 
 /// The query string's parameters.
@@ -147,17 +161,7 @@ impl<S: Send + Sync> FromRequest<S> for Form {
             .and_then(|v| v.split(';').next())
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
-        let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
-            .await
-            .map_err(|e| {
-                if is_length_limit(&e) {
-                    ApiError::PayloadTooLarge
-                } else if caused_by::<crate::server::BodyTimedOut>(&e) {
-                    ApiError::BodyTimeout
-                } else {
-                    ApiError::InvalidRequest("could not read the request body")
-                }
-            })?;
+        let body = read_body(req.into_body(), MAX_FORM_BYTES).await?;
         if !is_form && (has_type || !body.is_empty()) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -165,8 +169,32 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     }
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    caused_by::<http_body_util::LengthLimitError>(e)
+/// The whole body, at most `limit` bytes (413 beyond); a body cut off by its deadline or by
+/// shutdown is 408, any other failure to read it 400. A body that came with its headers is one
+/// frame and is returned as it is: axum's `to_bytes` collects frames into a list, then copies.
+pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut first = Bytes::new();
+    let mut joined = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match caused_by::<crate::server::BodyTimedOut>(&e) {
+            true => ApiError::BodyTimeout,
+            false => ApiError::InvalidRequest("could not read the request body"),
+        })?;
+        // Trailers are no part of a form.
+        let Ok(data) = frame.into_data() else { continue };
+        if first.len() + joined.len() + data.len() > limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if first.is_empty() && joined.is_empty() {
+            first = data;
+        } else {
+            if joined.is_empty() {
+                joined.extend_from_slice(&std::mem::take(&mut first));
+            }
+            joined.extend_from_slice(&data);
+        }
+    }
+    Ok(if joined.is_empty() { first } else { joined.freeze() })
 }
 
 /// Whether `E` is somewhere in the chain of `e`.
@@ -286,11 +314,14 @@ pub fn access_token(headers: &HeaderMap) -> Result<Option<(bool, &str)>, ApiErro
     }
 }
 
+/// A constant name: a lookup by `&str` parses and checks the name on every request.
+static DPOP: HeaderName = HeaderName::from_static("dpop");
+
 /// The `DPoP` header (RFC 9449 section 4.1): one, ASCII; two or more is a bad proof.
 pub fn dpop_proof(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let mut all = headers.get_all("dpop").iter();
+    let mut all = headers.get_all(&DPOP).iter();
     let (Some(one), None) = (all.next(), all.next()) else {
-        return match headers.contains_key("dpop") {
+        return match headers.contains_key(&DPOP) {
             true => Err(ApiError::InvalidDpopProof { at_resource: false }),
             false => Ok(None),
         };
@@ -347,6 +378,36 @@ mod tests {
         assert!(Params::parse(b"a=%zz").is_err());
         assert!(Params::parse(b"a=%4").is_err());
         assert!(Params::parse(b"a=%ff").is_err());
+        // Nothing to decode, but not UTF-8 either.
+        assert!(Params::parse(b"a=\xff").is_err());
+        assert!(Params::parse(b"\xff=1").is_err());
+    }
+
+    fn frames(chunks: &[&'static str]) -> Body {
+        let frames = chunks
+            .iter()
+            .map(|c| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(c.as_bytes()))));
+        Body::new(http_body_util::StreamBody::new(futures::stream::iter(
+            frames.collect::<Vec<_>>(),
+        )))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_in_one_frame_or_many() {
+        assert_eq!(read_body(frames(&[]), 8).await.unwrap(), "");
+        assert_eq!(read_body(frames(&["a=1&b=2"]), 8).await.unwrap(), "a=1&b=2");
+        assert_eq!(read_body(frames(&["a=", "", "1&b", "=2"]), 8).await.unwrap(), "a=1&b=2");
+        assert_eq!(read_body(frames(&["", "a=1"]), 8).await.unwrap(), "a=1");
+        // The limit counts every frame, the first included.
+        assert_eq!(read_body(frames(&["12345678"]), 8).await.unwrap(), "12345678");
+        assert!(matches!(
+            read_body(frames(&["123456789"]), 8).await,
+            Err(ApiError::PayloadTooLarge)
+        ));
+        assert!(matches!(
+            read_body(frames(&["1234", "56789"]), 8).await,
+            Err(ApiError::PayloadTooLarge)
+        ));
     }
 
     #[test]

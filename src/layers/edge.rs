@@ -134,9 +134,11 @@ fn request_id(req: &mut Request) -> Option<HeaderValue> {
     if let Some(id) = req.headers().get(&REQUEST_ID) {
         return Some(id.clone());
     }
-    let mut text = uuid::Uuid::encode_buffer();
-    let id = crate::crypto::random_uuid().hyphenated().encode_lower(&mut text);
-    let id = HeaderValue::from_str(id).ok()?;
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    crate::crypto::random_uuid().hyphenated().encode_lower(&mut text);
+    // Owned by the bytes, so the clones below (request, answer) share it: `from_str` would
+    // copy it into a vector that its first clone turns into a shared buffer, two allocations.
+    let id = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text)).ok()?;
     req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
     Some(id)
 }

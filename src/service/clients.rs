@@ -87,7 +87,9 @@ pub struct ClientRegistry {
 
 struct Inner {
     /// The config file's clients: this node's, read-only through the API.
-    clients: HashMap<String, Arc<Client>>,
+    /// The config file's clients: foldhash, as its keys are the operator's (SipHash's defence
+    /// is for keys an attacker chooses), looked up on every authenticated request.
+    clients: HashMap<String, Arc<Client>, foldhash::fast::RandomState>,
     /// Registered clients, by id, in front of the store.
     registered: RecordCache<String, Client, RandomState>,
     store: Arc<dyn Store>,
@@ -165,7 +167,7 @@ impl ClientRegistry {
                 None => Ok::<_, StoreError>(None),
             }
         };
-        Ok(inner.registered.get_or_load(client_id, load).await?)
+        Ok(inner.registered.get_or_load(client_id, || load).await?)
     }
 
     /// Whether the config file defines this client (then the API cannot change it).
@@ -272,7 +274,7 @@ impl ClientRegistry {
                 let verified = self
                     .inner
                     .verified
-                    .get_or_load(&key, async {
+                    .get_or_load(&key, || async {
                         // Made on a miss only: a hit needs no throttle key (nor its allocation).
                         let throttle_key = Key::Client(client_id.clone(), address);
                         throttle.reserve(&throttle_key, now).map_err(VerifyFailure::Refused)?;

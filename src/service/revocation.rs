@@ -312,7 +312,7 @@ impl TokenService {
             .inner
             .caches
             .refresh_tokens
-            .get_or_load(&presented.family, store.get_refresh_token(&presented.family))
+            .get_or_load(&presented.family, || store.get_refresh_token(&presented.family))
             .await?
         else {
             return Ok(Introspection::Inactive);

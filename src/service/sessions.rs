@@ -137,7 +137,7 @@ impl SessionService {
             .inner
             .caches
             .sessions
-            .get_or_load(&hash, store.get_session(&hash))
+            .get_or_load(&hash, || store.get_session(&hash))
             .await?;
         let Some(session) = session.filter(|s| s.expires_at > now) else {
             return Ok(None);

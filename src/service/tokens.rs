@@ -441,7 +441,7 @@ impl TokenService {
         now: Timestamp,
     ) -> Result<Option<Arc<GrantRecord>>, ApiError> {
         let store = &self.inner.store;
-        let grant = self.inner.caches.grants.get_or_load(id, store.get_grant(id)).await?;
+        let grant = self.inner.caches.grants.get_or_load(id, || store.get_grant(id)).await?;
         Ok(grant.filter(|g| g.revoked_at.is_none() && g.expires_at > now))
     }
 
@@ -457,7 +457,7 @@ impl TokenService {
                 None => self.unstored_access_token(value, hash),
             })
         };
-        let Some(record) = self.inner.caches.access_tokens.get_or_load(&hash, load).await? else {
+        let Some(record) = self.inner.caches.access_tokens.get_or_load(&hash, || load).await? else {
             return Ok(None);
         };
         if record.revoked_at.is_some() || record.expires_at <= now {

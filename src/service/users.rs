@@ -16,8 +16,9 @@ use crate::store::{Store, StoreError, UserKey, UserRecord};
 use crate::telemetry::Metrics;
 
 pub struct UserDirectory {
-    by_username: HashMap<String, Arc<User>>,
-    by_sub: HashMap<Arc<str>, Arc<User>>,
+    /// The config file's users, keyed by the operator's names: foldhash, not SipHash.
+    by_username: HashMap<String, Arc<User>, foldhash::fast::RandomState>,
+    by_sub: HashMap<Arc<str>, Arc<User>, foldhash::fast::RandomState>,
     /// Runtime-managed users by `sub`, in front of the store.
     managed: RecordCache<String, User, RandomState>,
     store: Arc<dyn Store>,
@@ -36,8 +37,8 @@ impl UserDirectory {
         cache_ttl: Duration,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
-        let mut by_username = HashMap::new();
-        let mut by_sub = HashMap::new();
+        let mut by_username = HashMap::default();
+        let mut by_sub = HashMap::default();
         for u in users {
             let user = Arc::new(u.clone());
             by_username.insert(u.username.clone(), Arc::clone(&user));
@@ -83,7 +84,7 @@ impl UserDirectory {
                 None => Ok::<_, StoreError>(None),
             }
         };
-        Ok(self.managed.get_or_load(sub, load).await?)
+        Ok(self.managed.get_or_load(sub, || load).await?)
     }
 
     /// The user of `sub` when it still speaks for a login made at `login`: it exists, is

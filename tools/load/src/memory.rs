@@ -67,7 +67,7 @@ pub async fn run(entries: u64, kind: MemoryKind, json: bool) -> anyhow::Result<E
             let cache = RecordCache::<TokenHash, AccessTokenRecord>::new("access_tokens", entries, ttl, &metrics);
             for i in 0..entries {
                 let key = crypto::hash_token(&i.to_string());
-                cache.get_or_load(&key, async { Ok::<_, StoreError>(None) }).await?;
+                cache.get_or_load(&key, || async { Ok::<_, StoreError>(None) }).await?;
             }
             ("negative", cache.entry_count(), rss_bytes(None).unwrap_or(0))
         }
