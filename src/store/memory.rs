@@ -205,9 +205,12 @@ impl Capacity {
     }
 }
 
-/// One record kind: the records by key, and their keys by expiry.
+/// One record kind: the records by key, and their keys by expiry. The records are boxed: a
+/// table of live codes or tokens grows by doubling, and each growth moves every entry; inline
+/// records (200 to 300 bytes) made that move, and the fresh pages it needs, most of the cost of
+/// issuing a code while the table grew.
 struct Table<K, V> {
-    records: DashMap<K, V, UniformKeys>,
+    records: DashMap<K, Box<V>, UniformKeys>,
     expiry: ExpiryIndex<K>,
 }
 
@@ -231,7 +234,15 @@ where
     /// Returns how many records it added: 0 when it replaced one under the same key.
     fn insert(&self, key: K, record: V) -> usize {
         self.expiry.add(key.clone(), record.expires_at());
-        usize::from(self.records.insert(key, record).is_none())
+        usize::from(self.records.insert(key, Box::new(record)).is_none())
+    }
+
+    /// A copy of the record under `key`.
+    fn get(&self, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        self.records.get(key).map(|r| V::clone(&r))
     }
 
     /// Inserts only when the key is absent (atomically, under its shard's lock); 1 when it did.
@@ -240,7 +251,7 @@ where
             Entry::Occupied(_) => 0,
             Entry::Vacant(e) => {
                 self.expiry.add(key, record.expires_at());
-                e.insert(record);
+                e.insert(Box::new(record));
                 1
             }
         }
@@ -450,7 +461,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_session(&self, hash: &TokenHash) -> StoreResult<Option<SessionRecord>> {
-        Ok(self.sessions.records.get(hash).map(|r| r.clone()))
+        Ok(self.sessions.get(hash))
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> StoreResult<bool> {
@@ -474,7 +485,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_pushed_request(&self, hash: &TokenHash) -> StoreResult<Option<PushedRequestRecord>> {
-        Ok(self.pushed.records.get(hash).map(|r| r.clone()))
+        Ok(self.pushed.get(hash))
     }
 
     async fn consume_pushed_request(&self, hash: &TokenHash) -> StoreResult<bool> {
@@ -522,12 +533,12 @@ impl Store for MemoryStore {
             return Ok(ConsumeOutcome::NotFound);
         };
         if code.consumed {
-            return Ok(ConsumeOutcome::AlreadyConsumed(code.clone()));
+            return Ok(ConsumeOutcome::AlreadyConsumed(CodeRecord::clone(&code)));
         }
         if !accept(&code) {
-            return Ok(ConsumeOutcome::Refused(code.clone()));
+            return Ok(ConsumeOutcome::Refused(CodeRecord::clone(&code)));
         }
-        let before = code.clone();
+        let before = CodeRecord::clone(&code);
         code.consumed = true;
         Ok(ConsumeOutcome::Consumed(before))
     }
@@ -542,7 +553,7 @@ impl Store for MemoryStore {
         self.capacity.reserve(wanted)?;
         let mut added = 0;
         if let Entry::Vacant(e) = self.grants.records.entry(grant.id) {
-            e.insert(grant.clone());
+            e.insert(Box::new(grant.clone()));
             self.grants.expiry.add(grant.id, grant.expires_at);
             added += 1;
             if let Some(sid) = &grant.sid {
@@ -568,15 +579,15 @@ impl Store for MemoryStore {
     }
 
     async fn get_access_token(&self, hash: &TokenHash) -> StoreResult<Option<AccessTokenRecord>> {
-        Ok(self.access.records.get(hash).map(|r| r.clone()))
+        Ok(self.access.get(hash))
     }
 
     async fn get_refresh_token(&self, family: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
-        Ok(self.refresh.records.get(family).map(|r| r.clone()))
+        Ok(self.refresh.get(family))
     }
 
     async fn get_grant(&self, id: &GrantId) -> StoreResult<Option<GrantRecord>> {
-        Ok(self.grants.records.get(id).map(|r| r.clone()))
+        Ok(self.grants.get(id))
     }
 
     async fn rotate_refresh_token(
@@ -595,7 +606,7 @@ impl Store for MemoryStore {
                 None => Some(RotateOutcome::NotFound),
                 Some(current) if current.hash != *presented => Some(RotateOutcome::AlreadyRotated),
                 Some(mut current) => {
-                    *current = next.clone();
+                    **current = next.clone();
                     None
                 }
             };
@@ -650,10 +661,10 @@ impl Store for MemoryStore {
             Entry::Vacant(e) => {
                 // A tombstone goes in the revocation reserve past the bound.
                 self.capacity.reserve_revocation(1)?;
-                e.insert(GrantRecord {
+                e.insert(Box::new(GrantRecord {
                     revoked_at: Some(now),
                     ..tombstone.clone()
-                });
+                }));
                 self.grants.expiry.add(tombstone.id, tombstone.expires_at);
                 false
             }
