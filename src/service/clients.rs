@@ -86,9 +86,9 @@ pub struct ClientRegistry {
 }
 
 struct Inner {
-    /// The config file's clients: this node's, read-only through the API.
-    /// The config file's clients: foldhash, as its keys are the operator's (SipHash's defence
-    /// is for keys an attacker chooses), looked up on every authenticated request.
+    /// The config file's clients: this node's, read-only through the API. Keyed with foldhash:
+    /// the keys are the operator's (SipHash's defence is for keys an attacker chooses), and
+    /// this map is read on every authenticated request.
     clients: HashMap<String, Arc<Client>, foldhash::fast::RandomState>,
     /// Registered clients, by id, in front of the store.
     registered: RecordCache<String, Client, RandomState>,
