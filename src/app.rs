@@ -63,7 +63,8 @@ pub struct Application {
     invalidations: Option<InvalidationFeed>,
     /// `true` while the invalidation feed is following other nodes' changes.
     listening: tokio::sync::watch::Receiver<bool>,
-    /// Stops the background tasks (the sweeper, the invalidation feed) once the server drained.
+    /// Stops the background tasks (the sweeper, the key refresh, the metrics upkeep, the invalidation
+    /// feed) once the server drained.
     background: CancellationToken,
     router: Router,
     state: AppState,
@@ -360,6 +361,7 @@ impl Application {
             invalidations,
             background,
             keys,
+            state,
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -373,6 +375,12 @@ impl Application {
         // Background tasks stop after the server has drained, not with it.
         tracker.spawn(sweeper.run(background.clone()));
         tracker.spawn(keys.run(background.clone()));
+        tracker.spawn(
+            state
+                .metrics
+                .clone()
+                .upkeep(telemetry::METRICS_UPKEEP_EVERY, background.clone()),
+        );
         if let Some(feed) = invalidations {
             tracker.spawn(feed);
         }
