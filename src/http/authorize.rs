@@ -1,7 +1,8 @@
 //! `GET /auth/authorize`.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::clock::Clock;
@@ -34,10 +35,11 @@ pub(crate) const AUTHORIZE_PARAMS: &[&str] = &[
 pub async fn authorize(
     State(service): State<AuthorizeService>,
     State(clock): State<Clock>,
-    headers: HeaderMap,
-    uri: Uri,
     Query(mut q): Query,
+    // The request itself, not axum's `HeaderMap` and `Uri` extractors: they copy both.
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (Parts { headers, uri, .. }, _) = request.into_parts();
     let req = authorize_request(&mut q);
     let location = match service
         .authorize(req, cookie(&headers, SESSION_COOKIE), clock.now())

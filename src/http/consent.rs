@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::http::extract::{Form, Query, cookie};
+use crate::http::extract::{HeadersAndForm, Query, cookie};
 use crate::http::login::{SESSION_COOKIE, refuse_cross_site, valid_return_to};
 use crate::http::pages;
 use crate::service::AuthorizeService;
@@ -38,8 +38,7 @@ pub async fn decide(
     State(service): State<AuthorizeService>,
     State(web): State<Arc<WebConfig>>,
     State(clock): State<Clock>,
-    headers: HeaderMap,
-    Form(mut form): Form,
+    HeadersAndForm(headers, mut form): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     refuse_cross_site(&headers, &web)?;
     form.reject_duplicates(&["return_to", "tag", "decision"])?;

@@ -154,19 +154,37 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
-        let body = read_body(req.into_body(), MAX_FORM_BYTES).await?;
-        if !is_form && (has_type || !body.is_empty()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        Params::parse(&body).map(Form)
+        let (parts, body) = req.into_parts();
+        form(&parts.headers, body).await.map(Form)
     }
+}
+
+/// The request's headers and its form body ([`Form`]'s rules), for the handlers that read both:
+/// the headers are moved out of the request, where axum's `HeaderMap` extractor copies the whole
+/// map (every request to the token, introspection and revocation endpoints).
+pub struct HeadersAndForm(pub HeaderMap, pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for HeadersAndForm {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let params = form(&parts.headers, body).await?;
+        Ok(Self(parts.headers, params))
+    }
+}
+
+async fn form(headers: &HeaderMap, body: Body) -> Result<Params, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let is_form = content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    let body = read_body(body, MAX_FORM_BYTES).await?;
+    if !is_form && (content_type.is_some() || !body.is_empty()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Params::parse(&body)
 }
 
 /// The whole body, at most `limit` bytes (413 beyond); a body cut off by its deadline or by

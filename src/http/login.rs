@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::http::extract::{Form, Query, wants_html, wants_json};
+use crate::http::extract::{HeadersAndForm, Query, wants_html, wants_json};
 use crate::http::pages;
 use crate::service::{ClientRegistry, SessionService};
 use crate::state::WebConfig;
@@ -51,8 +51,7 @@ pub async fn login(
     State(web): State<Arc<WebConfig>>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    Form(mut form): Form,
+    HeadersAndForm(headers, mut form): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     refuse_cross_site(&headers, &web)?;
     form.reject_duplicates(&["username", "password", "return_to"])?;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::http::extract::{Form, Params, Query, cookie};
+use crate::http::extract::{HeadersAndForm, Params, Query, cookie};
 use crate::http::login::{SESSION_COOKIE, refuse_cross_site};
 use crate::http::pages;
 use crate::service::logout::{EndSessionRequest, LogoutService};
@@ -55,8 +55,7 @@ pub async fn end_session_post(
     State(logout): State<LogoutService>,
     State(web): State<Arc<WebConfig>>,
     State(clock): State<Clock>,
-    headers: HeaderMap,
-    Form(params): Form,
+    HeadersAndForm(headers, params): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     end_session(&logout, &web, &clock, Method::POST, &headers, params).await
 }

@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::http::authorize::{AUTHORIZE_PARAMS, authorize_request};
-use crate::http::extract::{Form, client_credentials, dpop_proof};
+use crate::http::extract::{HeadersAndForm, client_credentials, dpop_proof};
 use crate::http::token::{address, no_store};
 use crate::service::{AuthorizeService, ClientRegistry};
 
@@ -24,8 +24,7 @@ pub async fn par(
     State(authorize): State<AuthorizeService>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    Form(mut form): Form,
+    HeadersAndForm(headers, mut form): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates(AUTHORIZE_PARAMS)?;
     form.reject_duplicates(CLIENT_AUTH_PARAMS)?;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use crate::clock::Clock;
 use crate::domain::Timestamp;
 use crate::error::ApiError;
-use crate::http::extract::{Form, Params, client_credentials, dpop_proof};
+use crate::http::extract::{HeadersAndForm, Params, client_credentials, dpop_proof};
 use crate::http::json;
 use crate::service::tokens::TokenRequest;
 use crate::service::{Client, ClientRegistry, TokenService};
@@ -43,8 +43,7 @@ pub async fn token(
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    Form(mut form): Form,
+    HeadersAndForm(headers, mut form): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     form.reject_duplicates(TOKEN_PARAMS)?;
     let now = clock.now();
@@ -69,8 +68,7 @@ pub async fn revoke(
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    Form(form): Form,
+    HeadersAndForm(headers, form): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     let now = clock.now();
     let (client, token, hint) = client_and_token(&clients, &headers, form, address(peer), now).await?;
@@ -83,8 +81,7 @@ pub async fn introspect(
     State(tokens): State<TokenService>,
     State(clock): State<Clock>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    Form(form): Form,
+    HeadersAndForm(headers, form): HeadersAndForm,
 ) -> Result<Response, ApiError> {
     let now = clock.now();
     let (client, token, _hint) = client_and_token(&clients, &headers, form, address(peer), now).await?;
