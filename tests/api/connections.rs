@@ -124,6 +124,35 @@ async fn a_body_that_never_ends_is_408_after_the_body_timeout() {
     assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
 }
 
+/// The administration API reads its JSON bodies under the same deadline, and says so the same way.
+#[tokio::test]
+async fn an_admin_body_that_never_ends_is_408_too() {
+    let app = spawn_with(test_config(|s| s.body_timeout = Some("1s".parse().unwrap())), None).await;
+    let token = crate::admin::admin_token(&app).await;
+    let users = || async {
+        let res = app
+            .client
+            .get(app.url("/admin/users"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.text().await.unwrap()
+    };
+    let before = users().await;
+    let mut conn = connect(app.addr).await;
+    let head = format!(
+        "POST /admin/users HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"username\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut conn).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
+    assert_eq!(users().await, before, "nothing changed");
+}
+
 #[tokio::test]
 async fn too_many_header_bytes_are_431_with_an_empty_body() {
     let app = spawn_with(
