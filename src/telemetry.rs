@@ -344,7 +344,8 @@ mod tests {
         let after = metrics.upkeeps();
         tokio::time::sleep(METRICS_UPKEEP_EVERY * 3).await;
         assert_eq!(metrics.upkeeps(), after, "no run after cancellation");
-        // The samples folded by the task are in the exposition (a scrape is one more upkeep).
+        // Folding keeps what was recorded (the exporter's part), and a scrape counts as one more
+        // upkeep.
         assert!(
             metrics
                 .render()
