@@ -130,13 +130,7 @@ async fn an_admin_body_that_never_ends_is_408_too() {
     let app = spawn_with(test_config(|s| s.body_timeout = Some("1s".parse().unwrap())), None).await;
     let token = crate::admin::admin_token(&app).await;
     let users = || async {
-        let res = app
-            .client
-            .get(app.url("/admin/users"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let res = crate::users_admin::call(&app, reqwest::Method::GET, "/admin/users", Some(&token), None).await;
         assert_eq!(res.status(), StatusCode::OK);
         res.text().await.unwrap()
     };
