@@ -136,12 +136,11 @@ fn stack_benches(c: &mut Criterion) {
     benches(&mut g);
     g.finish();
 
-    // The server's subscriber: fmt at info (here into a sink), so the request span is recorded.
+    // The server's subscriber: its text log at info (here into a sink), so the request span is
+    // recorded.
     let subscriber = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::sink)
-            .with_ansi(false)
-            .with_filter(tracing_subscriber::EnvFilter::new("info")),
+        authplane::telemetry::text_layer(std::io::sink, false)
+            .with_filter(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)),
     );
     let _guard = tracing::subscriber::set_default(subscriber);
     let mut g = c.benchmark_group("http_server_subscriber");
@@ -149,10 +148,19 @@ fn stack_benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// The request span as `layers::edge` makes it (three fields, entered once, closed), under a
-/// text fmt layer at `info` writing nowhere, with tracing-subscriber's `DefaultFields` and with
-/// the server's `PlainFields`: the same work in the same run, so the difference is the formatter's.
+/// The request span (three fields, entered once, closed), under a text fmt layer at `info`
+/// writing nowhere: its fields as `%` values with tracing-subscriber's `DefaultFields` and with
+/// `PlainFields`, and as `layers::edge` makes it (`&str` values) under the server's text log
+/// (`telemetry::text_layer`, whose `RequestSpanFields` writes them): the same work in the same
+/// run, so the differences are the formatters'.
 fn span_benches(c: &mut Criterion) {
+    fn edge_span() {
+        const EDGE: &str = authplane::telemetry::REQUEST_SPAN.0;
+        let (id, method, path) = ("0b6c3d1e-5f4a-4b2c-9d8e-7f6a5b4c3d2e", "POST", "/auth/introspect");
+        let span = tracing::info_span!(target: EDGE, "request", request_id = id, method, path);
+        let _entered = span.enter();
+        black_box(&span);
+    }
     fn request_span() {
         let id = "0b6c3d1e-5f4a-4b2c-9d8e-7f6a5b4c3d2e";
         let span = tracing::info_span!("request", request_id = %id, method = %"POST", path = %"/auth/introspect");
@@ -178,6 +186,11 @@ fn span_benches(c: &mut Criterion) {
         tracing_subscriber::fmt::format::DefaultFields::new(),
     );
     with_fields(&mut g, "plain_fields", authplane::telemetry::PlainFields);
+    let layer = authplane::telemetry::text_layer(std::io::sink, false)
+        .with_filter(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO));
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        g.bench_function("request_span_fields", |b| b.iter(edge_span))
+    });
     g.finish();
 }
 

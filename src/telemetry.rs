@@ -15,8 +15,9 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use self::plain_fields::PlainFields;
+pub use self::plain_fields::{PlainFields, RequestSpanFields};
 use crate::config::LogFormat;
+pub use crate::layers::edge::REQUEST_SPAN;
 /// The OTLP trace export, behind `--otlp-endpoint`; public for the test that runs a collector.
 pub use crate::otlp::{OtlpGuard, layer as otlp_layer};
 
@@ -263,10 +264,7 @@ pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::R
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
         // Colours only for a terminal: logs piped to a file or a collector stay plain text.
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .fmt_fields(PlainFields)
-            .with_ansi(std::io::stdout().is_terminal())
-            .boxed(),
+        LogFormat::Text => text_layer(std::io::stdout, std::io::stdout().is_terminal()).boxed(),
     };
     let directives = std::env::var("RUST_LOG").unwrap_or_default();
     let fmt = match log_filter(&directives) {
@@ -275,6 +273,23 @@ pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::R
     };
     registry.with(fmt).try_init()?;
     Ok(guard)
+}
+
+/// The text log: fmt with [`PlainFields`], the request span's fields written by
+/// [`RequestSpanFields`] (the layer runs first: fmt then finds them formatted).
+pub fn text_layer<S, W>(writer: W, ansi: bool) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    let (target, name) = crate::layers::edge::REQUEST_SPAN;
+    RequestSpanFields::new(target, name).and_then(
+        tracing_subscriber::fmt::layer()
+            .fmt_fields(PlainFields)
+            .with_ansi(ansi)
+            .with_writer(writer),
+    )
 }
 
 /// The log filter of `RUST_LOG` (default `info`). Made once, at start-up: its size is no matter.

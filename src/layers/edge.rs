@@ -33,6 +33,10 @@ use tracing::Span;
 use super::cors::{Cors, CorsCheck};
 use crate::error::{ApiError, log_error_cause};
 
+/// `(target, name)` of the span every request runs in; its fields are `&str`, written into the
+/// text log by [`crate::telemetry::RequestSpanFields`].
+pub const REQUEST_SPAN: (&str, &str) = (module_path!(), "request");
+
 /// A constant name: a lookup by `&str` parses and checks the name on every request.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -96,11 +100,12 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let request_id = request_id(&mut req);
+        // `&str` values: see `REQUEST_SPAN`. (The macro needs the name as a literal.)
         let span = tracing::info_span!(
             "request",
-            request_id = %request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
-            method = %req.method(),
-            path = %req.uri().path()
+            request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
+            method = req.method().as_str(),
+            path = req.uri().path()
         );
         let (state, cors) = match self.cors.check(&req) {
             CorsCheck::Preflight(answer) => (State::Answered { answer: Some(answer) }, CorsCheck::Outside),

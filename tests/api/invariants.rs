@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use authplane::crypto::hash_token;
 use reqwest::StatusCode;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::helpers::*;
 use crate::test_store::{INTERNAL, NORMAL, TestStore, UNAVAILABLE};
@@ -39,11 +41,11 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let out = Captured::default();
     let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    // The server's own text log (the request span's fields as it writes them), at every level.
+    let subscriber = tracing_subscriber::registry().with(
+        authplane::telemetry::text_layer(move || writer.clone(), false)
+            .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
+    );
     (out, tracing::subscriber::set_default(subscriber))
 }
 
@@ -133,8 +135,9 @@ async fn internal_errors_reach_clients_without_detail_and_are_logged_with_the_re
         .lines()
         .find(|l| l.contains("SECRET-DETAIL"))
         .expect("the cause is logged");
+    // The cause's first line is inside the request span, which names the request id plainly.
     assert!(
-        line.contains(&request_id) || text.contains(&format!("request_id={request_id}")),
+        line.contains(&request_id) || text.contains(&format!("request{{request_id={request_id} ")),
         "{line}"
     );
 }
