@@ -147,13 +147,18 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         &CORS_ROUTES,
         state.clients.configured().flat_map(|c| &c.allowed_origins),
     );
+    let track = TrackLayer::new(state.metrics.clone());
+    // A hot route's latency series and admission as one layer (see `crate::layers`).
     let hot = HOT_ROUTES
         .iter()
         .zip(admissions.all())
         .fold(Router::new(), |router, (route, admission)| {
-            router.route(route.path, (route.handlers)().layer(admission.clone()))
+            router.route(
+                route.path,
+                (route.handlers)().route_layer((track.clone(), admission.clone())),
+            )
         });
-    let routes = hot
+    let routes = Router::new()
         .route("/auth/login", get(login::page).post(login::login))
         .route("/auth/logout", post(logout::logout))
         .route("/auth/consent", get(consent::page).post(consent::decide))
@@ -190,9 +195,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Rou
         .route("/readyz", get(health::readyz));
     let routes = if management { with_management(routes) } else { routes };
     let https = state.web.secure_cookie;
-    let routes = routes
-        .route_layer(TrackLayer::new(state.metrics.clone()))
-        .with_state(state);
+    let routes = routes.route_layer(track).merge(hot).with_state(state);
     outer_layers(routes, EdgeLayer::new(cors, https))
 }
 
@@ -226,11 +229,10 @@ pub fn outer_layers(router: Router, edge: EdgeLayer) -> Router {
 /// endpoints (latency metrics, admission control, outer layers), without any auth logic. Not
 /// mounted by the server; the load tool serves it to measure the stack's own ceiling.
 pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> Router {
-    let router = Router::new()
-        .route(
-            "/baseline",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }).layer(admission),
-        )
-        .route_layer(TrackLayer::new(metrics));
+    let router = Router::new().route(
+        "/baseline",
+        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) })
+            .route_layer((TrackLayer::new(metrics), admission)),
+    );
     outer_layers(router, EdgeLayer::without_clients())
 }

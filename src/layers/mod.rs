@@ -13,8 +13,11 @@
 //!    fallbacks inside it.
 //! 2. [`metrics::TrackLayer`], as a `route_layer`: only matched routes get a latency series, labelled
 //!    by the route template. It sits above admission, so shed requests are counted too.
-//! 3. [`admission::Admission`], a layer of each of `http::HOT_ROUTES` only: bounded in-flight requests, a
-//!    bounded queue, shedding steered by queue delay, and the request timeout.
+//! 3. [`admission::Admission`], on each of `http::HOT_ROUTES` only: bounded in-flight requests, a
+//!    bounded queue, shedding steered by queue delay, and the request timeout. A hot route gets
+//!    the two as one `route_layer` (the pair `(track, admission)`): each layer axum stacks on a
+//!    route is one more boxed service, which it clones with everything below it on every
+//!    request, and one more boxed future.
 
 pub mod admission;
 pub mod cors;
