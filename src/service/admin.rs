@@ -227,7 +227,7 @@ impl AdminService {
         let record = self
             .inner
             .tokens
-            .valid_access_token(token, now)
+            .valid_access_token(token, None, now)
             .await?
             .ok_or(ApiError::InvalidToken)?
             .record;

@@ -298,7 +298,7 @@ impl TokenService {
         now: Timestamp,
     ) -> Result<Introspection<'_>, ApiError> {
         let may_see = |owner: &str| !client.is_public() || owner == &*client.client_id;
-        if let Some(valid) = self.valid_access_token(token, now).await? {
+        if let Some(valid) = self.valid_access_token(token, Some(client), now).await? {
             if !may_see(&valid.record.client_id) {
                 return Ok(Introspection::Inactive);
             }

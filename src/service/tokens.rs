@@ -447,8 +447,14 @@ impl TokenService {
 
     /// The access token when it is currently valid: known, not expired, not revoked, its grant
     /// active, its user still behind the grant's login and its client still there. Checked on
-    /// every call, cached or not.
-    pub async fn valid_access_token(&self, value: &str, now: Timestamp) -> Result<Option<ValidToken>, ApiError> {
+    /// every call, cached or not. `caller` is the client that authenticated this request, if
+    /// any: when the token is its own, the client was just found, and is not looked up again.
+    pub async fn valid_access_token(
+        &self,
+        value: &str,
+        caller: Option<&Client>,
+        now: Timestamp,
+    ) -> Result<Option<ValidToken>, ApiError> {
         let hash = crypto::hash_token(value);
         let store = &self.inner.store;
         let load = async {
@@ -479,7 +485,8 @@ impl TokenService {
             },
             None => None,
         };
-        if self.inner.clients.get(&record.client_id).await?.is_none() {
+        let own = caller.is_some_and(|c| c.client_id == record.client_id);
+        if !own && self.inner.clients.get(&record.client_id).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(ValidToken { record, user }))
@@ -536,7 +543,7 @@ impl TokenService {
             true => ApiError::InvalidDpopToken,
             false => ApiError::InvalidToken,
         };
-        let ValidToken { record, user } = self.valid_access_token(token, now).await?.ok_or(invalid)?;
+        let ValidToken { record, user } = self.valid_access_token(token, None, now).await?.ok_or(invalid)?;
         self.check_presentation(&record, token, presented, now)?;
         // UserInfo is a resource of the issuer's: a token meant for other resources only
         // (RFC 8707, RFC 9068 section 4) is not accepted here.
