@@ -4,7 +4,8 @@
 # It defines:
 #   $work        a temp dir, removed on exit; $LOG_DIR (default $work) holds the servers' logs
 #   $target_dir  where cargo puts binaries ($CARGO_TARGET_DIR, else target)
-#   start NAME CMD...   runs CMD, log in $LOG_DIR/NAME.log; sets $pid and $addr
+#   start NAME CMD...   runs CMD, log in $LOG_DIR/NAME.log; sets $pid and $addr (waits up to
+#                       $START_WAIT seconds, 60 by default, for the address)
 #   stop PID NAME       SIGTERM, waits, fails (with the log's tail) unless it exited 0
 #   new_schema [PREFIX] a fresh schema in the test database; sets $schema, $db_url and $pg_base
 #   json_field FILE EXPR   a value out of a JSON report (scripts/lib/report.py field)
@@ -34,7 +35,7 @@ start() {
   pid=$!
   pids+=("$pid")
   addr=""
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 $((${START_WAIT:-60} * 10))); do
     addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$LOG_DIR/$name.log" | head -n 1)
     [ -n "$addr" ] && return 0
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -44,7 +45,7 @@ start() {
     fi
     sleep 0.1
   done
-  echo "$name did not report its address in 60 s" >&2
+  echo "$name did not report its address in ${START_WAIT:-60} s" >&2
   cat "$LOG_DIR/$name.log" >&2
   exit 1
 }
