@@ -289,13 +289,11 @@ mod tests {
 
     const EDGE: &str = crate::layers::edge::REQUEST_SPAN.0;
 
-    fn request_span_fields_then(
-        fields: impl for<'w> FormatFields<'w> + Send + Sync + 'static,
-        out: &Buffer,
-    ) -> impl Layer<tracing_subscriber::Registry> + Send + Sync + 'static {
+    /// The text log as `telemetry::text_layer` makes it, without the time.
+    fn text_log(out: &Buffer) -> impl Layer<tracing_subscriber::Registry> + Send + Sync + 'static {
         RequestSpanFields::new(EDGE, crate::layers::edge::REQUEST_SPAN.1).and_then(
             tracing_subscriber::fmt::layer()
-                .fmt_fields(fields)
+                .fmt_fields(PlainFields)
                 .with_ansi(false)
                 .without_time()
                 .with_writer(out.clone()),
@@ -305,12 +303,7 @@ mod tests {
     #[test]
     fn the_request_span_reads_as_its_display_fields_would() {
         let (with_layer, display) = (Buffer::default(), Buffer::default());
-        let written = log_request_span(
-            request_span_fields_then(PlainFields, &with_layer),
-            &with_layer,
-            true,
-            false,
-        );
+        let written = log_request_span(text_log(&with_layer), &with_layer, true, false);
         let default = tracing_subscriber::fmt::layer()
             .fmt_fields(DefaultFields::new())
             .with_ansi(false)
@@ -333,11 +326,11 @@ mod tests {
     fn other_spans_and_other_values_are_left_to_the_fmt_layer() {
         // Another target: its `&str` fields are quoted, as `PlainFields` writes them.
         let out = Buffer::default();
-        let written = log_request_span(request_span_fields_then(PlainFields, &out), &out, false, false);
+        let written = log_request_span(text_log(&out), &out, false, false);
         assert!(written.contains(r#"request{request_id="0b6c3d1e"#), "{written}");
         // The request span with `%` values: formatted by the fmt layer, to the same text.
         let out = Buffer::default();
-        let written = log_request_span(request_span_fields_then(PlainFields, &out), &out, true, true);
+        let written = log_request_span(text_log(&out), &out, true, true);
         assert!(
             written.contains("request{request_id=0b6c3d1e-5f4a-4b2c-9d8e-7f6a5b4c3d2e method=POST"),
             "{written}"
