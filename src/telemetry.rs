@@ -283,8 +283,7 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::Layer as _;
-    let (target, name) = crate::layers::edge::REQUEST_SPAN;
-    RequestSpanFields::new(target, name).and_then(
+    RequestSpanFields.and_then(
         tracing_subscriber::fmt::layer()
             .fmt_fields(PlainFields)
             .with_ansi(ansi)

@@ -122,23 +122,16 @@ impl VisitFmt for PlainVisitor<'_> {
 /// inside it. Recorded as `%` (`Display`) values, they went through the formatting machinery
 /// on every request (the span's creation took 2,300 instructions of an introspection's 50,000,
 /// `scripts/bench-instructions`; 1,650 now); the edge records them as `&str` and this layer
-/// writes `name=value` with three copies, which is what [`PlainFields`] writes for a `%` value. (A `&str` is written quoted by `PlainFields`, as by
-/// `DefaultFields`: that is the one difference this layer exists to avoid.) Any other span,
+/// writes `name=value` with three copies, which is what [`PlainFields`] writes for a `%`
+/// value. (A `&str` is written quoted by `PlainFields`, as by `DefaultFields`: that is the one
+/// difference this layer exists to avoid.) Any other span,
 /// or a request span with a field that is not a `&str`, is left to the fmt layer. The fields
 /// are plain in a terminal too, where `DefaultFields` would set the names in italics.
-pub struct RequestSpanFields {
-    /// `(target, name)` of the spans whose fields are written here.
-    span: (&'static str, &'static str),
-}
+pub struct RequestSpanFields;
 
-impl RequestSpanFields {
-    pub const fn new(target: &'static str, name: &'static str) -> Self {
-        Self { span: (target, name) }
-    }
-
-    fn is_request(&self, meta: &Metadata<'_>) -> bool {
-        (meta.target(), meta.name()) == self.span
-    }
+/// The span the edge makes for every request ([`crate::layers::edge::REQUEST_SPAN`]).
+fn is_request(meta: &Metadata<'_>) -> bool {
+    (meta.target(), meta.name()) == crate::layers::edge::REQUEST_SPAN
 }
 
 impl<S> Layer<S> for RequestSpanFields
@@ -146,7 +139,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !self.is_request(attrs.metadata()) {
+        if !is_request(attrs.metadata()) {
             return;
         }
         let mut fields = StrFields {
@@ -291,7 +284,7 @@ mod tests {
 
     /// The text log as `telemetry::text_layer` makes it, without the time.
     fn text_log(out: &Buffer) -> impl Layer<tracing_subscriber::Registry> + Send + Sync + 'static {
-        RequestSpanFields::new(EDGE, crate::layers::edge::REQUEST_SPAN.1).and_then(
+        RequestSpanFields.and_then(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(PlainFields)
                 .with_ansi(false)
