@@ -6,6 +6,7 @@
 //! `cargo bench --bench http_stack`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use authplane::Admission;
@@ -14,10 +15,11 @@ use authplane_testkit::{APP, APP_BASIC, APP_REDIRECT, VERIFIER};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
+use axum::response::Response;
 use axum::routing::get;
 use criterion::{BenchmarkGroup, Criterion, black_box, measurement::WallTime};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -26,14 +28,16 @@ mod common;
 use common::{bench_async, request};
 
 /// Sends `make()` through `router` and reads the whole answer, `iters` times.
-fn run(
+fn run<S>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &tokio::runtime::Runtime,
     name: &str,
-    router: &Router,
+    router: &S,
     expect: u16,
     make: impl Fn() -> Request<Body>,
-) {
+) where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
     bench_async(g, rt, name, async || {
         let res = router.clone().oneshot(make()).await.unwrap();
         assert_eq!(res.status(), expect, "{name}");

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::health::{HealthParts, HealthService};
-use crate::http::{self, Admissions, HOT_ROUTES};
+use crate::http::{self, Admissions, HOT_ROUTES, HttpService};
 use crate::jose::{FormKey, KeyEncryptionKey};
 use crate::layers::admission::Admission;
 use crate::server::{self, ConnLimits};
@@ -55,7 +54,7 @@ pub struct Application {
     keys: KeyService,
     listener: TcpListener,
     /// `/metrics` and `/debug/health`, when `--management-listen` moves them off the public port.
-    management: Option<(TcpListener, Router)>,
+    management: Option<(TcpListener, HttpService)>,
     /// Deadlines and caps of every client connection.
     limits: ConnLimits,
     store: Arc<dyn Store>,
@@ -66,7 +65,7 @@ pub struct Application {
     /// Stops the background tasks (the sweeper, the key refresh, the metrics upkeep, the invalidation
     /// feed) once the server drained.
     background: CancellationToken,
-    router: Router,
+    router: HttpService,
     state: AppState,
     sweeper: Sweeper,
     cancel: CancellationToken,
@@ -325,7 +324,7 @@ impl Application {
     }
 
     /// The router, for tests that drive it without a socket (`oneshot`).
-    pub fn router(&self) -> Router {
+    pub fn router(&self) -> HttpService {
         self.router.clone()
     }
 

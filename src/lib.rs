@@ -60,7 +60,7 @@ pub mod telemetry;
 pub use app::{Application, Options};
 pub use clock::Clock;
 pub use config::Config;
-pub use http::baseline_router;
+pub use http::{HttpService, baseline_router};
 pub use layers::admission::Admission;
 pub use shutdown::Signals;
 pub use state::AppState;

@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Version, header};
@@ -41,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::error::ApiError;
+use crate::http::HttpService;
 
 /// The limits of [`serve`], from the config.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +55,7 @@ pub struct ConnLimits {
 /// Serves `router` on `listener` until `cancel` fires; then stops accepting, closes the
 /// connections that have no request in progress, and returns once every connection has ended.
 /// (The caller bounds that wait with the shutdown grace.)
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, cancel: CancellationToken) {
+pub async fn serve(listener: TcpListener, router: HttpService, limits: ConnLimits, cancel: CancellationToken) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -104,7 +104,7 @@ async fn serve_connection(
     http: hyper::server::conn::http1::Builder,
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: HttpService,
     limits: ConnLimits,
     cancel: CancellationToken,
 ) {

@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use authplane::HttpService;
 use authplane::{Application, Options};
 use authplane_testkit::fixture::{ALICE, ALICE_PASSWORD};
 use authplane_testkit::oauth;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
@@ -95,7 +95,7 @@ pub fn request(builder: axum::http::request::Builder, body: Body) -> Request<Bod
 }
 
 /// Logs alice in through the router and returns the session cookie's value.
-pub async fn login(router: &Router) -> String {
+pub async fn login(router: &HttpService) -> String {
     let req = request(
         Request::post("/auth/login")
             .header(header::ACCEPT, "application/json")

@@ -4,11 +4,12 @@
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{MethodRouter, get, post};
+use tower::Layer;
 
 use crate::error::ApiError;
 use crate::layers::admission::Admission;
 use crate::layers::cors::{Cors, CorsRoute, Origins};
-use crate::layers::edge::EdgeLayer;
+use crate::layers::edge::{Edge, EdgeLayer};
 use crate::layers::metrics::TrackLayer;
 use crate::state::AppState;
 
@@ -141,7 +142,7 @@ impl Admissions {
 
 /// The public router. With `management` false, `/metrics` and `/debug/health` are not on it:
 /// they are served by [`management_router`] on `--management-listen` instead.
-pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Router {
+pub fn router(state: AppState, admissions: &Admissions, management: bool) -> HttpService {
     // A preflight names no client: the token plane allows the origins of them all.
     let cors = Cors::new(
         &CORS_ROUTES,
@@ -207,7 +208,7 @@ fn with_management(routes: Router<AppState>) -> Router<AppState> {
 
 /// `/metrics`, `/debug/health` and the probes, for `--management-listen`: an address operators
 /// keep off the public network (as Keycloak's management port and Hydra's admin port).
-pub fn management_router(state: AppState) -> Router {
+pub fn management_router(state: AppState) -> HttpService {
     let routes = with_management(Router::new())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -215,20 +216,28 @@ pub fn management_router(state: AppState) -> Router {
     outer_layers(routes, EdgeLayer::without_clients())
 }
 
+/// What a listener serves: the routes inside the edge.
+pub type HttpService = Edge<Router>;
+
 /// The layers every route shares: the edge ([`EdgeLayer`]: request id, the request span, CORS,
 /// the panic catcher, the security headers, the logging of error causes) around the OAuth-format
 /// 404 and 405 answers and the routes. The benchmark baseline goes through exactly these.
-pub fn outer_layers(router: Router, edge: EdgeLayer) -> Router {
-    router
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(edge)
+///
+/// The edge wraps the router, not each of its routes (`Router::layer`): a layer on the routes is
+/// one more boxed service per route, which axum clones with everything below it on every
+/// request, and one more boxed future.
+pub fn outer_layers(router: Router, edge: EdgeLayer) -> HttpService {
+    edge.layer(
+        router
+            .fallback(|| async { ApiError::NotFound })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
+    )
 }
 
 /// The benchmark baseline: a constant small JSON answer behind the same stack as the hot
 /// endpoints (latency metrics, admission control, outer layers), without any auth logic. Not
 /// mounted by the server; the load tool serves it to measure the stack's own ceiling.
-pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> Router {
+pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> HttpService {
     let router = Router::new().route(
         "/baseline",
         get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) })

@@ -241,13 +241,13 @@ mod tests {
 
     use super::*;
     use crate::domain::Origin;
-    use crate::http::CORS_ROUTES;
+    use crate::http::{CORS_ROUTES, HttpService};
 
     const PAGE: &str = "https://app.example";
 
     /// `/auth/token` (a CORS path) panics while polled, `/auth/userinfo` (one too) in `call`
     /// itself, `/own` sets its own headers.
-    fn router(hsts: bool) -> Router {
+    fn router(hsts: bool) -> HttpService {
         let origin = Origin::parse(PAGE).unwrap();
         let cors = Cors::new(&CORS_ROUTES, [&origin]);
         let panics_in_call =
@@ -278,7 +278,7 @@ mod tests {
         crate::http::outer_layers(routes, EdgeLayer::new(cors, hsts))
     }
 
-    async fn send(router: Router, req: axum::http::request::Builder) -> Response {
+    async fn send(router: HttpService, req: axum::http::request::Builder) -> Response {
         router.oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
     }
 

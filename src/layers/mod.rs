@@ -2,9 +2,10 @@
 //! [`admission`] (admission control of the hot endpoints); [`cors`] is the policy the edge
 //! applies. `http::router` stacks them; the order a request meets them, outermost first:
 //!
-//! 1. [`edge::EdgeLayer`] (`http::outer_layers`), on every route and the fallbacks: request id
-//!    (set, then propagated to the response as `X-Request-Id`); the `request` span, carrying the
-//!    request id; [`cors`], on the paths of `http::CORS_ROUTES` only (a preflight is answered
+//! 1. [`edge::EdgeLayer`] (`http::outer_layers`), around the router (`http::HttpService`, what
+//!    the listeners serve), so on every route and the fallbacks without being a route level of
+//!    its own: request id (set, then propagated to the response as `X-Request-Id`); the
+//!    `request` span, carrying the request id; [`cors`], on the paths of `http::CORS_ROUTES` only (a preflight is answered
 //!    there, so it takes no admission slot, is never shed and has no latency series; every other
 //!    answer there, 503s and panics included, gets its CORS headers); the panic catcher (a panic
 //!    becomes `{"error":"server_error"}`, never a dropped connection); the security headers on

@@ -4,7 +4,7 @@
 //! point must never answer 5xx or a non-OAuth error body). The router is fuzzed with the
 //! [fixture](crate::fixture)'s users and clients.
 
-use axum::Router;
+use authplane::HttpService;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, header};
 use tower::ServiceExt;
@@ -99,7 +99,7 @@ const PATHS: &[(&str, &str)] = &[
 /// One request through the real router: `selector authorization NUL query-or-body`. The answer
 /// must be below 500, and its body empty or a JSON object with an `error` string when it is an
 /// error.
-pub async fn http(router: Router, data: &[u8]) {
+pub async fn http(router: HttpService, data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };

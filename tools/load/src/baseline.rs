@@ -12,6 +12,7 @@ use std::time::Duration;
 use authplane::Admission;
 use authplane::config::LogFormat;
 use authplane::telemetry::Metrics;
+use axum::ServiceExt as _;
 use tokio::net::TcpListener;
 
 use crate::target::loopback_listen;
