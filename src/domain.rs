@@ -90,11 +90,16 @@ impl Scope {
     }
 
     pub fn contains(&self, s: &str) -> bool {
-        self.iter().any(|t| t == s)
+        // The canonical form has single spaces: a byte split, with no empty token to skip but
+        // that of the empty scope (a searcher per call cost more than these few bytes do).
+        !s.is_empty() && self.0.as_bytes().split(|&b| b == b' ').any(|t| t == s.as_bytes())
     }
 
     pub fn is_subset(&self, other: &Scope) -> bool {
-        self.iter().all(|t| other.contains(t))
+        // Both sorted and deduplicated: one walk through each. A token of `self` is looked for
+        // from where the previous one was found; passing it means it is not there.
+        let mut theirs = other.iter();
+        self.iter().all(|t| theirs.by_ref().any(|o| o == t))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -456,6 +461,32 @@ mod tests {
         assert_eq!(["profile", "openid", "profile"].into_iter().collect::<Scope>(), s);
         assert_eq!(["", "openid profile"].into_iter().collect::<Scope>(), s);
         assert_eq!(s.iter().collect::<Vec<_>>(), ["openid", "profile"]);
+        assert!(!Scope::default().contains("") && !s.contains(""));
+    }
+
+    /// `is_subset` (a merge walk over the two sorted lists) and `contains` agree with their
+    /// definitions on every pair of subsets of a small universe, prefixes of one another included.
+    #[test]
+    fn scope_subset_and_contains_match_their_definitions() {
+        let universe = ["a", "ab", "b", "email", "openid", "openid2", "profile", "z"];
+        let subset = |bits: u32| -> Vec<&str> {
+            (0..universe.len())
+                .filter(|i| bits & (1 << i) != 0)
+                .map(|i| universe[i])
+                .collect()
+        };
+        let all = 1u32 << universe.len();
+        for x in 0..all {
+            let (xs, sx) = (subset(x), subset(x).into_iter().collect::<Scope>());
+            for name in universe {
+                assert_eq!(sx.contains(name), xs.contains(&name), "{xs:?} contains {name}");
+            }
+            for y in 0..all {
+                let (ys, sy) = (subset(y), subset(y).into_iter().collect::<Scope>());
+                let expected = xs.iter().all(|t| ys.contains(t));
+                assert_eq!(sx.is_subset(&sy), expected, "{xs:?} within {ys:?}");
+            }
+        }
     }
 
     #[test]
