@@ -323,7 +323,8 @@ impl Application {
         &self.state
     }
 
-    /// The router, for tests that drive it without a socket (`oneshot`).
+    /// The routes inside the edge, as the listener serves them, for tests that drive them
+    /// without a socket (`oneshot`).
     pub fn router(&self) -> HttpService {
         self.router.clone()
     }
