@@ -475,16 +475,20 @@ mod tests {
                 .map(|i| universe[i])
                 .collect()
         };
-        let all = 1u32 << universe.len();
-        for x in 0..all {
-            let (xs, sx) = (subset(x), subset(x).into_iter().collect::<Scope>());
+        let sets: Vec<(Vec<&str>, Scope)> = (0..1u32 << universe.len())
+            .map(|bits| {
+                let names = subset(bits);
+                let scope = names.iter().collect();
+                (names, scope)
+            })
+            .collect();
+        for (xs, sx) in &sets {
             for name in universe {
                 assert_eq!(sx.contains(name), xs.contains(&name), "{xs:?} contains {name}");
             }
-            for y in 0..all {
-                let (ys, sy) = (subset(y), subset(y).into_iter().collect::<Scope>());
+            for (ys, sy) in &sets {
                 let expected = xs.iter().all(|t| ys.contains(t));
-                assert_eq!(sx.is_subset(&sy), expected, "{xs:?} within {ys:?}");
+                assert_eq!(sx.is_subset(sy), expected, "{xs:?} within {ys:?}");
             }
         }
     }

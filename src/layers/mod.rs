@@ -5,9 +5,10 @@
 //! 1. [`edge::EdgeLayer`] (`http::outer_layers`), around the router (`http::HttpService`, what
 //!    the listeners serve), so on every route and the fallbacks without being a route level of
 //!    its own: request id (set, then propagated to the response as `X-Request-Id`); the
-//!    `request` span, carrying the request id; [`cors`], on the paths of `http::CORS_ROUTES` only (a preflight is answered
-//!    there, so it takes no admission slot, is never shed and has no latency series; every other
-//!    answer there, 503s and panics included, gets its CORS headers); the panic catcher (a panic
+//!    `request` span, carrying the request id; [`cors`], on the paths of `http::CORS_ROUTES`
+//!    only (a preflight is answered there, so it takes no admission slot, is never shed and has
+//!    no latency series; every other answer there, 503s and panics included, gets its CORS
+//!    headers); the panic catcher (a panic
 //!    becomes `{"error":"server_error"}`, never a dropped connection); the security headers on
 //!    every answer; the logging of error causes (`error::log_error_cause`: the internal cause of
 //!    a 500 or 503, once, inside the span). The OAuth-format 404 and 405 answers are the
