@@ -79,7 +79,7 @@ pub async fn authorize(
 /// The authorize parameters of a query (or of a pushed request's form).
 pub(crate) fn authorize_request(q: &mut Params) -> AuthorizeRequest {
     AuthorizeRequest {
-        duplicated: q.duplicated(AUTHORIZE_PARAMS).cloned().collect(),
+        duplicated: q.duplicated(AUTHORIZE_PARAMS).map(str::to_owned).collect(),
         response_type: q.take("response_type"),
         client_id: q.take("client_id"),
         redirect_uri: q.take("redirect_uri"),

@@ -3,6 +3,7 @@
 //! percent-encoding and non-UTF-8 are `invalid_request`, a parameter given twice is recorded as
 //! duplicated, and an empty value counts as absent (RFC 6749 section 3.1).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
@@ -29,11 +30,58 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 pub struct Params {
     /// foldhash (seeded per process), not SipHash: the names are the client's, but a form is
     /// at most [`MAX_FORM_BYTES`], and this map is made for every request.
-    values: HashMap<String, String, foldhash::fast::RandomState>,
-    duplicated: Vec<String>,
+    /// The names the endpoints read are kept as static strings ([`known_name`]), not copied.
+    values: HashMap<Name, String, foldhash::fast::RandomState>,
+    duplicated: Vec<Name>,
     /// The second and later values of repeated parameters, for the one parameter that may
     /// repeat (`resource`, RFC 8707); bounded by the body's size.
-    repeats: Vec<(String, String)>,
+    repeats: Vec<(Name, String)>,
+}
+
+type Name = Cow<'static, str>;
+
+/// A parameter name as a static string when it is one the endpoints read, so that parsing a form
+/// copies only its values (an authorization request has eight names or so). Only a saving: any
+/// other name is copied, and is found all the same.
+fn known_name(name: &str) -> Option<&'static str> {
+    macro_rules! known {
+        ($($n:literal),* $(,)?) => {
+            match name {
+                $($n => Some($n),)*
+                _ => None,
+            }
+        };
+    }
+    known!(
+        // authorize (and pushed requests)
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "nonce",
+        "max_age",
+        "login_hint",
+        "id_token_hint",
+        "request",
+        "request_uri",
+        "response_mode",
+        "dpop_jkt",
+        "resource",
+        // token, revocation, introspection
+        "grant_type",
+        "code",
+        "code_verifier",
+        "refresh_token",
+        "client_secret",
+        "client_assertion_type",
+        "client_assertion",
+        "token",
+        "token_type_hint",
+    )
 }
 
 impl Params {
@@ -53,7 +101,10 @@ impl Params {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => (pair, &[][..]),
             };
-            let name = decode(name)?;
+            let name = match decode_str(name)? {
+                Cow::Borrowed(n) => known_name(n).map_or_else(|| Cow::Owned(n.to_owned()), Cow::Borrowed),
+                Cow::Owned(n) => Cow::Owned(n),
+            };
             let value = decode(value)?;
             if value.is_empty() {
                 continue;
@@ -90,8 +141,8 @@ impl Params {
 
     /// The parameters among `known` that were given more than once. Unknown parameters are
     /// ignored altogether (RFC 6749 section 3.1), repeated or not.
-    pub fn duplicated<'a>(&'a self, known: &'a [&str]) -> impl Iterator<Item = &'a String> + 'a {
-        self.duplicated.iter().filter(|d| known.contains(&d.as_str()))
+    pub fn duplicated<'a>(&'a self, known: &'a [&str]) -> impl Iterator<Item = &'a str> + 'a {
+        self.duplicated.iter().map(|d| &**d).filter(|d| known.contains(d))
     }
 
     /// `invalid_request` when a parameter of `known` was given twice (RFC 6749 section 3.1).
@@ -106,10 +157,15 @@ impl Params {
 /// Strict form-urlencoded decoding: `+` is a space, `%XY` needs two hex digits, and the result
 /// must be UTF-8.
 pub fn decode(input: &[u8]) -> Result<String, ApiError> {
+    decode_str(input).map(Cow::into_owned)
+}
+
+/// [`decode`], borrowing `input` when there is nothing to decode.
+fn decode_str(input: &[u8]) -> Result<Cow<'_, str>, ApiError> {
     let not_utf8 = |_| ApiError::InvalidRequest("parameters must be UTF-8");
     // Most values (tokens, ids, URLs already encoded by the client) have nothing to decode.
     if memchr::memchr2(b'%', b'+', input).is_none() {
-        return std::str::from_utf8(input).map(str::to_owned).map_err(not_utf8);
+        return std::str::from_utf8(input).map(Cow::Borrowed).map_err(not_utf8);
     }
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
@@ -131,7 +187,9 @@ pub fn decode(input: &[u8]) -> Result<String, ApiError> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|e| not_utf8(e.utf8_error()))
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|e| not_utf8(e.utf8_error()))
 }
 
 /// The query string's parameters.
@@ -434,6 +492,28 @@ mod tests {
         assert_eq!(p.take_all("resource"), ["https://a", "https://b"]);
         assert_eq!(p.take_all("x"), ["1"]);
         assert!(p.take_all("y").is_empty());
+    }
+
+    /// A name the endpoints read is kept as a static string when it comes plain, copied when it
+    /// comes encoded: found the same either way, and the same name for repeats.
+    #[test]
+    fn names_are_found_whether_kept_static_or_copied() {
+        let mut p = Params::parse(b"client%5Fid=a&x%79z=b&scope=c&sc%6Fpe=d&token+type=e").unwrap();
+        assert_eq!(p.get("client_id"), Some("a"));
+        assert_eq!(p.get("xyz"), Some("b"));
+        assert_eq!(p.get("token type"), Some("e"));
+        assert_eq!(p.duplicated(&["scope", "client_id"]).collect::<Vec<_>>(), ["scope"]);
+        assert_eq!(p.take_all("scope"), ["c", "d"]);
+        assert!(matches!(&p.values.keys().find(|k| *k == "xyz"), Some(Cow::Owned(_))));
+        let p = Params::parse(b"client_id=a&nonsense=b").unwrap();
+        assert!(matches!(
+            &p.values.keys().find(|k| *k == "client_id"),
+            Some(Cow::Borrowed(_))
+        ));
+        assert!(matches!(
+            &p.values.keys().find(|k| *k == "nonsense"),
+            Some(Cow::Owned(_))
+        ));
     }
 
     #[test]
