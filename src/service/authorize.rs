@@ -140,7 +140,22 @@ pub enum AuthorizeOutcome {
 
 #[derive(Clone)]
 pub struct AuthorizeService {
-    pub(crate) inner: Arc<AuthorizeServiceParts>,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The parts, and what is derived from them once.
+pub(crate) struct Inner {
+    parts: AuthorizeServiceParts,
+    /// `&iss=<issuer>` (RFC 9207), form-encoded once: the end of every redirect to a client.
+    iss_pair: String,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = AuthorizeServiceParts;
+
+    fn deref(&self) -> &AuthorizeServiceParts {
+        &self.parts
+    }
 }
 
 /// An authorize request's client and the index of its registered redirect URI.
@@ -191,7 +206,12 @@ pub struct AuthorizeServiceParts {
 
 impl AuthorizeService {
     pub fn new(parts: AuthorizeServiceParts) -> Self {
-        Self { inner: Arc::new(parts) }
+        Self {
+            inner: Arc::new(Inner {
+                iss_pair: iss_pair(&parts.issuer),
+                parts,
+            }),
+        }
     }
 
     pub async fn authorize(
@@ -304,10 +324,11 @@ impl AuthorizeService {
         };
         inner.store.insert_code(&record).await?;
         let state = req.state.as_deref().map(|s| ("state", s));
-        let pairs = [Some(("code", code.value.as_str())), state, Some(("iss", &inner.issuer))];
+        let pairs = [Some(("code", code.value.as_str())), state];
         Ok(AuthorizeOutcome::Redirect(with_query(
             base,
             pairs.into_iter().flatten(),
+            &inner.iss_pair,
         )))
     }
 
@@ -572,13 +593,8 @@ impl AuthorizeService {
     pub(crate) fn error_redirect(&self, base: &str, state: &Option<String>, e: RedirectError) -> String {
         let description = e.0.description().map(|d| ("error_description", d));
         let state = state.as_deref().map(|s| ("state", s));
-        let pairs = [
-            Some(("error", e.0.code())),
-            description,
-            state,
-            Some(("iss", &self.inner.issuer)),
-        ];
-        with_query(base, pairs.into_iter().flatten())
+        let pairs = [Some(("error", e.0.code())), description, state];
+        with_query(base, pairs.into_iter().flatten(), &self.inner.iss_pair)
     }
 }
 
@@ -659,10 +675,18 @@ const MAX_HINT_LEN: usize = 256;
 /// and bounds what a request can make the code record (and the ID token) hold.
 const MAX_NONCE_LEN: usize = 512;
 
+/// `&iss=<issuer>`, form-encoded, for [`with_query`].
+fn iss_pair(issuer: &str) -> String {
+    let mut pair = url::form_urlencoded::Serializer::for_suffix(String::from("&"), 1);
+    pair.append_pair("iss", issuer);
+    pair.finish()
+}
+
 /// `base` (a registered redirect URI as the URL parser writes it; validated at start-up: absolute,
-/// no fragment) with `pairs` appended to its query, form-encoded: what `Url::query_pairs_mut` does,
-/// without parsing the URI (host, IDNA) again for every answer.
-fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+/// no fragment) with `pairs` (at least one) appended to its query, form-encoded, then `encoded`
+/// (`&name=value`, encoded already): what `Url::query_pairs_mut` does, without parsing the URI
+/// (host, IDNA) again for every answer.
+fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>, encoded: &str) -> String {
     let mut out = String::with_capacity(base.len() + 160);
     out.push_str(base);
     let start = match base.find('?') {
@@ -674,21 +698,22 @@ fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)
     };
     let mut query = url::form_urlencoded::Serializer::for_suffix(out, start);
     query.extend_pairs(pairs);
-    query.finish()
+    let mut out = query.finish();
+    out.push_str(encoded);
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::with_query;
+    use super::{iss_pair, with_query};
 
-    /// `with_query` answers exactly what the URL parser's own query building does.
+    /// `with_query` answers exactly what the URL parser's own query building does, the issuer
+    /// encoded once as `AuthorizeService::new` does.
     #[test]
     fn with_query_matches_the_url_parser() {
-        let pairs = [
-            ("code", "a-b_c"),
-            ("state", "x y&z=é/?#"),
-            ("iss", "http://127.0.0.1:8080"),
-        ];
+        let iss = "https://idp.example:8443/tenant one?x=é";
+        let pairs = [("code", "a-b_c"), ("state", "x y&z=é/?#")];
+        let iss_pair = iss_pair(iss);
         for registered in [
             "http://127.0.0.1:9000/callback",
             "https://App.Example/cb?tenant=1",
@@ -697,9 +722,13 @@ mod tests {
             "com.example.app:/oauth2redirect",
         ] {
             let mut expected = url::Url::parse(registered).unwrap();
-            expected.query_pairs_mut().extend_pairs(pairs);
+            expected.query_pairs_mut().extend_pairs(pairs).append_pair("iss", iss);
             let base = String::from(url::Url::parse(registered).unwrap());
-            assert_eq!(with_query(&base, pairs), String::from(expected), "{registered}");
+            assert_eq!(
+                with_query(&base, pairs, &iss_pair),
+                String::from(expected),
+                "{registered}"
+            );
         }
     }
 }
