@@ -73,11 +73,16 @@ impl AuthorizeService {
             tracing::info!(target: "security", "consent form for another request or session refused");
             return Err(ApiError::CrossSite);
         }
-        let (req, _) = self.resolve_pushed(authorize_request(return_to)?, now).await?;
+        let (req, pushed) = self.resolve_pushed(authorize_request(return_to)?, now).await?;
         let target = self.redirect_target(&req).await?;
         let (client, registered) = (&target.client, target.registered());
         if !allow {
             tracing::info!(target: "security", client_id = %client.client_id, "consent denied");
+            // The authorization ends here, with an answer to the client: a pushed request is
+            // used up by it as by a code (RFC 9126 section 4), not left to be tried again.
+            if let Some(pushed) = &pushed {
+                inner.store.consume_pushed_request(&pushed.hash).await?;
+            }
             let e = redirect_error(ApiError::AccessDenied);
             return Ok(self.error_redirect(&registered.base, &req.state, e));
         }

@@ -441,6 +441,30 @@ async fn a_pushed_request_outlives_a_slow_login_but_not_an_abandoned_one() {
     );
 }
 
+/// A pushed request the user denies at the consent page is used up by that answer: the client
+/// gets `access_denied`, and the same `request_uri` cannot start the authorization again.
+#[tokio::test]
+async fn a_pushed_request_denied_at_the_consent_page_is_used_up() {
+    use crate::consent::{consent_page, decide, to_consent};
+
+    let app = spawn_app().await;
+    let form = params(&[("redirect_uri", PARTNER_REDIRECT), ("scope", "openid")]);
+    let res = push(&app, (PARTNER, PARTNER_SECRET), &form).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let uri = s(&json(res).await, "request_uri");
+    let session = app.login().await;
+    let return_to = to_consent(&authorize_pushed(&app, Some(&session), PARTNER, &uri).await);
+    let (_, tag) = consent_page(&app, &session, &return_to).await;
+    let res = decide(&app, &session, &return_to, &tag, "deny", "same-origin").await;
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(PARTNER_REDIRECT), "{location}");
+    assert_eq!(param(&location_params(&res), "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        error_of(authorize_pushed(&app, Some(&session), PARTNER, &uri).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request_uri".into())
+    );
+}
+
 /// `prompt=login consent` pushed by a third-party client the user consented to before: the
 /// login spends `login` only, so the consent page still comes, once.
 #[tokio::test]
