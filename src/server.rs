@@ -237,10 +237,10 @@ impl<IO> Deadlines<IO> {
             return;
         }
         let mut phase = self.phase.load(Ordering::Relaxed);
-        if phase == WAITING {
+        let first = phase == WAITING;
+        if first {
             phase = IN_HEADERS;
             self.tail = 0;
-            self.set_due(Instant::now() + self.header_timeout);
         }
         if phase == IN_HEADERS {
             // Body bytes after the headers (or a pipelined request) need no bookkeeping here.
@@ -248,6 +248,11 @@ impl<IO> Deadlines<IO> {
                 phase = IN_REQUEST;
                 self.due = None;
             } else {
+                if first {
+                    // The header deadline runs from the request's first bytes; headers that
+                    // came whole in one read (nearly all) never need it, nor a clock read.
+                    self.set_due(Instant::now() + self.header_timeout);
+                }
                 self.tail = bytes.iter().fold(self.tail, |t, b| (t << 8) | u32::from(*b));
             }
         }
@@ -434,6 +439,10 @@ mod tests {
         d.answered(&mut Context::from_waker(std::task::Waker::noop()));
         assert_eq!(d.phase.load(Ordering::Relaxed), WAITING);
         assert!(d.due.is_some(), "the idle deadline runs after the answer");
+        // Headers whole in one read (no header deadline on the way): served at once.
+        d.saw(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(d.phase.load(Ordering::Relaxed), IN_REQUEST);
+        assert!(d.due.is_none());
     }
 
     #[tokio::test]
