@@ -45,11 +45,9 @@ fn cache_benches(c: &mut Criterion) {
     let cache =
         RecordCache::<TokenHash, AccessTokenRecord>::new("access_tokens", ENTRIES, Duration::from_secs(30), &metrics);
     let keys: Vec<TokenHash> = (0..ENTRIES).map(key).collect();
-    rt.block_on(async {
-        for k in &keys {
-            cache.insert(*k, record(*k, now)).await;
-        }
-    });
+    for k in &keys {
+        cache.insert(*k, record(*k, now));
+    }
     assert!(cache.entry_count() >= ENTRIES * 99 / 100, "{}", cache.entry_count());
 
     let mut g = c.benchmark_group("cache_100k");
@@ -90,12 +88,12 @@ fn cache_benches(c: &mut Criterion) {
         &rt,
         "insert",
         || record(new_key(), now),
-        async |r| cache.insert(r.hash, r).await,
+        async |r| cache.insert(r.hash, r),
     );
     // Invalidation of a cached key (revocation, rotation, logout).
     bench_async(&mut g, &rt, "invalidate", async || {
         i = (i + 7919) % keys.len();
-        cache.invalidate(&keys[i]).await;
+        cache.invalidate(&keys[i]);
     });
     g.finish();
 }

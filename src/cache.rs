@@ -269,13 +269,13 @@ where
     }
 
     /// Write-through after the store accepted a new record, so the first use is a hit.
-    pub async fn insert(&self, key: K, value: V) {
+    pub fn insert(&self, key: K, value: V) {
         self.inner.insert(key, Slot::Loaded(Cached::new(Some(Arc::new(value)))));
     }
 
     /// Drops a key after its record changed in the store. Returns once no lookup on this node can
     /// be answered with the old record.
-    pub async fn invalidate<Q>(&self, key: &Q)
+    pub fn invalidate<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -364,7 +364,7 @@ mod tests {
         });
         let revoke = async {
             let _ = started_rx.await;
-            c.invalidate(&1).await;
+            c.invalidate(&1);
             let _ = tx.send(());
         };
         let (loaded, ()) = tokio::join!(load, revoke);
@@ -394,7 +394,7 @@ mod tests {
             .await
             .unwrap();
         assert!(again.is_none(), "the negative entry answers");
-        c.insert(7, "set").await;
+        c.insert(7, "set");
         assert_eq!(
             c.get_or_load(&7, || async { Ok::<_, StoreError>(None) })
                 .await
@@ -480,7 +480,7 @@ mod tests {
             let c: RecordCache<u64, u64> = RecordCache::new("bounded", capacity, Duration::from_secs(60), &metrics);
             let inserted = capacity * 3;
             for k in 0..inserted {
-                c.insert(k, k).await;
+                c.insert(k, k);
             }
             let r = c.report();
             assert!(r.entries <= capacity, "{} entries in a cache of {capacity}", r.entries);
@@ -503,10 +503,10 @@ mod tests {
     #[tokio::test]
     async fn invalidations_are_counted_apart_from_expiry() {
         let c = cache();
-        c.insert(1, "a").await;
-        c.insert(2, "b").await;
-        c.invalidate(&1).await;
-        c.invalidate(&1).await;
+        c.insert(1, "a");
+        c.insert(2, "b");
+        c.invalidate(&1);
+        c.invalidate(&1);
         assert_eq!(c.report().evictions, 1, "only an entry that was there counts");
         c.invalidate_all();
         assert_eq!((c.report().entries, c.report().evictions), (0, 2));

@@ -294,7 +294,7 @@ impl AdminService {
             return Err(ApiError::Conflict("a user with this sub or username exists"));
         }
         // A lookup of this sub before its creation may have cached "no such user".
-        inner.users.cache().invalidate(&*record.sub).await;
+        inner.users.cache().invalidate(&*record.sub);
         self.done(admin, "user_create", &format!("sub={}", record.sub));
         Ok(UserView::of_record(&record))
     }
@@ -363,7 +363,7 @@ impl AdminService {
         };
         // One statement applies only what was given: concurrent changes never undo each other.
         let record = inner.store.update_user(sub, &change).await?.ok_or(ApiError::NotFound)?;
-        inner.users.cache().invalidate(&*record.sub).await;
+        inner.users.cache().invalidate(&*record.sub);
         if ends_sessions {
             let job = Cascade::UserGrants(Arc::clone(&record.sub), now);
             inner.tokens.queue_cascade(job, now).await?;
@@ -388,7 +388,7 @@ impl AdminService {
             return Err(ApiError::NotFound);
         }
         let sub: Arc<str> = Arc::from(sub);
-        inner.users.cache().invalidate(&*sub).await;
+        inner.users.cache().invalidate(&*sub);
         inner
             .tokens
             .queue_cascade(Cascade::UserGrants(Arc::clone(&sub), now), now)

@@ -74,10 +74,10 @@ impl Caches {
 impl InvalidationSink for Caches {
     async fn invalidate(&self, inv: Invalidation) {
         match inv {
-            Invalidation::Session(h) => self.sessions.invalidate(&h).await,
-            Invalidation::AccessToken(h) => self.access_tokens.invalidate(&h).await,
-            Invalidation::RefreshToken(h) => self.refresh_tokens.invalidate(&h).await,
-            Invalidation::Grant(g) => self.grants.invalidate(&g).await,
+            Invalidation::Session(h) => self.sessions.invalidate(&h),
+            Invalidation::AccessToken(h) => self.access_tokens.invalidate(&h),
+            Invalidation::RefreshToken(h) => self.refresh_tokens.invalidate(&h),
+            Invalidation::Grant(g) => self.grants.invalidate(&g),
             // Not cached here: the node sink hands these to the directory and the registry.
             Invalidation::SigningKeys | Invalidation::User(_) | Invalidation::Client(_) => {}
         }
@@ -111,8 +111,8 @@ impl InvalidationSink for NodeSink {
                     tracing::error!(error = %e, "signing key refresh after another node's rotation failed");
                 }
             }
-            Invalidation::User(sub) => self.users.cache().invalidate(&*sub).await,
-            Invalidation::Client(id) => self.clients.cache().invalidate(&*id).await,
+            Invalidation::User(sub) => self.users.cache().invalidate(&*sub),
+            Invalidation::Client(id) => self.clients.cache().invalidate(&*id),
             other => self.caches.invalidate(other).await,
         }
     }

@@ -234,7 +234,7 @@ impl RegistrationService {
             return Err(ApiError::internal(anyhow::anyhow!("a drawn client_id was taken")));
         }
         // An unknown-client lookup of this id may have been cached on this node.
-        inner.clients.cache().invalidate(&*record.client_id).await;
+        inner.clients.cache().invalidate(&*record.client_id);
         let who = by.unwrap_or("(open registration)");
         inner
             .audit
@@ -311,7 +311,7 @@ impl RegistrationService {
         if !inner.store.update_client(&record).await? {
             return Err(ApiError::InvalidToken);
         }
-        inner.clients.cache().invalidate(&*record.client_id).await;
+        inner.clients.cache().invalidate(&*record.client_id);
         inner
             .audit
             .record(client_id, "client_update", &format!("client_id={client_id}"));
@@ -336,7 +336,7 @@ impl RegistrationService {
             return Err(ApiError::NotFound);
         }
         let id: Arc<str> = Arc::from(client_id);
-        inner.clients.cache().invalidate(&*id).await;
+        inner.clients.cache().invalidate(&*id);
         inner.tokens.queue_cascade(Cascade::ClientGrants(id, now), now).await
     }
 

@@ -150,7 +150,7 @@ impl TokenService {
     pub async fn revoke_grant(&self, grant: &GrantRecord, now: Timestamp) -> Result<(), ApiError> {
         let inner = &self.inner;
         inner.store.revoke_grant(grant, now).await?;
-        inner.caches.grants.invalidate(&grant.id).await;
+        inner.caches.grants.invalidate(&grant.id);
         if !inner.revocations.push(grant.id) {
             tracing::warn!("revocation queue full; purging the grant inline");
             self.purge_grant(&grant.id, 1000).await?;
@@ -172,7 +172,7 @@ impl TokenService {
     async fn revoked(&self, ids: &[GrantId]) -> Result<(), ApiError> {
         let inner = &self.inner;
         for id in ids {
-            inner.caches.grants.invalidate(id).await;
+            inner.caches.grants.invalidate(id);
             if !inner.revocations.push(*id) {
                 tracing::warn!("revocation queue full; purging the grant inline");
                 self.purge_grant(id, 1000).await?;
@@ -188,8 +188,8 @@ impl TokenService {
         loop {
             let hashes = inner.store.purge_grant_tokens(id, batch).await?;
             for h in &hashes {
-                inner.caches.access_tokens.invalidate(h).await;
-                inner.caches.refresh_tokens.invalidate(h).await;
+                inner.caches.access_tokens.invalidate(h);
+                inner.caches.refresh_tokens.invalidate(h);
             }
             total += hashes.len();
             if hashes.len() < batch {
@@ -262,7 +262,7 @@ impl TokenService {
                     if t.client_id == client.client_id {
                         let grant = GrantRecord::of_refresh(&t);
                         self.revoke_grant(&grant, now).await?;
-                        self.inner.caches.refresh_tokens.invalidate(&family).await;
+                        self.inner.caches.refresh_tokens.invalidate(&family);
                     } else {
                         tracing::info!(target: "security", client_id = %client.client_id, "revoke of another client's token ignored");
                     }
@@ -279,7 +279,7 @@ impl TokenService {
                         // A client_credentials JWT: its revocation is the first the store hears of it.
                         store.revoke_unstored_access_token(&t, now).await?;
                     }
-                    self.inner.caches.access_tokens.invalidate(&hash).await;
+                    self.inner.caches.access_tokens.invalidate(&hash);
                 } else {
                     tracing::info!(target: "security", client_id = %client.client_id, "revoke of another client's token ignored");
                 }

@@ -118,7 +118,7 @@ impl SessionService {
             expires_at: now.plus(inner.ttls.session),
         };
         inner.store.insert_session(&record).await?;
-        inner.caches.sessions.insert(record.hash, record).await;
+        inner.caches.sessions.insert(record.hash, record);
         Ok(NewSession {
             value: token.value,
             expires_in: inner.ttls.session.as_secs(),
@@ -152,7 +152,7 @@ impl SessionService {
     pub async fn logout(&self, cookie: &str) -> Result<(), ApiError> {
         let hash = crypto::hash_token(cookie);
         self.inner.store.delete_session(&hash).await?;
-        self.inner.caches.sessions.invalidate(&hash).await;
+        self.inner.caches.sessions.invalidate(&hash);
         Ok(())
     }
 }

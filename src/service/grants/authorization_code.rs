@@ -117,11 +117,7 @@ impl TokenService {
         // The access token is cached as it is issued (the client uses it at once); the refresh
         // token is not: it is presented once, after the access token's lifetime, long after any
         // cache entry of it would have expired (see the refresh grant).
-        inner
-            .caches
-            .access_tokens
-            .insert(access_record.hash, access_record)
-            .await;
+        inner.caches.access_tokens.insert(access_record.hash, access_record);
         Ok(response)
     }
 

@@ -37,7 +37,7 @@ impl TokenService {
                 // has one (most client_credentials tokens of a busy client are used a few times
                 // or never; the insert was 14% of an issuance under moka, 0.6 µs now).
                 if self.inner.store.kind() == StoreKind::Postgres {
-                    self.inner.caches.access_tokens.insert(record.hash, record).await;
+                    self.inner.caches.access_tokens.insert(record.hash, record);
                 }
             }
             // A JWT is issued without a store write: its signature and claims are the record

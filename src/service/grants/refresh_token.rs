@@ -102,18 +102,18 @@ impl TokenService {
                 // Lost the race to a concurrent use of the same token: that is a replay too.
                 tracing::warn!(target: "security", client_id = %client.client_id, grant = %current.grant_id.to_hex(),
                     "refresh token used concurrently; revoking its grant");
-                inner.caches.refresh_tokens.invalidate(&token.family).await;
+                inner.caches.refresh_tokens.invalidate(&token.family);
                 self.revoke_grant(&grant, now).await?;
                 return Err(ApiError::InvalidGrant);
             }
             RotateOutcome::NotFound => {
-                inner.caches.refresh_tokens.invalidate(&token.family).await;
+                inner.caches.refresh_tokens.invalidate(&token.family);
                 return reject("refresh token vanished (swept or purged)");
             }
         }
         // The family's current token changed in the store; no cache here may still hold the old
         // one as current (an introspection may have cached it).
-        inner.caches.refresh_tokens.invalidate(&token.family).await;
+        inner.caches.refresh_tokens.invalidate(&token.family);
         // The refreshed ID token names the same authentication (OpenID Connect Core 12.2): same
         // `sub` and `auth_time`, no `nonce`.
         let id_token = match access_record.scope.contains("openid") {
@@ -130,11 +130,7 @@ impl TokenService {
         };
         let mut response = self.response(access, &access_record, Some(next.value), now);
         response.id_token = id_token;
-        inner
-            .caches
-            .access_tokens
-            .insert(access_record.hash, access_record)
-            .await;
+        inner.caches.access_tokens.insert(access_record.hash, access_record);
         Ok(response)
     }
 }

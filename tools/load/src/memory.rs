@@ -59,7 +59,7 @@ pub async fn run(entries: u64, kind: MemoryKind, json: bool) -> anyhow::Result<E
             let cache = RecordCache::<TokenHash, AccessTokenRecord>::new("access_tokens", entries, ttl, &metrics);
             for i in 0..entries {
                 let r = record(i, now, &client_id, &sub);
-                cache.insert(r.hash, r).await;
+                cache.insert(r.hash, r);
             }
             ("record", cache.entry_count(), rss_bytes(None).unwrap_or(0))
         }
