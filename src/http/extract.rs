@@ -16,6 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
+use super::authorize::AUTHORIZE_PARAMS;
+use super::token::{TOKEN_HINT_PARAMS, TOKEN_PARAMS};
 use crate::error::ApiError;
 use crate::service::ClientCredentials;
 
@@ -44,44 +46,12 @@ type Name = Cow<'static, str>;
 /// copies only its values (an authorization request has eight names or so). Only a saving: any
 /// other name is copied, and is found all the same.
 fn known_name(name: &str) -> Option<&'static str> {
-    macro_rules! known {
-        ($($n:literal),* $(,)?) => {
-            match name {
-                $($n => Some($n),)*
-                _ => None,
-            }
-        };
-    }
-    known!(
-        // authorize (and pushed requests)
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "scope",
-        "state",
-        "code_challenge",
-        "code_challenge_method",
-        "prompt",
-        "nonce",
-        "max_age",
-        "login_hint",
-        "id_token_hint",
-        "request",
-        "request_uri",
-        "response_mode",
-        "dpop_jkt",
-        "resource",
-        // token, revocation, introspection
-        "grant_type",
-        "code",
-        "code_verifier",
-        "refresh_token",
-        "client_secret",
-        "client_assertion_type",
-        "client_assertion",
-        "token",
-        "token_type_hint",
-    )
+    let repeatable: &[&'static str] = &["resource"];
+    [AUTHORIZE_PARAMS, TOKEN_PARAMS, TOKEN_HINT_PARAMS, repeatable]
+        .into_iter()
+        .flatten()
+        .find(|known| **known == name)
+        .copied()
 }
 
 impl Params {

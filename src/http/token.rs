@@ -17,7 +17,7 @@ use crate::service::tokens::TokenRequest;
 use crate::service::{Client, ClientRegistry, TokenService};
 
 /// The parameters each endpoint reads; repeating any of them is `invalid_request`.
-const TOKEN_PARAMS: &[&str] = &[
+pub(crate) const TOKEN_PARAMS: &[&str] = &[
     "grant_type",
     "code",
     "redirect_uri",
@@ -29,7 +29,7 @@ const TOKEN_PARAMS: &[&str] = &[
     "client_assertion_type",
     "client_assertion",
 ];
-const TOKEN_HINT_PARAMS: &[&str] = &[
+pub(crate) const TOKEN_HINT_PARAMS: &[&str] = &[
     "token",
     "token_type_hint",
     "client_id",
