@@ -146,7 +146,7 @@ pub struct AuthorizeService {
 /// The parts, and what is derived from them once.
 pub(crate) struct Inner {
     parts: AuthorizeServiceParts,
-    /// `&iss=<issuer>` (RFC 9207), form-encoded once: the end of every redirect to a client.
+    /// `iss=<issuer>` (RFC 9207), form-encoded once: the end of every redirect to a client.
     iss_pair: String,
 }
 
@@ -675,16 +675,16 @@ const MAX_HINT_LEN: usize = 256;
 /// and bounds what a request can make the code record (and the ID token) hold.
 const MAX_NONCE_LEN: usize = 512;
 
-/// `&iss=<issuer>`, form-encoded, for [`with_query`].
+/// `iss=<issuer>`, form-encoded, for [`with_query`].
 fn iss_pair(issuer: &str) -> String {
-    let mut pair = url::form_urlencoded::Serializer::for_suffix(String::from("&"), 1);
-    pair.append_pair("iss", issuer);
-    pair.finish()
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("iss", issuer)
+        .finish()
 }
 
 /// `base` (a registered redirect URI as the URL parser writes it; validated at start-up: absolute,
-/// no fragment) with `pairs` (at least one) appended to its query, form-encoded, then `encoded`
-/// (`&name=value`, encoded already): what `Url::query_pairs_mut` does, without parsing the URI
+/// no fragment) with `pairs` appended to its query, form-encoded, then `encoded` (`name=value`,
+/// encoded already): what `Url::query_pairs_mut` does, without parsing the URI
 /// (host, IDNA) again for every answer.
 fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>, encoded: &str) -> String {
     let mut out = String::with_capacity(base.len() + 160);
@@ -699,6 +699,9 @@ fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)
     let mut query = url::form_urlencoded::Serializer::for_suffix(out, start);
     query.extend_pairs(pairs);
     let mut out = query.finish();
+    if out.len() > start {
+        out.push('&');
+    }
     out.push_str(encoded);
     out
 }
@@ -729,6 +732,10 @@ mod tests {
                 String::from(expected),
                 "{registered}"
             );
+            // No pairs before it: no separator of its own.
+            let mut expected = url::Url::parse(registered).unwrap();
+            expected.query_pairs_mut().append_pair("iss", iss);
+            assert_eq!(with_query(&base, [], &iss_pair), String::from(expected), "{registered}");
         }
     }
 }
