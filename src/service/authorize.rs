@@ -684,8 +684,8 @@ fn iss_pair(issuer: &str) -> String {
 
 /// `base` (a registered redirect URI as the URL parser writes it; validated at start-up: absolute,
 /// no fragment) with `pairs` appended to its query, form-encoded, then `encoded` (`name=value`,
-/// encoded already): what `Url::query_pairs_mut` does, without parsing the URI
-/// (host, IDNA) again for every answer.
+/// encoded already): what `Url::query_pairs_mut` does, without parsing the URI (host, IDNA)
+/// again for every answer.
 fn with_query<'a>(base: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>, encoded: &str) -> String {
     let mut out = String::with_capacity(base.len() + 160);
     out.push_str(base);
