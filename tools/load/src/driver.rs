@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::stats::Lag;
 
 /// How long requests still in flight at the end may take to finish (beyond the request timeout
-/// they are counted as timed out by reqwest anyway).
+/// they are counted as timed out by the transport anyway).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy)]

@@ -32,6 +32,7 @@ mod memory;
 mod seeded;
 mod stats;
 mod target;
+mod transport;
 mod workload;
 mod zipf;
 

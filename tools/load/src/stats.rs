@@ -35,16 +35,6 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    pub fn classify(e: &reqwest::Error) -> Self {
-        if e.is_timeout() {
-            Self::Timeout
-        } else if e.is_connect() {
-            Self::Connect
-        } else {
-            Self::Other
-        }
-    }
-
     fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "transport:timeout",

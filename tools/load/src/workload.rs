@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use authplane_testkit::oauth::{self, Pkce};
-use bytes::Bytes;
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -19,6 +18,7 @@ use crate::dpop::{ProofKey, unix_now};
 use crate::driver::{self, Job, Window};
 use crate::stats::{CpuReport, Lag, Outcome, RunReport, Stats, TransportError};
 use crate::target::loopback_base;
+use crate::transport::{Reply, Transport};
 use crate::zipf::Picker;
 
 pub const AUTHORIZE: &str = "authorize";
@@ -82,13 +82,6 @@ impl Mode {
     }
 }
 
-/// An HTTP answer, read to the end.
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
 #[derive(Deserialize)]
 struct TokenBody {
     access_token: String,
@@ -124,12 +117,11 @@ pub struct DpopClient {
 
 /// The client side of the protocol against one server.
 pub struct Client {
+    /// The set-up's client (discovery, the admin API); the measured requests go through
+    /// `transport`.
     http: reqwest::Client,
+    transport: Transport,
     base: String,
-    authorize_url: String,
-    token_url: String,
-    userinfo_url: String,
-    introspect_url: String,
     basic: HeaderValue,
     client_id: String,
     redirect_uri: String,
@@ -148,10 +140,7 @@ impl Client {
             .build()?;
         Ok(Self {
             http,
-            authorize_url: format!("{base}/auth/authorize"),
-            token_url: format!("{base}/auth/token"),
-            userinfo_url: format!("{base}/auth/userinfo"),
-            introspect_url: format!("{base}/auth/introspect"),
+            transport: Transport::new(&base, timeout)?,
             base,
             basic: oauth::basic_auth(client_id, client_secret)?,
             client_id: client_id.to_owned(),
@@ -172,17 +161,14 @@ impl Client {
         &self.basic
     }
 
-    /// Sends, reads the whole answer, and returns it with the time since `start`.
-    async fn send(&self, req: reqwest::RequestBuilder, start: Instant) -> (Duration, Result<Reply, TransportError>) {
-        let res = async {
-            let res = req.send().await?;
-            let status = res.status().as_u16();
-            let headers = res.headers().clone();
-            let body = res.bytes().await?;
-            Ok::<_, reqwest::Error>(Reply { status, headers, body })
-        }
-        .await;
-        (start.elapsed(), res.map_err(|e| TransportError::classify(&e)))
+    /// The Basic authorization of this client, as a header value's text.
+    fn basic_str(&self) -> &str {
+        self.basic.to_str().unwrap_or_default()
+    }
+
+    /// The answer with the time since `start`.
+    fn timed(start: Instant, res: Result<Reply, TransportError>) -> (Duration, Result<Reply, TransportError>) {
+        (start.elapsed(), res)
     }
 
     /// Records the request and hands back what `parse` made of the expected answer.
@@ -210,13 +196,16 @@ impl Client {
 
     /// POST /auth/login (JSON API); the session cookie's value.
     pub async fn login(&self, stats: &Stats, user: &str, password: &str) -> Option<String> {
-        let req = self
-            .http
-            .post(self.url("/auth/login"))
-            .header(header::ACCEPT, "application/json")
-            .form(&[("username", user), ("password", password)]);
         let start = Instant::now();
-        Self::settle(stats, LOGIN, true, self.send(req, start).await, 200, |r| {
+        let res = self
+            .transport
+            .post_form(
+                "/auth/login",
+                &[("username", user), ("password", password)],
+                &[(header::ACCEPT, "application/json")],
+            )
+            .await;
+        Self::settle(stats, LOGIN, true, Self::timed(start, res), 200, |r| {
             oauth::session_cookie(&r.headers)
         })
     }
@@ -230,10 +219,9 @@ impl Client {
         start: Instant,
         record: bool,
     ) -> Option<String> {
-        let req = self
-            .http
-            .get(&self.authorize_url)
-            .query(&[
+        let path = "/auth/authorize?";
+        let query = url::form_urlencoded::Serializer::for_suffix(path.to_owned(), path.len())
+            .extend_pairs([
                 ("response_type", "code"),
                 ("client_id", &self.client_id),
                 ("redirect_uri", &self.redirect_uri),
@@ -242,8 +230,10 @@ impl Client {
                 ("code_challenge", challenge),
                 ("code_challenge_method", "S256"),
             ])
-            .header(header::COOKIE, oauth::session_header(session));
-        Self::settle(stats, AUTHORIZE, record, self.send(req, start).await, 302, |r| {
+            .finish();
+        let cookie = oauth::session_header(session);
+        let res = self.transport.get(&query, &[(header::COOKIE, &cookie)]).await;
+        Self::settle(stats, AUTHORIZE, record, Self::timed(start, res), 302, |r| {
             oauth::code_from_location(&r.headers)
         })
     }
@@ -269,27 +259,21 @@ impl Client {
         start: Instant,
         record: bool,
     ) -> Option<Tokens> {
-        let mut req = self
-            .http
-            .post(&self.token_url)
-            .header(header::AUTHORIZATION, self.basic.clone())
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", &self.redirect_uri),
-                ("code_verifier", verifier),
-            ]);
-        if let Some(proof) = dpop {
-            req = req.header("DPoP", proof);
-        }
-        Self::settle(
-            stats,
-            TOKEN_CODE,
-            record,
-            self.send(req, start).await,
-            200,
-            parse_tokens,
-        )
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &self.redirect_uri),
+            ("code_verifier", verifier),
+        ];
+        let auth = (header::AUTHORIZATION, self.basic_str());
+        let res = match dpop {
+            Some(proof) => {
+                let headers = [auth, (HeaderName::from_static("dpop"), proof)];
+                self.transport.post_form("/auth/token", &form, &headers).await
+            }
+            None => self.transport.post_form("/auth/token", &form, &[auth]).await,
+        };
+        Self::settle(stats, TOKEN_CODE, record, Self::timed(start, res), 200, parse_tokens)
     }
 
     /// The refresh grant: `Ok` with the new tokens, `Err(true)` when the server shed the request
@@ -298,12 +282,15 @@ impl Client {
     /// old token is then a replay and its grant gets revoked, which shows as 400s in the run (none
     /// of the runs in BENCHMARKS.md had one: no request reached the 10 s timeout).
     async fn refresh(&self, stats: &Stats, refresh: &str, start: Instant, record: bool) -> Result<Tokens, bool> {
-        let req = self
-            .http
-            .post(&self.token_url)
-            .header(header::AUTHORIZATION, self.basic.clone())
-            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]);
-        let reply = self.send(req, start).await;
+        let res = self
+            .transport
+            .post_form(
+                "/auth/token",
+                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+                &[(header::AUTHORIZATION, self.basic_str())],
+            )
+            .await;
+        let reply = Self::timed(start, res);
         let shed = matches!(&reply.1, Ok(r) if r.status == 503);
         Self::settle(stats, TOKEN_REFRESH, record, reply, 200, |r| {
             parse_tokens(r).filter(|t| t.refresh.is_some())
@@ -312,19 +299,26 @@ impl Client {
     }
 
     pub async fn token_cc(&self, stats: &Stats, start: Instant, record: bool) -> Option<String> {
-        let req = self
-            .http
-            .post(&self.token_url)
-            .header(header::AUTHORIZATION, self.basic.clone())
-            .form(&[("grant_type", "client_credentials")]);
-        Self::settle(stats, TOKEN_CC, record, self.send(req, start).await, 200, |r| {
+        let res = self
+            .transport
+            .post_form(
+                "/auth/token",
+                &[("grant_type", "client_credentials")],
+                &[(header::AUTHORIZATION, self.basic_str())],
+            )
+            .await;
+        Self::settle(stats, TOKEN_CC, record, Self::timed(start, res), 200, |r| {
             parse_tokens(r).map(|t| t.access)
         })
     }
 
     pub async fn userinfo(&self, stats: &Stats, access: &str, start: Instant, record: bool) -> bool {
-        let req = self.http.get(&self.userinfo_url).bearer_auth(access);
-        Self::settle(stats, USERINFO, record, self.send(req, start).await, 200, |r| {
+        let bearer = format!("Bearer {access}");
+        let res = self
+            .transport
+            .get("/auth/userinfo", &[(header::AUTHORIZATION, &bearer)])
+            .await;
+        Self::settle(stats, USERINFO, record, Self::timed(start, res), 200, |r| {
             r.body.starts_with(b"{\"sub\"").then_some(())
         })
         .is_some()
@@ -335,12 +329,15 @@ impl Client {
     /// would mean a broken setup (a revoked or expired pool, a client the server does not show
     /// the tokens to) measured as if it were the real lookup.
     pub async fn introspect(&self, stats: &Stats, access: &str, start: Instant, record: bool) -> bool {
-        let req = self
-            .http
-            .post(&self.introspect_url)
-            .header(header::AUTHORIZATION, self.basic.clone())
-            .form(&[("token", access), ("token_type_hint", "access_token")]);
-        Self::settle(stats, INTROSPECT, record, self.send(req, start).await, 200, |r| {
+        let res = self
+            .transport
+            .post_form(
+                "/auth/introspect",
+                &[("token", access), ("token_type_hint", "access_token")],
+                &[(header::AUTHORIZATION, self.basic_str())],
+            )
+            .await;
+        Self::settle(stats, INTROSPECT, record, Self::timed(start, res), 200, |r| {
             let body: IntrospectionBody = serde_json::from_slice(&r.body).ok()?;
             body.active.then_some(())
         })
@@ -349,12 +346,13 @@ impl Client {
 
     /// GET /auth/userinfo with a DPoP-bound token: `Authorization: DPoP` and the proof.
     async fn userinfo_dpop(&self, stats: &Stats, access: &str, proof: &str, start: Instant, record: bool) -> bool {
-        let req = self
-            .http
-            .get(&self.userinfo_url)
-            .header(header::AUTHORIZATION, format!("DPoP {access}"))
-            .header("DPoP", proof);
-        Self::settle(stats, USERINFO, record, self.send(req, start).await, 200, |r| {
+        let auth = format!("DPoP {access}");
+        let headers = [
+            (header::AUTHORIZATION, auth.as_str()),
+            (HeaderName::from_static("dpop"), proof),
+        ];
+        let res = self.transport.get("/auth/userinfo", &headers).await;
+        Self::settle(stats, USERINFO, record, Self::timed(start, res), 200, |r| {
             r.body.starts_with(b"{\"sub\"").then_some(())
         })
         .is_some()
@@ -394,8 +392,8 @@ impl Client {
     }
 
     async fn baseline(&self, stats: &Stats, start: Instant, record: bool) -> bool {
-        let req = self.http.get(self.url("/baseline"));
-        Self::settle(stats, BASELINE, record, self.send(req, start).await, 200, |_| Some(())).is_some()
+        let res = self.transport.get("/baseline", &[]).await;
+        Self::settle(stats, BASELINE, record, Self::timed(start, res), 200, |_| Some(())).is_some()
     }
 
     /// login → authorize → token (code): an access token of `user` for this client.
