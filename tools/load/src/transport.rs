@@ -119,13 +119,28 @@ impl Transport {
         }
     }
 
-    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Reply, TransportError> {
-        let mut conn = match self.checkout() {
-            Some(conn) => conn,
-            None => self.connect().await?,
+    async fn exchange(&self, mut req: Request<Full<Bytes>>) -> Result<Reply, TransportError> {
+        let (conn, res) = loop {
+            let (mut conn, pooled) = match self.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            let sent = match conn.ready().await {
+                Ok(()) => conn.try_send_request(req).await,
+                // Closed since it was put back (the server's idle deadline): the next one.
+                Err(_) if pooled => continue,
+                Err(_) => return Err(TransportError::Other),
+            };
+            match sent {
+                Ok(res) => break (conn, res),
+                // A kept-alive connection closed before the request was written: sent on
+                // another, as a client's pool would (the request never reached the server).
+                Err(mut e) => match e.take_message() {
+                    Some(back) if pooled => req = back,
+                    _ => return Err(TransportError::Other),
+                },
+            }
         };
-        conn.ready().await.map_err(|_| TransportError::Other)?;
-        let res = conn.send_request(req).await.map_err(|_| TransportError::Other)?;
         let (parts, body) = res.into_parts();
         let body = body.collect().await.map_err(|_| TransportError::Other)?.to_bytes();
         if !conn.is_closed() {
@@ -166,5 +181,131 @@ impl Transport {
             let _ = driver.await;
         });
         Ok(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers one request per connection and then drops it, without saying so
+    /// (no `Connection: close`): every kept-alive connection the transport holds is dead by its
+    /// next request, the way one is after the server's idle deadline.
+    async fn one_answer_per_connection() -> (SocketAddr, tokio::task::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for n in 1..=3 {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                read_head(&mut socket).await;
+                let body = format!("{n}");
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+            3
+        });
+        (addr, server)
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_the_server_dropped_is_replaced_not_an_error() {
+        let (addr, server) = one_answer_per_connection().await;
+        let transport = Transport::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
+        for n in 1..=3 {
+            let reply = transport
+                .get("/", &[])
+                .await
+                .unwrap_or_else(|e| panic!("request {n}: {e:?}"));
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.body, n.to_string(), "request {n} on connection {n}");
+        }
+        assert_eq!(server.await.unwrap(), 3);
+    }
+
+    /// Reads one request's headers (the tests' requests have no body).
+    async fn read_head(socket: &mut tokio::net::TcpStream) {
+        let mut seen = Vec::new();
+        let mut buf = [0; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = socket.read(&mut buf).await.unwrap();
+            assert!(read > 0, "the request ended before its headers");
+            seen.extend_from_slice(&buf[..read]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_pooled_connection_closed_meanwhile_goes_on_a_new_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (close, closed) = tokio::sync::oneshot::channel::<()>();
+        let (dropped, was_dropped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            // A kept-alive answer, then the connection dropped when the test says so: after the
+            // transport has put it back in its pool, before its driver has seen the end.
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_head(&mut first).await;
+            first
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1")
+                .await
+                .unwrap();
+            closed.await.unwrap();
+            drop(first);
+            dropped.send(()).unwrap();
+            let (mut second, _) = listener.accept().await.unwrap();
+            read_head(&mut second).await;
+            second
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n2")
+                .await
+                .unwrap();
+        });
+        let transport = Transport::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
+        assert_eq!(transport.get("/", &[]).await.unwrap().body, "1");
+        assert_eq!(transport.idle.lock().unwrap().len(), 1, "kept alive");
+        close.send(()).unwrap();
+        was_dropped.await.unwrap();
+        let reply = transport.get("/", &[]).await.expect("sent again on a new connection");
+        assert_eq!(reply.body, "2");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_carries_the_host_the_form_and_the_headers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0; 1024];
+            while !String::from_utf8_lossy(&seen).ends_with("a=1&b=x+y%26") {
+                let read = socket.read(&mut buf).await.unwrap();
+                assert!(read > 0, "the request ended early: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..read]);
+            }
+            socket.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            String::from_utf8(seen).unwrap().to_ascii_lowercase()
+        });
+        let transport = Transport::new(&format!("http://{addr}/base/"), Duration::from_secs(5)).unwrap();
+        let reply = transport
+            .post_form(
+                "/p",
+                &[("a", "1"), ("b", "x y&")],
+                &[(header::AUTHORIZATION, "Basic abc")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 204);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("post /base/p http/1.1\r\n"), "{request}");
+        for line in [
+            format!("host: {addr}\r\n"),
+            "content-type: application/x-www-form-urlencoded\r\n".to_owned(),
+            "authorization: basic abc\r\n".to_owned(),
+            "content-length: 12\r\n".to_owned(),
+        ] {
+            assert!(request.contains(&line), "{line:?} in {request}");
+        }
     }
 }
