@@ -2,7 +2,7 @@
 //! connections to the one server, and nothing else per request.
 //!
 //! reqwest (which the set-up still uses) parses the URL (with IDNA), checks a connection out of
-//! a keyed pool, copies the answer's headers and arms a timer for every request; on these 2-core
+//! a keyed pool and copies the answer's headers for every request; on these 2-core
 //! machines that made the tool, not the server, the bound of every fast run: 24–40 µs of its
 //! own CPU per answer of the bare hello, whose server then idled a third of the time and paid
 //! more per answer than a busy one (BENCHMARKS.md section 2, "the hello the way"). Here
