@@ -191,6 +191,22 @@ mod tests {
 
     use super::*;
 
+    /// Takes the next connection, reads one request's headers (the tests' requests have no
+    /// body) and answers 200 with `body`, keeping the connection open; hands it back.
+    async fn answer(listener: &TcpListener, body: &str) -> TcpStream {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = socket.read(&mut buf).await.unwrap();
+            assert!(read > 0, "the request ended before its headers");
+            seen.extend_from_slice(&buf[..read]);
+        }
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        socket
+    }
+
     /// A server that answers one request per connection and then drops it, without saying so
     /// (no `Connection: close`): every kept-alive connection the transport holds is dead by its
     /// next request, the way one is after the server's idle deadline.
@@ -199,11 +215,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             for n in 1..=3 {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                read_head(&mut socket).await;
-                let body = format!("{n}");
-                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                socket.write_all(answer.as_bytes()).await.unwrap();
+                answer(&listener, &n.to_string()).await;
             }
             3
         });
@@ -225,17 +237,6 @@ mod tests {
         assert_eq!(server.await.unwrap(), 3);
     }
 
-    /// Reads one request's headers (the tests' requests have no body).
-    async fn read_head(socket: &mut tokio::net::TcpStream) {
-        let mut seen = Vec::new();
-        let mut buf = [0; 1024];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            let read = socket.read(&mut buf).await.unwrap();
-            assert!(read > 0, "the request ended before its headers");
-            seen.extend_from_slice(&buf[..read]);
-        }
-    }
-
     #[tokio::test]
     async fn a_request_on_a_pooled_connection_closed_meanwhile_goes_on_a_new_one() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -245,21 +246,11 @@ mod tests {
         let server = tokio::spawn(async move {
             // A kept-alive answer, then the connection dropped when the test says so: after the
             // transport has put it back in its pool, before its driver has seen the end.
-            let (mut first, _) = listener.accept().await.unwrap();
-            read_head(&mut first).await;
-            first
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1")
-                .await
-                .unwrap();
+            let first = answer(&listener, "1").await;
             closed.await.unwrap();
             drop(first);
             dropped.send(()).unwrap();
-            let (mut second, _) = listener.accept().await.unwrap();
-            read_head(&mut second).await;
-            second
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n2")
-                .await
-                .unwrap();
+            answer(&listener, "2").await;
         });
         let transport = Transport::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
         assert_eq!(transport.get("/", &[]).await.unwrap().body, "1");
