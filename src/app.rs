@@ -427,7 +427,7 @@ fn register_startup_series(metrics: &Metrics) {
         let _ = metrics.histogram(
             telemetry::HTTP_DURATION,
             &[
-                ("method", route.method.as_str()),
+                ("method", route.methods[0].as_str()),
                 ("route", route.path),
                 ("status", "200"),
             ],

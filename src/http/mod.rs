@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::layers::admission::Admission;
 use crate::layers::cors::{Cors, CorsRoute, Origins};
 use crate::layers::edge::{Edge, EdgeLayer};
+use crate::layers::hot::{Hot, HotEntry, HotLayer};
 use crate::layers::metrics::TrackLayer;
 use crate::state::AppState;
 
@@ -50,13 +51,14 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
     res
 }
 
-/// An endpoint on the hot path: the router mounts it behind its own [`Admission`], and its
-/// latency series exists from start-up.
+/// An endpoint on the hot path: its own [`Admission`] and its latency series in front of the
+/// router ([`crate::layers::hot`]), and the series exists from start-up.
 pub struct HotRoute {
     pub path: &'static str,
-    /// The method of the latency series registered at start-up (the endpoint's main one), so
-    /// dashboards never meet a missing series.
-    pub method: Method,
+    /// The methods `handlers` serve (`get` serves HEAD too); the first is the endpoint's main
+    /// one, whose latency series is registered at start-up so dashboards never meet a missing
+    /// series. The others get no admission and no series: the router answers them 405.
+    pub methods: &'static [Method],
     /// The handlers, per method.
     pub handlers: fn() -> MethodRouter<AppState>,
 }
@@ -66,23 +68,23 @@ pub struct HotRoute {
 pub const HOT_ROUTES: [HotRoute; 4] = [
     HotRoute {
         path: "/auth/authorize",
-        method: Method::GET,
+        methods: &[Method::GET, Method::HEAD],
         handlers: || get(authorize::authorize),
     },
     HotRoute {
         path: "/auth/token",
-        method: Method::POST,
+        methods: &[Method::POST],
         handlers: || post(token::token),
     },
     HotRoute {
         path: "/auth/userinfo",
-        method: Method::GET,
+        methods: &[Method::GET, Method::POST, Method::HEAD],
         handlers: || get(userinfo::userinfo).post(userinfo::userinfo),
     },
     // Client authentication and a store write per request, like the token endpoint.
     HotRoute {
         path: "/auth/par",
-        method: Method::POST,
+        methods: &[Method::POST],
         handlers: || post(par::par),
     },
 ];
@@ -149,16 +151,22 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Htt
         state.clients.configured().flat_map(|c| &c.allowed_origins),
     );
     let track = TrackLayer::new(state.metrics.clone());
-    // A hot route's latency series and admission as one layer (see `crate::layers`).
-    let hot = HOT_ROUTES
-        .iter()
-        .zip(admissions.all())
-        .fold(Router::new(), |router, (route, admission)| {
-            router.route(
-                route.path,
-                (route.handlers)().route_layer((track.clone(), admission.clone())),
-            )
-        });
+    // A hot route's latency series and admission are in front of the router (`HotLayer`).
+    let hot = HOT_ROUTES.iter().fold(Router::new(), |router, route| {
+        router.route(route.path, (route.handlers)())
+    });
+    let hot_layer = HotLayer::new(
+        HOT_ROUTES
+            .iter()
+            .zip(admissions.all())
+            .map(|(route, admission)| HotEntry {
+                path: route.path,
+                methods: route.methods,
+                admission: admission.clone(),
+            })
+            .collect(),
+        track.clone(),
+    );
     let routes = Router::new()
         .route("/auth/login", get(login::page).post(login::login))
         .route("/auth/logout", post(logout::logout))
@@ -197,7 +205,7 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Htt
     let routes = if management { with_management(routes) } else { routes };
     let https = state.web.secure_cookie;
     let routes = routes.route_layer(track).merge(hot).with_state(state);
-    outer_layers(routes, EdgeLayer::new(cors, https))
+    outer_layers(routes, EdgeLayer::new(cors, https), hot_layer)
 }
 
 fn with_management(routes: Router<AppState>) -> Router<AppState> {
@@ -213,11 +221,11 @@ pub fn management_router(state: AppState) -> HttpService {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state);
-    outer_layers(routes, EdgeLayer::without_clients())
+    outer_layers(routes, EdgeLayer::without_clients(), HotLayer::none())
 }
 
-/// What a listener serves: the routes inside the edge.
-pub type HttpService = Edge<Router>;
+/// What a listener serves: the routes inside the hot routes' layer, inside the edge.
+pub type HttpService = Edge<Hot<Router>>;
 
 /// The layers every route shares: the edge ([`EdgeLayer`]: request id, the request span, CORS,
 /// the panic catcher, the security headers, the logging of error causes) around the OAuth-format
@@ -226,11 +234,13 @@ pub type HttpService = Edge<Router>;
 /// The edge wraps the router, not each of its routes (`Router::layer`): a layer on the routes is
 /// one more boxed service per route, which axum clones with everything below it on every
 /// request, and one more boxed future.
-pub fn outer_layers(router: Router, edge: EdgeLayer) -> HttpService {
+pub fn outer_layers(router: Router, edge: EdgeLayer, hot: HotLayer) -> HttpService {
     edge.layer(
-        router
-            .fallback(|| async { ApiError::NotFound })
-            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
+        hot.layer(
+            router
+                .fallback(|| async { ApiError::NotFound })
+                .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
+        ),
     )
 }
 
@@ -240,8 +250,15 @@ pub fn outer_layers(router: Router, edge: EdgeLayer) -> HttpService {
 pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> HttpService {
     let router = Router::new().route(
         "/baseline",
-        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) })
-            .route_layer((TrackLayer::new(metrics), admission)),
+        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
     );
-    outer_layers(router, EdgeLayer::without_clients())
+    let hot = HotLayer::new(
+        vec![HotEntry {
+            path: "/baseline",
+            methods: &[Method::GET, Method::HEAD],
+            admission,
+        }],
+        TrackLayer::new(metrics),
+    );
+    outer_layers(router, EdgeLayer::without_clients(), hot)
 }

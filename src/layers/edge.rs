@@ -245,6 +245,7 @@ mod tests {
     use super::*;
     use crate::domain::Origin;
     use crate::http::{CORS_ROUTES, HttpService};
+    use crate::layers::hot::HotLayer;
 
     const PAGE: &str = "https://app.example";
 
@@ -278,7 +279,7 @@ mod tests {
                     )
                 }),
             );
-        crate::http::outer_layers(routes, EdgeLayer::new(cors, hsts))
+        crate::http::outer_layers(routes, EdgeLayer::new(cors, hsts), HotLayer::none())
     }
 
     async fn send(router: HttpService, req: axum::http::request::Builder) -> Response {
@@ -321,7 +322,7 @@ mod tests {
             "/id",
             get(|req: Request| async move { req.headers()[&REQUEST_ID].to_str().unwrap().to_owned() }),
         );
-        let router = crate::http::outer_layers(seen, EdgeLayer::without_clients());
+        let router = crate::http::outer_layers(seen, EdgeLayer::without_clients(), HotLayer::none());
         let res = send(router, axum::http::Request::get("/id")).await;
         let id = res.headers()[&REQUEST_ID].to_str().unwrap().to_owned();
         assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);

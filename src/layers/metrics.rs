@@ -1,7 +1,8 @@
 //! `http_server_request_duration_seconds{method, route, status}`, recorded in a drop guard so that
 //! a request whose client went away (its future dropped) still counts, as status `cancelled`.
-//! Installed with `route_layer`, so `route` is always the matched template and unmatched paths
-//! create no series. Histogram handles are kept per (method, route, status), so recording costs
+//! Installed with `route_layer` ([`TrackLayer`]), so `route` is always the matched template and
+//! unmatched paths create no series; the hot routes are timed in front of the router
+//! ([`TrackLayer::track`], from `layers::hot`), by their fixed paths. Histogram handles are kept per (method, route, status), so recording costs
 //! a hash and a map read, not a registration with its label allocations.
 
 use std::future::Future;
@@ -109,17 +110,31 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let record = Record {
-            metrics: Arc::clone(&self.metrics),
-            method: req.method().clone(),
-            route: req.extensions().get::<MatchedPath>().cloned(),
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned().map(RouteName::Matched);
+        start(&self.metrics, method, route, self.inner.call(req))
+    }
+}
+
+impl TrackLayer {
+    /// `inner`, a request to `route` (a route's template) by `method`, timed into its series:
+    /// for a layer that knows the route without the router (`layers::hot`).
+    pub fn track<F>(&self, method: Method, route: &'static str, inner: F) -> TrackFuture<F> {
+        start(&self.0, method, Some(RouteName::Static(route)), inner)
+    }
+}
+
+/// The clock starts here, before `inner` is polled.
+fn start<F>(metrics: &Arc<HttpMetrics>, method: Method, route: Option<RouteName>, inner: F) -> TrackFuture<F> {
+    TrackFuture {
+        inner,
+        record: Record {
+            metrics: Arc::clone(metrics),
+            method,
+            route,
             start: Instant::now(),
             status: None,
-        };
-        TrackFuture {
-            inner: self.inner.call(req),
-            record,
-        }
+        },
     }
 }
 
@@ -148,18 +163,28 @@ where
     }
 }
 
+/// The `route` label: the template the router matched, or one known without it.
+enum RouteName {
+    Matched(MatchedPath),
+    Static(&'static str),
+}
+
 /// Written when dropped: at the end of the request, or when its client went away first.
 struct Record {
     metrics: Arc<HttpMetrics>,
     method: Method,
-    route: Option<MatchedPath>,
+    route: Option<RouteName>,
     start: Instant,
     status: Status,
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let route = self.route.as_ref().map_or("", MatchedPath::as_str);
+        let route = match &self.route {
+            Some(RouteName::Matched(path)) => path.as_str(),
+            Some(RouteName::Static(path)) => path,
+            None => "",
+        };
         self.metrics
             .histogram(&self.method, route, self.status)
             .record(self.start.elapsed().as_secs_f64());

@@ -1,4 +1,5 @@
-//! Our own tower layers: [`edge`] (what every answer passes), [`metrics`] (request latency) and
+//! Our own tower layers: [`edge`] (what every answer passes), [`hot`] (the hot endpoints'
+//! latency and admission, in front of the router), [`metrics`] (request latency) and
 //! [`admission`] (admission control of the hot endpoints); [`cors`] is the policy the edge
 //! applies. `http::router` stacks them; the order a request meets them, outermost first:
 //!
@@ -12,15 +13,19 @@
 //!    connection); the security headers on every answer; the logging of error causes
 //!    (`error::log_error_cause`: the internal cause of a 500 or 503, once, inside the span). The
 //!    OAuth-format 404 and 405 answers are the fallbacks inside it.
-//! 2. [`metrics::TrackLayer`], as a `route_layer`: only matched routes get a latency series,
-//!    labelled by the route template. It sits above admission, so shed requests are counted too.
-//! 3. [`admission::Admission`], on each of `http::HOT_ROUTES` only: bounded in-flight requests, a
-//!    bounded queue, shedding steered by queue delay, and the request timeout. A hot route gets
-//!    the two as one `route_layer` (the pair `(track, admission)`): each layer axum stacks on a
-//!    route is one more boxed service, which it clones with everything below it on every
-//!    request, and one more boxed future.
+//! 2. [`hot::HotLayer`], between the edge and the router: a request to one of
+//!    `http::HOT_ROUTES` (a fixed path) with a method its handlers serve is timed into its
+//!    latency series ([`metrics`]) and goes through its route's [`admission::Admission`]
+//!    (bounded in-flight requests, a bounded queue, shedding steered by queue delay, and the
+//!    request timeout); timing sits above admission, so shed requests are counted too. Known by
+//!    path and method, these need no route level: each layer axum stacks on a route
+//!    (`route_layer`) is one more boxed service, which it clones with everything below it on
+//!    every request, and one more boxed future.
+//! 3. [`metrics::TrackLayer`], as a `route_layer` of the other routes: only matched routes get a
+//!    latency series, labelled by the route template.
 
 pub mod admission;
 pub mod cors;
 pub mod edge;
+pub mod hot;
 pub mod metrics;

@@ -100,3 +100,37 @@ async fn request_durations_are_labelled_by_matched_route() {
     assert!(!text.contains("/no/such/path"), "unmatched paths create no series");
     assert!(text.contains(r#"authplane_tokens_issued_total{grant_type="authorization_code"} 1"#));
 }
+
+/// The hot routes are timed (and admitted) in front of the router, by path and method: every
+/// method a hot route serves gets its latency series, and a method it does not serve gets a
+/// 405 and no series, as under a `route_layer`.
+#[tokio::test]
+async fn every_method_a_hot_route_serves_is_timed_and_no_other() {
+    let app = spawn_app().await;
+    let served: [(&str, &[&str]); 4] = [
+        ("/auth/authorize", &["GET", "HEAD"]),
+        ("/auth/token", &["POST"]),
+        ("/auth/userinfo", &["GET", "HEAD", "POST"]),
+        ("/auth/par", &["POST"]),
+    ];
+    for (path, methods) in served {
+        for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let res = app.client.request(m, app.url(path)).send().await.unwrap();
+            let status = res.status();
+            let text = app.metrics_text().await;
+            let series = format!(
+                r#"http_server_request_duration_seconds_count{{method="{method}",route="{path}",status="{}"}} 1"#,
+                status.as_u16()
+            );
+            if methods.contains(&method) {
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                assert!(text.contains(&series), "{method} {path}: {series} missing");
+            } else {
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                let label = format!(r#"method="{method}",route="{path}""#);
+                assert!(!text.contains(&label), "{method} {path}: a 405 has no series");
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Admission control: which requests to a hot endpoint run now, which wait, and which are answered
 //! at once with 503 `temporarily_unavailable` and `Retry-After` (invariant 8 of docs/reference.md), before the handler
-//! (and so the store) is touched. One [`Admission`] per hot route (`http::HOT_ROUTES`), mounted
-//! as a layer of the route (`route.layer(admission)`).
+//! (and so the store) is touched. One [`Admission`] per hot route (`http::HOT_ROUTES`), applied
+//! in front of the router by `layers::hot` ([`Admission::admit`]).
 //!
 //! - Counts ([`admit`]): at most `--max-inflight` requests run, at most `--queue-capacity` wait
 //!   for a slot, and the next one is shed. Waiting and running together are bounded by the request
@@ -24,13 +24,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Gauge};
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use tower::{Layer, Service};
 
 use self::controller::Controller;
 use crate::error::ApiError;
@@ -153,42 +151,14 @@ impl Inner {
     }
 }
 
-impl<S> Layer<S> for Admission {
-    type Service = Admit<S>;
-
-    fn layer(&self, inner: S) -> Admit<S> {
-        Admit {
-            inner,
-            admission: self.clone(),
-        }
-    }
-}
-
-/// The middleware: `route.layer(admission)`. The route's future is made at once (it does
-/// nothing until polled) and runs only once admitted, inside [`AdmitFuture`]: no boxing and no
-/// clone of the inner service per request, where `from_fn` does both.
-#[derive(Clone)]
-pub struct Admit<S> {
-    inner: S,
-    admission: Admission,
-}
-
-impl<S> Service<Request> for Admit<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = AdmitFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
+impl Admission {
+    /// `route`, a request's future, made at once (it does nothing until polled) and run only
+    /// once admitted, inside [`AdmitFuture`]: no boxing and no clone of a service per request,
+    /// where `from_fn` does both. Called by `layers::hot`, which knows the route by its path.
+    pub fn admit<F: Future>(&self, route: F) -> AdmitFuture<F> {
         AdmitFuture {
-            route: Some(queue_delay::scope(self.inner.call(req))),
-            inner: Arc::clone(&self.admission.inner),
+            route: Some(queue_delay::scope(route)),
+            inner: Arc::clone(&self.inner),
             arrived: Instant::now(),
             stage: Stage::Arrived,
             timer: None,
@@ -348,46 +318,44 @@ fn answer<F>(
 mod tests {
     use std::sync::Arc;
 
-    use axum::body::Body;
     use axum::http::StatusCode;
     use futures::FutureExt;
     use tokio::sync::Notify;
 
     use super::*;
 
-    /// One slot, one queue place, a request timeout of `timeout`; the route answers 200 once
-    /// `go` is notified (one permit per request).
+    /// One slot, one queue place, a request timeout of `timeout`; `call()` is a request through
+    /// it, whose route answers 200 once `go` is notified (one permit per request).
     fn admitted(
         go: &Arc<Notify>,
         timeout: Duration,
     ) -> (
         Admission,
-        impl Service<Request, Response = Response, Error = Infallible>,
+        impl Fn() -> AdmitFuture<Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>,
     ) {
         let admission = Admission::new("/t", 1, 1, timeout, &Metrics::new());
         let go = Arc::clone(go);
-        let route = tower::service_fn(move |_: Request| {
-            let go = Arc::clone(&go);
-            async move {
-                go.notified().await;
-                Ok::<_, Infallible>(StatusCode::OK.into_response())
+        let call = {
+            let admission = admission.clone();
+            move || {
+                let go = Arc::clone(&go);
+                admission.admit(Box::pin(async move {
+                    go.notified().await;
+                    Ok::<_, Infallible>(StatusCode::OK.into_response())
+                }) as Pin<Box<dyn Future<Output = _> + Send>>)
             }
-        });
-        (admission.clone(), admission.layer(route))
-    }
-
-    fn req() -> Request {
-        Request::new(Body::empty())
+        };
+        (admission, call)
     }
 
     #[tokio::test]
     async fn a_queued_request_that_times_out_gives_back_its_place_and_takes_no_slot() {
         let go = Arc::new(Notify::new());
-        let (admission, mut svc) = admitted(&go, Duration::from_millis(200));
-        let mut running = Box::pin(svc.call(req()));
+        let (admission, call) = admitted(&go, Duration::from_millis(200));
+        let mut running = Box::pin(call());
         assert!(running.as_mut().now_or_never().is_none());
-        let queued = svc.call(req());
-        let shed = svc.call(req());
+        let queued = call();
+        let shed = call();
         let (queued, shed) = tokio::join!(queued, shed);
         // The third found the slot taken and the queue full: shed at once; the second waited
         // in the queue until the timeout.
@@ -400,7 +368,7 @@ mod tests {
         let r = admission.report();
         assert_eq!((r.in_flight, r.waiting), (0, 0));
         // Free again: the next request runs.
-        let next = svc.call(req());
+        let next = call();
         go.notify_one();
         assert_eq!(next.await.unwrap().status(), StatusCode::OK);
     }
@@ -408,9 +376,9 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_leaves_gives_back_its_slot_or_its_queue_place() {
         let go = Arc::new(Notify::new());
-        let (admission, mut svc) = admitted(&go, Duration::from_secs(60));
-        let mut running = Box::pin(svc.call(req()));
-        let mut queued = Box::pin(svc.call(req()));
+        let (admission, call) = admitted(&go, Duration::from_secs(60));
+        let mut running = Box::pin(call());
+        let mut queued = Box::pin(call());
         assert!(running.as_mut().now_or_never().is_none());
         assert!(queued.as_mut().now_or_never().is_none());
         let r = admission.report();
@@ -420,8 +388,8 @@ mod tests {
         drop(running);
         assert_eq!(admission.report().in_flight, 0);
         // A queued request is admitted when the running one ends.
-        let mut first = Box::pin(svc.call(req()));
-        let mut second = Box::pin(svc.call(req()));
+        let mut first = Box::pin(call());
+        let mut second = Box::pin(call());
         assert!(first.as_mut().now_or_never().is_none());
         assert!(second.as_mut().now_or_never().is_none());
         go.notify_one();
