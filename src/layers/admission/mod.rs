@@ -324,15 +324,12 @@ mod tests {
 
     use super::*;
 
+    /// A route's future.
+    type Route = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
     /// One slot, one queue place, a request timeout of `timeout`; `call()` is a request through
     /// it, whose route answers 200 once `go` is notified (one permit per request).
-    fn admitted(
-        go: &Arc<Notify>,
-        timeout: Duration,
-    ) -> (
-        Admission,
-        impl Fn() -> AdmitFuture<Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>,
-    ) {
+    fn admitted(go: &Arc<Notify>, timeout: Duration) -> (Admission, impl Fn() -> AdmitFuture<Route>) {
         let admission = Admission::new("/t", 1, 1, timeout, &Metrics::new());
         let go = Arc::clone(go);
         let call = {
@@ -342,7 +339,7 @@ mod tests {
                 admission.admit(Box::pin(async move {
                     go.notified().await;
                     Ok::<_, Infallible>(StatusCode::OK.into_response())
-                }) as Pin<Box<dyn Future<Output = _> + Send>>)
+                }) as Route)
             }
         };
         (admission, call)
