@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::Method;
@@ -93,10 +94,12 @@ where
             };
         };
         let method = req.method().clone();
+        // One clock read: the request's arrival, for its admission and its latency series.
+        let now = Instant::now();
         // The router routes at once and makes the route's future, which runs once admitted.
-        let admitted = route.admission.admit(self.inner.call(req));
+        let admitted = route.admission.admit(self.inner.call(req), now);
         HotFuture::Hot {
-            inner: track.track(method, route.path, admitted),
+            inner: track.track(method, route.path, admitted, now),
         }
     }
 }

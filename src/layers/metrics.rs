@@ -112,27 +112,34 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let method = req.method().clone();
         let route = req.extensions().get::<MatchedPath>().cloned().map(RouteName::Matched);
-        start(&self.metrics, method, route, self.inner.call(req))
+        track(&self.metrics, method, route, self.inner.call(req), Instant::now())
     }
 }
 
 impl TrackLayer {
-    /// `inner`, a request to `route` (a route's template) by `method`, timed into its series:
-    /// for a layer that knows the route without the router (`layers::hot`).
-    pub fn track<F>(&self, method: Method, route: &'static str, inner: F) -> TrackFuture<F> {
-        start(&self.0, method, Some(RouteName::Static(route)), inner)
+    /// `inner`, a request to `route` (a route's template) by `method` that arrived at `start`,
+    /// timed into its series: for a layer that knows the route without the router
+    /// (`layers::hot`).
+    pub fn track<F>(&self, method: Method, route: &'static str, inner: F, start: Instant) -> TrackFuture<F> {
+        track(&self.0, method, Some(RouteName::Static(route)), inner, start)
     }
 }
 
-/// The clock starts here, before `inner` is polled.
-fn start<F>(metrics: &Arc<HttpMetrics>, method: Method, route: Option<RouteName>, inner: F) -> TrackFuture<F> {
+/// The series' clock runs from `start`, before `inner` is polled.
+fn track<F>(
+    metrics: &Arc<HttpMetrics>,
+    method: Method,
+    route: Option<RouteName>,
+    inner: F,
+    start: Instant,
+) -> TrackFuture<F> {
     TrackFuture {
         inner,
         record: Record {
             metrics: Arc::clone(metrics),
             method,
             route,
-            start: Instant::now(),
+            start,
             status: None,
         },
     }

@@ -154,12 +154,13 @@ impl Inner {
 impl Admission {
     /// `route`, a request's future, made at once (it does nothing until polled) and run only
     /// once admitted, inside [`AdmitFuture`]: no boxing and no clone of a service per request,
-    /// where `from_fn` does both. Called by `layers::hot`, which knows the route by its path.
-    pub fn admit<F: Future>(&self, route: F) -> AdmitFuture<F> {
+    /// where `from_fn` does both. Called by `layers::hot`, which knows the route by its path
+    /// and reads the clock once for the request's `arrived` and its latency series' start.
+    pub fn admit<F: Future>(&self, route: F, arrived: Instant) -> AdmitFuture<F> {
         AdmitFuture {
             route: Some(queue_delay::scope(route)),
             inner: Arc::clone(&self.inner),
-            arrived: Instant::now(),
+            arrived,
             stage: Stage::Arrived,
             timer: None,
         }
@@ -336,10 +337,11 @@ mod tests {
             let admission = admission.clone();
             move || {
                 let go = Arc::clone(&go);
-                admission.admit(Box::pin(async move {
+                let route = Box::pin(async move {
                     go.notified().await;
                     Ok::<_, Infallible>(StatusCode::OK.into_response())
-                }) as Route)
+                });
+                admission.admit(route as Route, Instant::now())
             }
         };
         (admission, call)
