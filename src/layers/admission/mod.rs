@@ -3,7 +3,7 @@
 //! (and so the store) is touched. One [`Admission`] per hot route (`http::HOT_ROUTES`), applied
 //! in front of the router by `layers::hot` ([`Admission::admit`]).
 //!
-//! - Counts ([`admit`]): at most `--max-inflight` requests run, at most `--queue-capacity` wait
+//! - Counts ([`Admission::admit`]): at most `--max-inflight` requests run, at most `--queue-capacity` wait
 //!   for a slot, and the next one is shed. Waiting and running together are bounded by the request
 //!   timeout. This is the `load_shed → bounded queue → concurrency_limit → timeout` stack of tower,
 //!   written as one small middleware so that the queue is a counter rather than a `Buffer` worker
