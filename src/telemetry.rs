@@ -258,21 +258,41 @@ impl Metrics {
 
 /// Installs the process's tracing subscriber. Called once by `main`, before the runtime starts;
 /// tests opt in with `TEST_LOG`. The returned guard flushes the OTLP exporter when dropped.
+///
+/// With an OTLP endpoint, `RUST_LOG` filters the log alone (a per-layer filter): the exporter gets
+/// the request spans whatever the log's level. Without one, the log is the only layer and the
+/// filter is the subscriber's own: decided once per callsite, where a per-layer filter keeps
+/// its bookkeeping on every span's creation, entry, exit and close.
 pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<crate::otlp::OtlpGuard> {
     let (otlp, guard) = crate::otlp::layer(otlp_endpoint)?;
-    let registry = tracing_subscriber::registry().with(otlp);
-    let fmt = match format {
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = log_filter(&directives);
+    if otlp.is_none() {
+        let registry = tracing_subscriber::registry();
+        match filter {
+            LogFilter::Targets(t) => registry.with(t).with(log_layer(format)).try_init()?,
+            LogFilter::Env(e) => registry.with(e).with(log_layer(format)).try_init()?,
+        }
+        return Ok(guard);
+    }
+    let fmt = match filter {
+        LogFilter::Targets(t) => log_layer(format).with_filter(t).boxed(),
+        LogFilter::Env(e) => log_layer(format).with_filter(e).boxed(),
+    };
+    tracing_subscriber::registry().with(otlp).with(fmt).try_init()?;
+    Ok(guard)
+}
+
+/// The log in `format`, on stdout.
+fn log_layer<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
         // Colours only for a terminal: logs piped to a file or a collector stay plain text.
         LogFormat::Text => text_layer(std::io::stdout, std::io::stdout().is_terminal()).boxed(),
-    };
-    let directives = std::env::var("RUST_LOG").unwrap_or_default();
-    let fmt = match log_filter(&directives) {
-        LogFilter::Targets(t) => fmt.with_filter(t).boxed(),
-        LogFilter::Env(e) => fmt.with_filter(e).boxed(),
-    };
-    registry.with(fmt).try_init()?;
-    Ok(guard)
+    }
 }
 
 /// The text log: fmt with [`PlainFields`], the request span's fields written by
