@@ -369,7 +369,8 @@ type Waiting = (Pin<Box<Sleep>>, Pin<Box<WaitForCancellationFutureOwned>>);
 /// first poll of nearly every body, even one already in the connection's buffer: the timer and
 /// the shutdown waiter are made for every request with a body. (Waking the task once instead,
 /// and arming them on a second wait, took 0.55% of an introspection's instructions: kept out,
-/// below the noise; BENCHMARKS.md section 2, "the hot routes in front of the router".)
+/// too little for its extra state; BENCHMARKS.md section 2, "the hot routes in front of the
+/// router".)
 pub struct BodyDeadline {
     inner: Incoming,
     timeout: Duration,
