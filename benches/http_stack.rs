@@ -140,12 +140,11 @@ fn stack_benches(c: &mut Criterion) {
     benches(&mut g);
     g.finish();
 
-    // The server's subscriber: its text log at info (here into a sink), so the request span is
-    // recorded.
-    let subscriber = tracing_subscriber::registry().with(
-        authplane::telemetry::text_layer(std::io::sink, false)
-            .with_filter(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)),
-    );
+    // The server's subscriber without an OTLP exporter: its text log at info (here into a sink),
+    // the filter the subscriber's own, so the request span is recorded.
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
+        .with(authplane::telemetry::text_layer(std::io::sink, false));
     let _guard = tracing::subscriber::set_default(subscriber);
     let mut g = c.benchmark_group("http_server_subscriber");
     benches(&mut g);
