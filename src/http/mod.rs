@@ -248,13 +248,14 @@ pub fn outer_layers(router: Router, edge: EdgeLayer, hot: HotLayer) -> HttpServi
 /// endpoints (latency metrics, admission control, outer layers), without any auth logic. Not
 /// mounted by the server; the load tool serves it to measure the stack's own ceiling.
 pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> HttpService {
+    const PATH: &str = "/baseline";
     let router = Router::new().route(
-        "/baseline",
+        PATH,
         get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
     );
     let hot = HotLayer::new(
         vec![HotEntry {
-            path: "/baseline",
+            path: PATH,
             methods: &[Method::GET, Method::HEAD],
             admission,
         }],
