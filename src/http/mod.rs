@@ -51,11 +51,12 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
     res
 }
 
-/// An endpoint on the hot path: its own [`Admission`] and its latency series in front of the
-/// router ([`crate::layers::hot`]), and the series exists from start-up.
+/// An endpoint whose latency series is recorded in front of the router ([`crate::layers::hot`]):
+/// one of [`HOT_ROUTES`] (with its own [`Admission`], and its series from start-up) or of
+/// [`TIMED_ROUTES`].
 pub struct HotRoute {
     pub path: &'static str,
-    /// The methods `handlers` serve (`get` serves HEAD too); the first is the endpoint's main
+    /// The methods `handlers` serve (`get` serves HEAD too); the first is a hot endpoint's main
     /// one, whose latency series is registered at start-up so dashboards never meet a missing
     /// series. The others get no admission and no series: the router answers them 405.
     pub methods: &'static [Method],
@@ -86,6 +87,23 @@ pub const HOT_ROUTES: [HotRoute; 4] = [
         path: "/auth/par",
         methods: &[Method::POST],
         handlers: || post(par::par),
+    },
+];
+
+/// The endpoints that resource servers and clients call per API request or per token, timed in
+/// front of the router like [`HOT_ROUTES`] but without admission control (not a hot endpoint:
+/// no queue, never shed): the `route_layer` that times the other routes is one more boxed
+/// service, cloned with everything below it per request, and one more boxed future.
+pub const TIMED_ROUTES: [HotRoute; 2] = [
+    HotRoute {
+        path: "/auth/introspect",
+        methods: &[Method::POST],
+        handlers: || post(token::introspect),
+    },
+    HotRoute {
+        path: "/auth/revoke",
+        methods: &[Method::POST],
+        handlers: || post(token::revoke),
     },
 ];
 
@@ -151,19 +169,25 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Htt
         state.clients.configured().flat_map(|c| &c.allowed_origins),
     );
     let track = TrackLayer::new(state.metrics.clone());
-    // A hot route's latency series and admission are in front of the router (`HotLayer`).
-    let hot = HOT_ROUTES.iter().fold(Router::new(), |router, route| {
-        router.route(route.path, (route.handlers)())
-    });
+    // The latency series of a hot or timed route, and a hot route's admission, are in front of
+    // the router (`HotLayer`).
+    let hot = HOT_ROUTES
+        .iter()
+        .chain(&TIMED_ROUTES)
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, (route.handlers)())
+        });
+    let entry = |route: &HotRoute, admission: Option<&Admission>| HotEntry {
+        path: route.path,
+        methods: route.methods,
+        admission: admission.cloned(),
+    };
     let hot_layer = HotLayer::new(
         HOT_ROUTES
             .iter()
             .zip(admissions.all())
-            .map(|(route, admission)| HotEntry {
-                path: route.path,
-                methods: route.methods,
-                admission: admission.clone(),
-            })
+            .map(|(route, admission)| entry(route, Some(admission)))
+            .chain(TIMED_ROUTES.iter().map(|route| entry(route, None)))
             .collect(),
         track.clone(),
     );
@@ -175,8 +199,6 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Htt
             "/auth/end-session",
             get(logout::end_session_get).post(logout::end_session_post),
         )
-        .route("/auth/revoke", post(token::revoke))
-        .route("/auth/introspect", post(token::introspect))
         .route("/.well-known/oauth-authorization-server", get(health::metadata))
         .route("/.well-known/openid-configuration", get(health::metadata))
         .route("/auth/jwks", get(metadata::jwks))
@@ -257,7 +279,7 @@ pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission)
         vec![HotEntry {
             path: PATH,
             methods: &[Method::GET, Method::HEAD],
-            admission,
+            admission: Some(admission),
         }],
         TrackLayer::new(metrics),
     );

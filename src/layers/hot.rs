@@ -1,6 +1,7 @@
 //! The hot routes' latency series and admission control, in front of the router: a request to a
 //! hot route (`http::HOT_ROUTES`: a fixed path, no parameters) is known by its path and method
-//! before the router sees it, so the two need no route level of their own. As a `route_layer`
+//! before the router sees it, so the two need no route level of their own. The timed routes
+//! (`http::TIMED_ROUTES`) get their series here too, without admission. As a `route_layer`
 //! they were one: a boxed service that axum clones, with everything below it, on every request,
 //! and one more boxed future. A request the edge answers itself (a CORS preflight) never comes
 //! here; one with a method the route does not serve (405) passes untracked and unadmitted, as it
@@ -22,11 +23,12 @@ use tower::{Layer, Service};
 use super::admission::{Admission, AdmitFuture};
 use super::metrics::{TrackFuture, TrackLayer};
 
-/// One hot route: its path, the methods its handlers serve, its admission control.
+/// One route timed here: its path, the methods its handlers serve, its admission control (a
+/// hot route's; `None` for a route that is only timed).
 pub struct HotEntry {
     pub path: &'static str,
     pub methods: &'static [Method],
-    pub admission: Admission,
+    pub admission: Option<Admission>,
 }
 
 /// The layer, around the router; `None` for a router without hot routes.
@@ -96,8 +98,13 @@ where
         let method = req.method().clone();
         // One clock read: the request's arrival, for its admission and its latency series.
         let now = Instant::now();
+        let Some(admission) = &route.admission else {
+            return HotFuture::Timed {
+                inner: track.track(method, route.path, self.inner.call(req), now),
+            };
+        };
         // The router routes at once and makes the route's future, which runs once admitted.
-        let admitted = route.admission.admit(self.inner.call(req), now);
+        let admitted = admission.admit(self.inner.call(req), now);
         HotFuture::Hot {
             inner: track.track(method, route.path, admitted, now),
         }
@@ -108,6 +115,7 @@ pin_project! {
     #[project = HotProj]
     pub enum HotFuture<F> {
         Hot { #[pin] inner: TrackFuture<AdmitFuture<F>> },
+        Timed { #[pin] inner: TrackFuture<F> },
         Other { #[pin] inner: F },
     }
 }
@@ -121,6 +129,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             HotProj::Hot { inner } => inner.poll(cx),
+            HotProj::Timed { inner } => inner.poll(cx),
             HotProj::Other { inner } => inner.poll(cx),
         }
     }

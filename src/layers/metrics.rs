@@ -1,7 +1,7 @@
 //! `http_server_request_duration_seconds{method, route, status}`, recorded in a drop guard so that
 //! a request whose client went away (its future dropped) still counts, as status `cancelled`.
 //! Installed with `route_layer` ([`TrackLayer`]), so `route` is always the matched template and
-//! unmatched paths create no series; the hot routes are timed in front of the router
+//! unmatched paths create no series; the hot and timed routes are timed in front of the router
 //! ([`TrackLayer::track`], from `layers::hot`), by their fixed paths. Histogram handles are kept per (method, route, status), so recording costs
 //! a hash and a map read, not a registration with its label allocations.
 

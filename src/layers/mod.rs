@@ -17,8 +17,10 @@
 //!    `http::HOT_ROUTES` (a fixed path) with a method its handlers serve is timed into its
 //!    latency series ([`metrics`]) and goes through its route's [`admission::Admission`]
 //!    (bounded in-flight requests, a bounded queue, shedding steered by queue delay, and the
-//!    request timeout); timing sits above admission, so shed requests are counted too. Known by
-//!    path and method, these need no route level: each layer axum stacks on a route
+//!    request timeout); timing sits above admission, so shed requests are counted too. A
+//!    request to one of `http::TIMED_ROUTES` (introspection, revocation) is timed there too,
+//!    without admission. Known by path and method, these need no route level: each layer axum
+//!    stacks on a route
 //!    (`route_layer`) is one more boxed service, which it clones with everything below it on
 //!    every request, and one more boxed future.
 //! 3. [`metrics::TrackLayer`], as a `route_layer` of the other routes: only matched routes get a

@@ -101,17 +101,20 @@ async fn request_durations_are_labelled_by_matched_route() {
     assert!(text.contains(r#"authplane_tokens_issued_total{grant_type="authorization_code"} 1"#));
 }
 
-/// The hot routes are timed (and admitted) in front of the router, by path and method: every
-/// method a hot route serves gets its latency series, and a method it does not serve gets a
-/// 405 and no series, as under a `route_layer`.
+/// The hot routes are timed (and admitted) in front of the router, by path and method, and so
+/// are the timed routes (without admission): every method such a route serves gets its latency
+/// series, and a method it does not serve gets a 405 and no series, as under a `route_layer`.
 #[tokio::test]
 async fn every_method_a_hot_route_serves_is_timed_and_no_other() {
     let app = spawn_app().await;
-    let served: [(&str, &[&str]); 4] = [
+    // The hot routes, then the timed ones (introspection, revocation: timed without admission).
+    let served: [(&str, &[&str]); 6] = [
         ("/auth/authorize", &["GET", "HEAD"]),
         ("/auth/token", &["POST"]),
         ("/auth/userinfo", &["GET", "HEAD", "POST"]),
         ("/auth/par", &["POST"]),
+        ("/auth/introspect", &["POST"]),
+        ("/auth/revoke", &["POST"]),
     ];
     for (path, methods) in served {
         for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] {
