@@ -74,12 +74,13 @@ pub struct Scope(Arc<str>);
 impl Scope {
     /// Parses a scope string; `None` when a token holds a character outside NQCHAR.
     pub fn parse(s: &str) -> Option<Self> {
-        let tokens = s.split(' ').filter(|t| !t.is_empty());
+        // Tokens of NQCHAR separated by spaces: once every byte is one or the other, the
+        // whitespace split (bytes, no searcher) is the split at spaces.
         let nqchar = |b: u8| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b);
-        if !tokens.clone().all(|t| t.bytes().all(nqchar)) {
+        if !s.bytes().all(|b| b == b' ' || nqchar(b)) {
             return None;
         }
-        Some(Self::from_tokens(tokens))
+        Some(Self::from_tokens(s.split_ascii_whitespace()))
     }
 
     fn from_tokens<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
@@ -107,7 +108,8 @@ impl Scope {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
-        self.0.split(' ').filter(|t| !t.is_empty())
+        // The canonical form holds no whitespace but its single spaces.
+        self.0.split_ascii_whitespace()
     }
 
     pub fn union(&self, other: &Scope) -> Scope {
@@ -446,6 +448,9 @@ mod tests {
         assert_eq!(s.to_string(), "openid profile");
         assert!(Scope::parse("open\"id").is_none());
         assert!(Scope::parse("a\\b").is_none());
+        // Only spaces separate: other whitespace is no NQCHAR (RFC 6749 appendix A.4).
+        assert!(Scope::parse("openid\tprofile").is_none());
+        assert!(Scope::parse("openid\nprofile").is_none());
         assert_eq!(Scope::parse("  ").unwrap(), Scope::default());
         assert!(Scope::parse("").unwrap().is_empty());
     }

@@ -56,42 +56,69 @@ fn known_name(name: &str) -> Option<&'static str> {
 
 impl Params {
     pub fn parse(input: &[u8]) -> Result<Self, ApiError> {
+        // Valid UTF-8 as a whole, so every name and value, split off at an ASCII `&` or `=`, is
+        // too: one validation for the whole input, and only a decoded piece needs another.
+        let input = std::str::from_utf8(input).map_err(|_| NOT_UTF8)?;
         // Sized for the pairs (bounded: a body of ampersands is no reason to reserve much), so
         // the map does not grow and rehash as an authorization request's parameters arrive.
-        let pairs = memchr::memchr_iter(b'&', input).count() + 1;
+        let pairs = memchr::memchr_iter(b'&', input.as_bytes()).count() + 1;
         let mut p = Params {
             values: HashMap::with_capacity_and_hasher(pairs.min(32), Default::default()),
             ..Params::default()
         };
-        for pair in input.split(|&b| b == b'&') {
-            if pair.is_empty() {
-                continue;
-            }
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &[][..]),
-            };
-            let name = match decode_str(name)? {
-                Cow::Borrowed(n) => known_name(n).map_or_else(|| Cow::Owned(n.to_owned()), Cow::Borrowed),
-                Cow::Owned(n) => Cow::Owned(n),
-            };
-            let value = decode(value)?;
-            if value.is_empty() {
-                continue;
-            }
-            match p.values.entry(name) {
-                Entry::Occupied(e) => {
-                    if !p.duplicated.contains(e.key()) {
-                        p.duplicated.push(e.key().clone());
-                    }
-                    p.repeats.push((e.key().clone(), value));
+        // One walk through the bytes finds each pair's end, its first `=` and whether it has
+        // anything to decode; a pair with nothing to decode (most: ids, tokens, codes) is taken
+        // as it is. (A search per piece cost more than these few bytes: they are short.)
+        let (mut start, mut eq, mut encoded) = (0, None, false);
+        for (i, b) in input.bytes().enumerate() {
+            match b {
+                b'&' => {
+                    p.add(&input[start..i], eq.map(|e| e - start), encoded)?;
+                    (start, eq, encoded) = (i + 1, None, false);
                 }
-                Entry::Vacant(e) => {
-                    e.insert(value);
-                }
+                b'=' if eq.is_none() => eq = Some(i),
+                b'%' | b'+' => encoded = true,
+                _ => {}
             }
         }
+        p.add(&input[start..], eq.map(|e| e - start), encoded)?;
         Ok(p)
+    }
+
+    /// One `name=value` pair (`eq`: where its first `=` is), decoded when `encoded`.
+    fn add(&mut self, pair: &str, eq: Option<usize>, encoded: bool) -> Result<(), ApiError> {
+        if pair.is_empty() {
+            return Ok(());
+        }
+        let (name, value) = match eq {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        let (name, value) = if encoded {
+            (decode_str(name)?, decode_str(value)?)
+        } else {
+            (Cow::Borrowed(name), Cow::Borrowed(value))
+        };
+        if value.is_empty() {
+            return Ok(());
+        }
+        let name = match name {
+            Cow::Borrowed(n) => known_name(n).map_or_else(|| Cow::Owned(n.to_owned()), Cow::Borrowed),
+            Cow::Owned(n) => Cow::Owned(n),
+        };
+        let value = value.into_owned();
+        match self.values.entry(name) {
+            Entry::Occupied(e) => {
+                if !self.duplicated.contains(e.key()) {
+                    self.duplicated.push(e.key().clone());
+                }
+                self.repeats.push((e.key().clone(), value));
+            }
+            Entry::Vacant(e) => {
+                e.insert(value);
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -124,30 +151,30 @@ impl Params {
     }
 }
 
+const NOT_UTF8: ApiError = ApiError::InvalidRequest("parameters must be UTF-8");
+
 /// Strict form-urlencoded decoding: `+` is a space, `%XY` needs two hex digits, and the result
 /// must be UTF-8.
 pub fn decode(input: &[u8]) -> Result<String, ApiError> {
+    let input = std::str::from_utf8(input).map_err(|_| NOT_UTF8)?;
     decode_str(input).map(Cow::into_owned)
 }
 
-/// [`decode`], borrowing `input` when there is nothing to decode.
-fn decode_str(input: &[u8]) -> Result<Cow<'_, str>, ApiError> {
-    let not_utf8 = |_| ApiError::InvalidRequest("parameters must be UTF-8");
-    // Most values (tokens, ids, URLs already encoded by the client) have nothing to decode.
-    if memchr::memchr2(b'%', b'+', input).is_none() {
-        return std::str::from_utf8(input).map(Cow::Borrowed).map_err(not_utf8);
-    }
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
+/// [`decode`] of a string, borrowing it when there is nothing to decode.
+fn decode_str(input: &str) -> Result<Cow<'_, str>, ApiError> {
+    let bytes = input.as_bytes();
+    let Some(first) = bytes.iter().position(|&b| b == b'%' || b == b'+') else {
+        return Ok(Cow::Borrowed(input));
+    };
+    let hex = |i: usize| bytes.get(i).and_then(|&b| (b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first]);
+    let mut i = first;
+    while let Some(&b) = bytes.get(i) {
+        match b {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                let (Some(h), Some(l)) = (
-                    input.get(i + 1).and_then(|&b| hex(b)),
-                    input.get(i + 2).and_then(|&b| hex(b)),
-                ) else {
+                let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) else {
                     return Err(ApiError::InvalidRequest("malformed percent-encoding"));
                 };
                 out.push((h * 16 + l) as u8);
@@ -157,9 +184,7 @@ fn decode_str(input: &[u8]) -> Result<Cow<'_, str>, ApiError> {
         }
         i += 1;
     }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|e| not_utf8(e.utf8_error()))
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| NOT_UTF8)
 }
 
 /// The query string's parameters.
@@ -427,6 +452,59 @@ mod tests {
         // Nothing to decode, but not UTF-8 either.
         assert!(Params::parse(b"a=\xff").is_err());
         assert!(Params::parse(b"\xff=1").is_err());
+    }
+
+    /// The one-pass split agrees with the plain reading of the format (split at every `&`, then
+    /// at the first `=`, then decode each piece, all of it UTF-8) on every input of up to five
+    /// bytes from an alphabet of the bytes that matter: the values, the duplicates and the errors.
+    #[test]
+    fn one_pass_parsing_agrees_with_splitting_piece_by_piece() {
+        fn reference(input: &[u8]) -> Option<Vec<(String, String)>> {
+            let mut pairs = Vec::new();
+            for pair in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+                let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &[][..]),
+                };
+                let (name, value) = (decode(name).ok()?, decode(value).ok()?);
+                if !value.is_empty() {
+                    pairs.push((name, value));
+                }
+            }
+            Some(pairs)
+        }
+        let alphabet = b"a=&%4+1\xc3\xa9";
+        let mut inputs = vec![Vec::new()];
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> = inputs
+                .iter()
+                .filter(|i| i.len() == inputs.last().map_or(0, Vec::len))
+                .flat_map(|i| alphabet.iter().map(move |&b| [i.as_slice(), &[b]].concat()))
+                .collect();
+            inputs.extend(longer);
+        }
+        assert_eq!(inputs.len(), (0..=5).map(|n| 9usize.pow(n)).sum::<usize>());
+        for input in &inputs {
+            let parsed = Params::parse(input);
+            let Some(pairs) = reference(input) else {
+                assert!(parsed.is_err(), "{input:?}");
+                continue;
+            };
+            let mut p = parsed.unwrap_or_else(|e| panic!("{input:?}: {e:?}"));
+            let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                let all: Vec<&str> = pairs
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                assert_eq!(p.duplicated(&[name]).count(), usize::from(all.len() > 1), "{input:?}");
+                assert_eq!(p.take_all(name), all, "{input:?}");
+            }
+            assert!(p.values.is_empty(), "{input:?}");
+        }
     }
 
     fn frames(chunks: &[&'static str]) -> Body {
