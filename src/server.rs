@@ -62,7 +62,12 @@ pub async fn serve(listener: TcpListener, router: HttpService, limits: ConnLimit
     http.timer(TokioTimer::new())
         .header_read_timeout(None)
         .max_header_size(limits.max_header_bytes)
-        .max_buf_size(limits.max_header_bytes.max(8 * 1024) + 8 * 1024);
+        .max_buf_size(limits.max_header_bytes.max(8 * 1024) + 8 * 1024)
+        // An answer's head and body copied into one buffer and sent with one `send`, not
+        // `writev`: the vectored write goes through the file layer (the file position's lock,
+        // the iovec's import) and costs the kernel more than the copy of a few hundred bytes
+        // costs here (BENCHMARKS.md section 2, "one send per answer").
+        .writev(false);
     loop {
         // At the cap, wait for a connection to end before accepting another: the ones we have
         // keep being served, and new ones wait in the backlog.
