@@ -66,7 +66,8 @@ pub async fn serve(listener: TcpListener, router: HttpService, limits: ConnLimit
         // An answer's head and body copied into one buffer and sent with one `send`, not
         // `writev`: the vectored write goes through the file layer (the file position's lock,
         // the iovec's import) and costs the kernel more than the copy of a few hundred bytes
-        // costs here (BENCHMARKS.md section 2, "one send per answer").
+        // costs here (BENCHMARKS.md section 2, "one send per answer"). The largest answers (an
+        // admin listing's page of at most 1,000 entries) are copied once too.
         .writev(false);
     loop {
         // At the cap, wait for a connection to end before accepting another: the ones we have

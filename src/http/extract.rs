@@ -455,8 +455,9 @@ mod tests {
     }
 
     /// The one-pass split agrees with the plain reading of the format (split at every `&`, then
-    /// at the first `=`, then decode each piece, all of it UTF-8) on every input of up to five
+    /// at the first `=`, then [`decode`] each piece on its own) on every input of up to five
     /// bytes from an alphabet of the bytes that matter: the values, the duplicates and the errors.
+    /// (`decode` itself is checked by `params_decode_strictly`.)
     #[test]
     fn one_pass_parsing_agrees_with_splitting_piece_by_piece() {
         fn reference(input: &[u8]) -> Option<Vec<(String, String)>> {
