@@ -2,15 +2,17 @@
 //! the result; nothing here touches a store, a cache or a credential's hash.
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, post};
 use tower::Layer;
 
 use crate::error::ApiError;
 use crate::layers::admission::Admission;
 use crate::layers::cors::{Cors, CorsRoute, Origins};
 use crate::layers::edge::{Edge, EdgeLayer};
-use crate::layers::hot::{Hot, HotEntry, HotLayer};
+use crate::layers::hot::{HandlerFuture, Hot, HotEntry, HotLayer};
 use crate::layers::metrics::TrackLayer;
 use crate::state::AppState;
 
@@ -53,15 +55,43 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
 
 /// An endpoint whose latency series is recorded in front of the router ([`crate::layers::hot`]):
 /// one of [`HOT_ROUTES`] (with its own [`Admission`], and its series from start-up) or of
-/// [`TIMED_ROUTES`].
+/// [`TIMED_ROUTES`]. The hot layer calls its handler itself; the router has it too (for HEAD,
+/// and for the 405 of any other method), made from the same function ([`HotRoute::method_router`]).
 pub struct HotRoute {
     pub path: &'static str,
-    /// The methods `handlers` serve (`get` serves HEAD too); the first is a hot endpoint's main
-    /// one, whose latency series is registered at start-up so dashboards never meet a missing
-    /// series. The others get no admission and no series: the router answers them 405.
+    /// The methods `handler` serves (a GET route serves HEAD too, listed); the first is a hot
+    /// endpoint's main one, whose latency series is registered at start-up so dashboards never
+    /// meet a missing series. The others get no admission and no series: the router answers
+    /// them 405.
     pub methods: &'static [Method],
-    /// The handlers, per method.
-    pub handlers: fn() -> MethodRouter<AppState>,
+    /// The handler, as axum calls it: `Handler::call` of the endpoint's `async fn`.
+    pub handler: fn(Request, AppState) -> HandlerFuture,
+}
+
+impl HotRoute {
+    /// The route's handler on the router, for each of its methods (HEAD with GET's).
+    fn method_router(&self) -> MethodRouter<AppState> {
+        let handler = self.handler;
+        let call = move |State(state): State<AppState>, req: Request| handler(req, state);
+        // Every method of the tables is a standard one, which `MethodFilter` has (the API tests
+        // send each table's methods and expect them served).
+        self.methods
+            .iter()
+            .filter(|m| **m != Method::HEAD)
+            .filter_map(|m| MethodFilter::try_from(m.clone()).ok())
+            .fold(MethodRouter::new(), |router, filter| router.on(filter, call))
+    }
+
+    /// The hot layer's entry for the route, with `admission` (a hot route's) and `state`.
+    fn entry(&self, admission: Option<Admission>, state: &AppState) -> HotEntry {
+        let (handler, state) = (self.handler, state.clone());
+        HotEntry {
+            path: self.path,
+            methods: self.methods,
+            admission,
+            handler: Box::new(move |req| handler(req, state.clone())),
+        }
+    }
 }
 
 /// The hot endpoints, declared once: the router, the per-route admissions ([`Admissions`]) and
@@ -70,23 +100,23 @@ pub const HOT_ROUTES: [HotRoute; 4] = [
     HotRoute {
         path: "/auth/authorize",
         methods: &[Method::GET, Method::HEAD],
-        handlers: || get(authorize::authorize),
+        handler: |req, state| Handler::call(authorize::authorize, req, state),
     },
     HotRoute {
         path: "/auth/token",
         methods: &[Method::POST],
-        handlers: || post(token::token),
+        handler: |req, state| Handler::call(token::token, req, state),
     },
     HotRoute {
         path: "/auth/userinfo",
         methods: &[Method::GET, Method::POST, Method::HEAD],
-        handlers: || get(userinfo::userinfo).post(userinfo::userinfo),
+        handler: |req, state| Handler::call(userinfo::userinfo, req, state),
     },
     // Client authentication and a store write per request, like the token endpoint.
     HotRoute {
         path: "/auth/par",
         methods: &[Method::POST],
-        handlers: || post(par::par),
+        handler: |req, state| Handler::call(par::par, req, state),
     },
 ];
 
@@ -98,12 +128,12 @@ pub const TIMED_ROUTES: [HotRoute; 2] = [
     HotRoute {
         path: "/auth/introspect",
         methods: &[Method::POST],
-        handlers: || post(token::introspect),
+        handler: |req, state| Handler::call(token::introspect, req, state),
     },
     HotRoute {
         path: "/auth/revoke",
         methods: &[Method::POST],
-        handlers: || post(token::revoke),
+        handler: |req, state| Handler::call(token::revoke, req, state),
     },
 ];
 
@@ -169,25 +199,21 @@ pub fn router(state: AppState, admissions: &Admissions, management: bool) -> Htt
         state.clients.configured().flat_map(|c| &c.allowed_origins),
     );
     let track = TrackLayer::new(state.metrics.clone());
-    // The latency series of a hot or timed route, and a hot route's admission, are in front of
-    // the router (`HotLayer`).
+    // The latency series of a hot or timed route, a hot route's admission and the call of its
+    // handler are in front of the router (`HotLayer`); the router keeps the routes for HEAD and
+    // the 405s.
     let hot = HOT_ROUTES
         .iter()
         .chain(&TIMED_ROUTES)
         .fold(Router::new(), |router, route| {
-            router.route(route.path, (route.handlers)())
+            router.route(route.path, route.method_router())
         });
-    let entry = |route: &HotRoute, admission: Option<&Admission>| HotEntry {
-        path: route.path,
-        methods: route.methods,
-        admission: admission.cloned(),
-    };
     let hot_layer = HotLayer::new(
         HOT_ROUTES
             .iter()
             .zip(admissions.all())
-            .map(|(route, admission)| entry(route, Some(admission)))
-            .chain(TIMED_ROUTES.iter().map(|route| entry(route, None)))
+            .map(|(route, admission)| route.entry(Some(admission.clone()), &state))
+            .chain(TIMED_ROUTES.iter().map(|route| route.entry(None, &state)))
             .collect(),
         track.clone(),
     );
@@ -271,15 +297,16 @@ pub fn outer_layers(router: Router, edge: EdgeLayer, hot: HotLayer) -> HttpServi
 /// mounted by the server; the load tool serves it to measure the stack's own ceiling.
 pub fn baseline_router(metrics: crate::telemetry::Metrics, admission: Admission) -> HttpService {
     const PATH: &str = "/baseline";
-    let router = Router::new().route(
-        PATH,
-        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-    );
+    async fn status() -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::json!({ "status": "ok" }))
+    }
+    let router = Router::new().route(PATH, get(status));
     let hot = HotLayer::new(
         vec![HotEntry {
             path: PATH,
             methods: &[Method::GET, Method::HEAD],
             admission: Some(admission),
+            handler: Box::new(|req| Handler::call(status, req, ())),
         }],
         TrackLayer::new(metrics),
     );

@@ -6,6 +6,12 @@
 //! and one more boxed future. A request the edge answers itself (a CORS preflight) never comes
 //! here; one with a method the route does not serve (405) passes untracked and unadmitted, as it
 //! did under the `route_layer`.
+//!
+//! A route's handler is called here too ([`HotEntry::handler`]), not through the router: the
+//! router would match the path again, insert the path parameters and the matched path into the
+//! request's extensions, clone the route's boxed service and box one more future around the
+//! handler's own, all per request. HEAD (a GET route's, answered without the body) goes through
+//! the router, whose method routing strips the body; so do methods the route does not serve.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,12 +30,22 @@ use super::admission::{Admission, AdmitFuture};
 use super::metrics::{TrackFuture, TrackLayer};
 
 /// One route timed here: its path, the methods its handlers serve, its admission control (a
-/// hot route's; `None` for a route that is only timed).
+/// hot route's; `None` for a route that is only timed) and its handler.
 pub struct HotEntry {
     pub path: &'static str,
     pub methods: &'static [Method],
     pub admission: Option<Admission>,
+    /// The handler of every method in `methods` but HEAD, called with the request as the
+    /// router would (the same handler the router has for the path; HEAD goes through the
+    /// router, for its body to be stripped).
+    pub handler: Handler,
 }
+
+/// A route's handler with its state: what axum's `Handler::call` makes of a request.
+pub type Handler = Box<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+
+/// axum's handler future (every `async fn` handler's is this box).
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// The layer, around the router; `None` for a router without hot routes.
 #[derive(Clone)]
@@ -98,15 +114,23 @@ where
         let method = req.method().clone();
         // One clock read: the request's arrival, for its admission and its latency series.
         let now = Instant::now();
+        // The route's future is made at once (it does nothing until polled) and runs once
+        // admitted.
+        let inner = match method {
+            Method::HEAD => Route::Router {
+                inner: self.inner.call(req),
+            },
+            _ => Route::Handler {
+                inner: (route.handler)(req),
+            },
+        };
         let Some(admission) = &route.admission else {
             return HotFuture::Timed {
-                inner: track.track(method, route.path, self.inner.call(req), now),
+                inner: track.track(method, route.path, inner, now),
             };
         };
-        // The router routes at once and makes the route's future, which runs once admitted.
-        let admitted = admission.admit(self.inner.call(req), now);
         HotFuture::Hot {
-            inner: track.track(method, route.path, admitted, now),
+            inner: track.track(method, route.path, admission.admit(inner, now), now),
         }
     }
 }
@@ -114,9 +138,32 @@ where
 pin_project! {
     #[project = HotProj]
     pub enum HotFuture<F> {
-        Hot { #[pin] inner: TrackFuture<AdmitFuture<F>> },
-        Timed { #[pin] inner: TrackFuture<F> },
+        Hot { #[pin] inner: TrackFuture<AdmitFuture<Route<F>>> },
+        Timed { #[pin] inner: TrackFuture<Route<F>> },
         Other { #[pin] inner: F },
+    }
+}
+
+pin_project! {
+    /// A timed route's answer: its handler's, or the router's (HEAD).
+    #[project = RouteProj]
+    pub enum Route<F> {
+        Handler { inner: HandlerFuture },
+        Router { #[pin] inner: F },
+    }
+}
+
+impl<F> Future for Route<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RouteProj::Handler { inner } => inner.as_mut().poll(cx).map(Ok),
+            RouteProj::Router { inner } => inner.poll(cx),
+        }
     }
 }
 

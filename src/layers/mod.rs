@@ -22,7 +22,9 @@
 //!    without admission. Known by path and method, these need no route level: each layer axum
 //!    stacks on a route
 //!    (`route_layer`) is one more boxed service, which it clones with everything below it on
-//!    every request, and one more boxed future.
+//!    every request, and one more boxed future. The hot layer also calls such a route's handler
+//!    itself, without the router (HEAD, whose body the router's method routing strips, goes
+//!    through it).
 //! 3. [`metrics::TrackLayer`], as a `route_layer` of the other routes: only matched routes get a
 //!    latency series, labelled by the route template.
 

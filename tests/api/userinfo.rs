@@ -27,6 +27,34 @@ async fn claims_follow_the_scope() {
     }
 }
 
+/// GET is answered by the handler the hot layer calls itself, HEAD by the router (which
+/// strips the body): the two heads agree, Content-Length included, and HEAD has no body.
+#[tokio::test]
+async fn head_answers_the_head_of_get() {
+    let app = spawn_app().await;
+    let t = app.app_tokens("openid profile").await;
+    let token = s(&t, "access_token");
+    for token in [Some(token.as_str()), None] {
+        let send = |method: reqwest::Method| {
+            let req = app.client.request(method, app.url("/auth/userinfo"));
+            match token {
+                Some(t) => req.bearer_auth(t),
+                None => req,
+            }
+            .send()
+        };
+        let get = send(reqwest::Method::GET).await.unwrap();
+        let head = send(reqwest::Method::HEAD).await.unwrap();
+        assert_eq!(head.status(), get.status(), "token: {}", token.is_some());
+        for name in ["content-type", "content-length", "cache-control", "www-authenticate"] {
+            assert_eq!(head.headers().get(name), get.headers().get(name), "{name}");
+        }
+        let length: usize = get.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        assert_eq!(get.bytes().await.unwrap().len(), length);
+        assert!(head.bytes().await.unwrap().is_empty());
+    }
+}
+
 #[tokio::test]
 async fn post_with_the_token_in_the_header_or_the_body() {
     let app = spawn_app().await;
