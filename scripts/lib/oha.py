@@ -2,8 +2,10 @@
 
     oha.py tokens BASE      logs the demo user in and runs one code flow as demo-app (stdlib
                             HTTP only); prints "COOKIE ACCESS_TOKEN AUTHORIZE_QUERY"
-    oha.py row NAME CPU_TICKS OHA_USER OHA_SYS OHA_JSON
-                            one run: answers/s, the server's CPU per answer, oha's cores
+    oha.py row NAME CPU_TICKS LOAD_USER LOAD_SYS REPORT
+                            one run: answers/s, the server's CPU per answer, the load
+                            generator's cores; REPORT is oha's JSON or wrk's output, whose last
+                            line is lib/wrk.lua's JSON
     oha.py summary DIR      ratios to the bare hello of the same round, per round and medians
 """
 import base64
@@ -49,22 +51,33 @@ def tokens(base):
     print(cookie, access, query)
 
 
-def row(name, ticks, oha_user, oha_sys, path):
-    """One run: oha's report, the server's CPU ticks (utime + stime) over it, and oha's own CPU
-    seconds."""
+def row(name, ticks, load_user, load_sys, path):
+    """One run: the generator's report, the server's CPU ticks (utime + stime) over it, and the
+    generator's own CPU seconds."""
     with open(path) as f:
-        d = json.load(f)
-    codes = d["statusCodeDistribution"]
-    ok = sum(n for c, n in codes.items() if c[0] in "23")
-    # oha cuts the requests in flight at the deadline: not the server's failures.
-    errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
-    bad = sum(n for c, n in codes.items() if c[0] not in "23") + sum(errors.values())
-    wall = d["summary"]["total"]
+        text = f.read()
+    lines = text.strip().splitlines()
+    if lines and lines[-1].startswith('{"generator":"wrk"'):
+        w = json.loads(lines[-1])
+        # wrk counts a status of 400 and above as an error (the 302s of authorize are answers),
+        # and cuts no request at its deadline.
+        bad = w["status_errors"] + w["socket_errors"]
+        ok, wall = w["requests"] - w["status_errors"], w["duration_us"] / 1e6
+        p50, p99 = w["p50_us"] / 1e3, w["p99_us"] / 1e3
+    else:
+        d = json.loads(text)
+        codes = d["statusCodeDistribution"]
+        ok = sum(n for c, n in codes.items() if c[0] in "23")
+        # oha cuts the requests in flight at the deadline: not the server's failures.
+        errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
+        bad = sum(n for c, n in codes.items() if c[0] not in "23") + sum(errors.values())
+        wall = d["summary"]["total"]
+        p50, p99 = d["latencyPercentiles"]["p50"] * 1e3, d["latencyPercentiles"]["p99"] * 1e3
     cpu = int(ticks) / os.sysconf("SC_CLK_TCK")
     out = {"name": name, "ok": ok, "bad": bad, "ok_per_sec": ok / wall, "server_cores": cpu / wall,
            "server_us_per_ok": cpu * 1e6 / max(ok, 1),
-           "load_cores": (float(oha_user) + float(oha_sys)) / wall,
-           "p50_ms": d["latencyPercentiles"]["p50"] * 1e3, "p99_ms": d["latencyPercentiles"]["p99"] * 1e3}
+           "load_cores": (float(load_user) + float(load_sys)) / wall,
+           "p50_ms": p50, "p99_ms": p99}
     print(json.dumps(out))
 
 
@@ -77,7 +90,7 @@ def summary(out):
             rounds.setdefault(rnd, {}).setdefault(name, []).append(r)
     ratios = {}
     print(f"{'round':5} {'endpoint':11} {'ok/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv cores':>9} {'srv µs/ok':>9} "
-          f"{'oha cores':>9} {'ratio':>6} {'cpu ratio':>9}  goal")
+          f"{'load cores':>10} {'ratio':>6} {'cpu ratio':>9}  goal")
     for rnd, runs in sorted(rounds.items()):
         hellos = runs.get("hello", [])
         hello_rate = statistics.mean(h["ok_per_sec"] for h in hellos)
@@ -88,7 +101,7 @@ def summary(out):
                 goal = GOALS.get(name)
                 verdict = "" if goal is None else f">= {goal}: {'met' if cpu_ratio >= goal else 'missed'}"
                 print(f"{rnd:5} {name:11} {r['ok_per_sec']:8.0f} {r['p50_ms']:7.3f} {r['p99_ms']:7.3f} {r['server_cores']:9.2f} "
-                      f"{r['server_us_per_ok']:9.1f} {r['load_cores']:9.2f} {ratio:6.2f} {cpu_ratio:9.2f}  {verdict}"
+                      f"{r['server_us_per_ok']:9.1f} {r['load_cores']:10.2f} {ratio:6.2f} {cpu_ratio:9.2f}  {verdict}"
                       + (f"  ({r['bad']} failed)" if r["bad"] else ""))
                 if name != "hello":
                     ratios.setdefault(name, []).append((ratio, cpu_ratio))
