@@ -16,12 +16,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub use self::plain_fields::{PlainFields, RequestSpanFields};
+pub use self::request_span::{RequestSpan, RequestSpans};
 use crate::config::LogFormat;
 pub use crate::layers::edge::REQUEST_SPAN;
 /// The OTLP trace export, behind `--otlp-endpoint`; public for the test that runs a collector.
 pub use crate::otlp::{OtlpGuard, layer as otlp_layer};
 
 mod plain_fields;
+mod request_span;
 
 static METADATA: Metadata<'static> = Metadata::new("authplane", metrics::Level::INFO, Some(module_path!()));
 
@@ -268,11 +270,7 @@ pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::R
     let directives = std::env::var("RUST_LOG").unwrap_or_default();
     let filter = log_filter(&directives);
     if otlp.is_none() {
-        let registry = tracing_subscriber::registry();
-        match filter {
-            LogFilter::Targets(t) => registry.with(t).with(log_layer(format)).try_init()?,
-            LogFilter::Env(e) => registry.with(e).with(log_layer(format)).try_init()?,
-        }
+        log_dispatch(format, filter).try_init()?;
         return Ok(guard);
     }
     let fmt = match filter {
@@ -281,6 +279,17 @@ pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::R
     };
     tracing_subscriber::registry().with(otlp).with(fmt).try_init()?;
     Ok(guard)
+}
+
+/// The log alone. Filtered by target, it makes each request's span when something inside the
+/// request is logged ([`RequestSpans`]); `EnvFilter`'s directives may name the request span
+/// and decide by the spans entered, so there the span is made for every request.
+fn log_dispatch(format: LogFormat, filter: LogFilter) -> tracing::Dispatch {
+    let registry = tracing_subscriber::registry();
+    match filter {
+        LogFilter::Targets(t) => RequestSpans::new(registry.with(t).with(log_layer(format))).into(),
+        LogFilter::Env(e) => registry.with(e).with(log_layer(format)).into(),
+    }
 }
 
 /// The log in `format`, on stdout.
@@ -358,6 +367,16 @@ mod tests {
         assert!(!t.would_enable("tower_http::trace", &Level::INFO));
         assert!(t.would_enable("hyper", &Level::INFO));
         assert!(matches!(log_filter("[request{method=POST}]=debug"), LogFilter::Env(_)));
+    }
+
+    /// Levels by target: request spans made on demand. Directives naming spans decide by the
+    /// spans entered: the request's is made at once.
+    #[test]
+    fn request_spans_are_made_on_demand_under_a_filter_by_target() {
+        for (directives, lazy) in [("", true), ("authplane=debug,warn", true), ("[request]=debug", false)] {
+            let dispatch = log_dispatch(LogFormat::Json, log_filter(directives));
+            assert_eq!(dispatch.is::<RequestSpans>(), lazy, "{directives}");
+        }
     }
 
     /// Without upkeep the exporter keeps every histogram sample: a server nobody scrapes would

@@ -15,7 +15,8 @@
 //!    of a 500 or 503, a panic's too.
 //!
 //! The span is not entered for the inner `call` (the layers and handlers below make their
-//! futures there and work when polled), and is entered for every poll.
+//! futures there and work when polled), and is entered for every poll; with the plain log it is
+//! made only once something inside the request is logged ([`crate::telemetry::RequestSpan`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,13 +29,13 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::Span;
 
 use super::cors::{Cors, CorsCheck};
 use crate::error::{ApiError, log_error_cause};
+use crate::telemetry::RequestSpan;
 
-/// `(target, name)` of the span every request runs in; its fields are `&str`, written into the
-/// text log by [`crate::telemetry::RequestSpanFields`].
+/// `(target, name)` of the span every request runs in (made by [`crate::telemetry::RequestSpan`]);
+/// its fields are `&str`, written into the text log by [`crate::telemetry::RequestSpanFields`].
 pub const REQUEST_SPAN: (&str, &str) = (module_path!(), "request");
 
 /// A constant name: a lookup by `&str` parses and checks the name on every request.
@@ -100,16 +101,7 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let request_id = request_id(&mut req);
-        // `&str` values: see `REQUEST_SPAN`. (The macro needs the name as a literal.) A root:
-        // nothing runs a span around the connections, and saying so spares the subscriber a
-        // lookup of the current span for every request.
-        let span = tracing::info_span!(
-            parent: None,
-            "request",
-            request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
-            method = req.method().as_str(),
-            path = req.uri().path()
-        );
+        let span = RequestSpan::new(request_id.as_ref(), &req);
         let (state, cors) = match self.cors.check(&req) {
             CorsCheck::Preflight(answer) => (State::Answered { answer: Some(answer) }, CorsCheck::Outside),
             // A panic in `call` is caught as one in `poll` is.
@@ -161,7 +153,7 @@ pin_project! {
     pub struct EdgeFuture<F> {
         #[pin]
         state: State<F>,
-        span: Span,
+        span: RequestSpan,
         finish: Finish,
     }
 }

@@ -179,7 +179,7 @@ impl Visit for StrFields {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
 
@@ -191,7 +191,13 @@ mod tests {
     use super::*;
 
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Buffer {
+        pub(in crate::telemetry) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
 
     impl io::Write for Buffer {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
@@ -252,8 +258,7 @@ mod tests {
             tracing::info!(empty = "", debug = ?vec![1, 2]);
             span.record("path", "/auth/introspect");
         });
-        let text = out.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
+        out.text()
     }
 
     /// A request span and an event in it, through `layer`; `display` records the span's
@@ -276,14 +281,16 @@ mod tests {
             span.record("path", "/auth/introspect");
             tracing::warn!("after a record");
         });
-        let text = out.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
+        out.text()
     }
 
     const EDGE: &str = crate::layers::edge::REQUEST_SPAN.0;
 
     /// The text log as `telemetry::text_layer` makes it, without the time.
-    fn text_log(out: &Buffer) -> impl Layer<tracing_subscriber::Registry> + Send + Sync + 'static {
+    pub(in crate::telemetry) fn text_log<S>(out: &Buffer) -> impl Layer<S> + Send + Sync + 'static
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         RequestSpanFields.and_then(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(PlainFields)

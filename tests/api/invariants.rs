@@ -41,11 +41,13 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let out = Captured::default();
     let writer = out.clone();
-    // The server's own text log (the request span's fields as it writes them), at every level.
+    // The server's own text log (the request span's fields as it writes them, the span made
+    // when first needed, as `init_tracing` sets it up), at every level.
     let subscriber = tracing_subscriber::registry().with(
         authplane::telemetry::text_layer(move || writer.clone(), false)
             .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
     );
+    let subscriber = authplane::telemetry::RequestSpans::new(subscriber);
     (out, tracing::subscriber::set_default(subscriber))
 }
 
