@@ -1,8 +1,9 @@
 //! Whole requests through the router with tower's `oneshot` (everything but the socket and HTTP/1
 //! parsing): the baseline router against the hot endpoints, and a bare axum route without any
-//! layer, so the cost of the shared stack and of the auth logic can be told apart. Each runs twice:
-//! without a tracing subscriber, and with the server's own (fmt at `info`, written to a sink),
-//! because the server always runs with one and the request span is at `info`.
+//! layer, so the cost of the shared stack and of the auth logic can be told apart. Each runs three
+//! times: without a tracing subscriber, with the server's own (fmt at `info`, written to a sink,
+//! the request span made when something logs inside the request), because the server always
+//! runs with one, and with that log making the request span for every request.
 //! `cargo bench --bench http_stack`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -141,14 +142,29 @@ fn stack_benches(c: &mut Criterion) {
     g.finish();
 
     // The server's subscriber without an OTLP exporter: its text log at info (here into a sink),
-    // the filter the subscriber's own, so the request span is recorded.
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
-        .with(authplane::telemetry::text_layer(std::io::sink, false));
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let mut g = c.benchmark_group("http_server_subscriber");
-    benches(&mut g);
-    g.finish();
+    // the filter the subscriber's own, the request span made when something inside the request
+    // logs (`telemetry::RequestSpans`, as `init_tracing` sets it up); then the same log with the
+    // span made for every request (as with an OTLP exporter or span directives in `RUST_LOG`).
+    let subscriber = || {
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
+            .with(authplane::telemetry::text_layer(std::io::sink, false))
+    };
+    for (name, dispatch) in [
+        (
+            "http_server_subscriber",
+            tracing::Dispatch::new(authplane::telemetry::RequestSpans::new(subscriber())),
+        ),
+        (
+            "http_server_subscriber_eager_span",
+            tracing::Dispatch::new(subscriber()),
+        ),
+    ] {
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        let mut g = c.benchmark_group(name);
+        benches(&mut g);
+        g.finish();
+    }
 }
 
 /// The request span (three fields, entered once, closed), under a text fmt layer at `info`
