@@ -264,7 +264,8 @@ impl Metrics {
 /// With an OTLP endpoint, `RUST_LOG` filters the log alone (a per-layer filter): the exporter gets
 /// the request spans whatever the log's level. Without one, the log is the only layer and the
 /// filter is the subscriber's own: decided once per callsite, where a per-layer filter keeps
-/// its bookkeeping on every span's creation, entry, exit and close.
+/// its bookkeeping on every span's creation, entry, exit and close; and by target, the request
+/// spans are made on demand ([`log_dispatch`]).
 pub fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<crate::otlp::OtlpGuard> {
     let (otlp, guard) = crate::otlp::layer(otlp_endpoint)?;
     let directives = std::env::var("RUST_LOG").unwrap_or_default();

@@ -16,7 +16,8 @@
 //!
 //! The span is not entered for the inner `call` (the layers and handlers below make their
 //! futures there and work when polled), and is entered for every poll; with the plain log it is
-//! made only once something inside the request is logged ([`crate::telemetry::RequestSpan`]).
+//! made only once something inside the request logs or opens a span
+//! ([`crate::telemetry::RequestSpan`]).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -118,8 +118,8 @@ impl VisitFmt for PlainVisitor<'_> {
 /// Writes the `request` span's fields (`layers::edge`: the request id, the method, the path)
 /// into the text log's field string itself, so the fmt layer above it has nothing to format.
 ///
-/// The span is made for every request and its fields are read only when an event is logged
-/// inside it. Recorded as `%` (`Display`) values, they went through the formatting machinery
+/// The span is made for a request (for every one, or for those that log: [`super::RequestSpans`])
+/// and its fields are read only when an event is logged inside it. Recorded as `%` (`Display`) values, they went through the formatting machinery
 /// on every request (the span's creation took 2,300 instructions of an introspection's 50,000,
 /// `scripts/bench-instructions`; 1,650 now); the edge records them as `&str` and this layer
 /// writes `name=value` with three copies, which is what [`PlainFields`] writes for a `%`
@@ -129,7 +129,7 @@ impl VisitFmt for PlainVisitor<'_> {
 /// are plain in a terminal too, where `DefaultFields` would set the names in italics.
 pub struct RequestSpanFields;
 
-/// The span the edge makes for every request ([`crate::layers::edge::REQUEST_SPAN`]).
+/// The span of a request ([`crate::layers::edge::REQUEST_SPAN`]).
 fn is_request(meta: &Metadata<'_>) -> bool {
     (meta.target(), meta.name()) == crate::layers::edge::REQUEST_SPAN
 }

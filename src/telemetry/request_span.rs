@@ -18,6 +18,11 @@
 //! With an OTLP exporter (every request is a trace) or `RUST_LOG` directives that name spans
 //! (`EnvFilter` decides by the spans entered), the subscriber is not wrapped and the edge makes
 //! the span at once, as it always did.
+//!
+//! One order differs from a span made at once: a span made outside the request (or with an
+//! explicit parent) and entered inside it before anything there logs would have the request's
+//! span entered above it when that is made. Nothing in the server does that: its spans (the
+//! cache's, the store's) are made inside the request.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -31,6 +36,7 @@ use tracing::{Dispatch, Event, Level, Metadata, Span, Subscriber};
 use tracing_core::callsite::DefaultCallsite;
 use tracing_core::field::{FieldSet, Value};
 use tracing_core::metadata::Kind;
+use tracing_log::NormalizeEvent;
 
 use crate::layers::edge::REQUEST_SPAN;
 
@@ -75,6 +81,7 @@ fn make_span(dispatch: &Dispatch, id: &str, method: &str, path: &str) -> Span {
 
 /// The request's span as the edge keeps it: made, or still to be made from its fields.
 pub struct RequestSpan {
+    /// The span once made (none while pending, or if its filter disables it).
     span: Span,
     /// The fields while the span is still to be made (then `span` is none).
     pending: Option<RequestFields>,
@@ -113,6 +120,8 @@ thread_local! {
     static IN_REQUEST: Cell<InRequest> = const { Cell::new(InRequest::Outside) };
 }
 
+// === impl RequestSpan ===
+
 impl RequestSpan {
     /// The span of a request with this id: made at once, unless the process's subscriber is
     /// [`RequestSpans`].
@@ -147,19 +156,22 @@ impl RequestSpan {
     }
 
     /// Runs the request in its span until the guard drops (for one poll): enters the span, or
-    /// makes the request the thread's pending one.
+    /// makes the request the thread's pending one. Either way the thread's state is this
+    /// request's for the poll (a request polled inside another's poll does not make the outer
+    /// one's span for its own events).
     pub fn enter(&mut self) -> Entered<'_> {
-        let outer = match self.pending.take() {
-            Some(fields) => Some(IN_REQUEST.replace(InRequest::Pending(fields))),
+        let this = match self.pending.take() {
+            Some(fields) => InRequest::Pending(fields),
             None => {
                 enter(&self.span);
-                None
+                InRequest::Outside
             }
         };
+        let outer = IN_REQUEST.replace(this);
         Entered { span: self, outer }
     }
 
-    /// Whether the span has been made (or found disabled).
+    /// Whether the span is still to be made.
     #[cfg(test)]
     fn is_pending(&self) -> bool {
         self.pending.is_some()
@@ -177,24 +189,27 @@ fn exit(span: &Span) {
 /// The guard of [`RequestSpan::enter`]. Dropped (a panic's unwinding included), it leaves the
 /// span, takes back the request's state from the thread (the fields, or the span made from them
 /// meanwhile) and restores the thread's outer request, if one was being polled.
+#[must_use = "the request runs in its span only while the guard lives"]
 pub struct Entered<'a> {
+    /// The request's span, given back its state when the guard drops.
     span: &'a mut RequestSpan,
-    /// The thread's state before, when this request is a pending one.
-    outer: Option<InRequest>,
+    /// The thread's state before this poll.
+    outer: InRequest,
 }
+
+// === impl Entered ===
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let Some(outer) = self.outer.take() else {
-            return exit(&self.span.span);
-        };
+        let outer = std::mem::replace(&mut self.outer, InRequest::Outside);
         match IN_REQUEST.replace(outer) {
             InRequest::Pending(fields) => self.span.pending = Some(fields),
             InRequest::Made(span) => {
                 exit(&span);
                 self.span.span = span;
             }
-            InRequest::Outside => {}
+            // Made in an earlier poll (or none: its filter disables it).
+            InRequest::Outside => exit(&self.span.span),
         }
     }
 }
@@ -206,12 +221,16 @@ impl Drop for Entered<'_> {
 /// Other types do not see through it (`Dispatch::downcast_ref` finds only `RequestSpans`):
 /// [`crate::telemetry::init_tracing`] wraps only the plain log, whose parts need no downcast.
 pub struct RequestSpans {
+    /// The subscriber every call goes to.
     inner: Arc<dyn Subscriber + Send + Sync>,
     /// The same subscriber, for the spans made here (their entries and closes go straight to it).
     dispatch: Dispatch,
 }
 
+// === impl RequestSpans ===
+
 impl RequestSpans {
+    /// Around `subscriber`, which gets every call.
     pub fn new(subscriber: impl Subscriber + Send + Sync + 'static) -> Self {
         let inner: Arc<dyn Subscriber + Send + Sync> = Arc::new(subscriber);
         let dispatch = Dispatch::new(Arc::clone(&inner));
@@ -274,12 +293,14 @@ impl Subscriber for RequestSpans {
     }
 
     fn event(&self, event: &Event<'_>) {
-        // As in `new_span`: the filters are asked about the event again.
-        if event.is_contextual()
-            && self.make_pending()
-            && !(self.inner.enabled(event.metadata()) && self.inner.event_enabled(event))
-        {
-            return;
+        // As in `new_span`: the filters are asked about the event again, with the metadata they
+        // were asked with (a `log` record's own target, not tracing-log's "log").
+        if event.is_contextual() && self.make_pending() {
+            let normalized = event.normalized_metadata();
+            let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
+            if !(self.inner.enabled(metadata) && self.inner.event_enabled(event)) {
+                return;
+            }
         }
         self.inner.event(event);
     }
@@ -359,10 +380,35 @@ mod tests {
     }
 
     /// `/quiet` logs nothing; `/logs` logs across two polls, once in a debug span of its own and
-    /// once at warn; `/panics` logs, then panics while polled.
+    /// once at warn; `/panics` logs, then panics while polled; `/span-first` opens a span before
+    /// it logs; `/current` answers the name of `Span::current()`; `/log-record` logs through
+    /// the `log` crate's record, as tracing-log hands one on.
     fn routes() -> Router {
         Router::new()
             .route("/quiet", get(|| async { "quiet" }))
+            .route(
+                "/span-first",
+                get(|| async {
+                    tracing::info_span!("first").in_scope(|| tracing::info!("in it"));
+                    "span"
+                }),
+            )
+            .route(
+                "/current",
+                get(|| async { Span::current().metadata().map_or("none", |m| m.name()) }),
+            )
+            .route(
+                "/log-record",
+                get(|| async {
+                    let record = tracing_log::log::Record::builder()
+                        .target("tokio_postgres")
+                        .level(tracing_log::log::Level::Debug)
+                        .args(format_args!("from log"))
+                        .build();
+                    tracing_log::format_trace(&record).unwrap();
+                    "log"
+                }),
+            )
             .route(
                 "/logs",
                 get(|| async {
@@ -384,8 +430,9 @@ mod tests {
             )
     }
 
-    /// `GET path` through the edge (request id `req-1`) under `dispatch`, on this thread.
-    async fn send(dispatch: &Dispatch, path: &str) -> StatusCode {
+    /// `GET path` through the edge (request id `req-1`) under `dispatch`, on this thread: its
+    /// status and body.
+    async fn send(dispatch: &Dispatch, path: &str) -> (StatusCode, String) {
         let _default = tracing::dispatcher::set_default(dispatch);
         let router = crate::http::outer_layers(routes(), EdgeLayer::without_clients(), HotLayer::none());
         let req = Request::get(path)
@@ -393,7 +440,10 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let res: Result<_, Infallible> = router.oneshot(req).await;
-        res.unwrap().status()
+        let res = res.unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
     /// The log's lines, without the backtraces `anyhow` may add to an error (they name the
@@ -409,20 +459,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_span_made_on_demand_logs_as_one_made_for_every_request() {
-        for filter in ["debug", "info", "warn"] {
-            for path in ["/quiet", "/logs", "/panics"] {
+        let paths = ["/quiet", "/logs", "/panics", "/span-first", "/current", "/log-record"];
+        for filter in ["debug", "info", "warn", "warn,tokio_postgres=debug"] {
+            for path in paths {
                 let (eager, eager_log, eager_made) = subscriber(false, filter);
                 let (lazy, lazy_log, lazy_made) = subscriber(true, filter);
-                let status = send(&eager, path).await;
-                assert_eq!(send(&lazy, path).await, status, "{filter} {path}");
+                let answer = send(&eager, path).await;
+                assert_eq!(send(&lazy, path).await, answer, "{filter} {path}");
                 assert_eq!(lines(&lazy_log), lines(&eager_log), "{filter} {path}");
-                let enabled = filter != "warn";
+                let enabled = filter == "debug" || filter == "info";
                 assert_eq!(eager_made.count(), usize::from(enabled), "{filter} {path}");
-                // Made only when something is logged inside the request, once.
-                let logs = path != "/quiet" || !enabled;
-                assert_eq!(lazy_made.count(), usize::from(enabled && logs), "{filter} {path}");
+                // Made only when something inside the request needs it, once (at info the
+                // record at debug is not logged).
+                let needs = match path {
+                    "/quiet" => false,
+                    "/log-record" => filter == "debug",
+                    _ => true,
+                };
+                assert_eq!(lazy_made.count(), usize::from(enabled && needs), "{filter} {path}");
             }
         }
+        // `Span::current()` inside the request is its span.
+        let (lazy, _, _) = subscriber(true, "info");
+        assert_eq!(send(&lazy, "/current").await.1, "request");
+        // A `log` record that makes the span is asked about again with its own target.
+        let (lazy, log, _) = subscriber(true, "warn,tokio_postgres=debug");
+        send(&lazy, "/log-record").await;
+        assert!(log.text().contains("DEBUG tokio_postgres: from log"), "{}", log.text());
         // What was compared: every line inside the request is in its span, the debug span made
         // inside it is its child, the second poll is in it too, and the panic's cause as well.
         let (lazy, log, _) = subscriber(true, "debug");
@@ -529,25 +592,31 @@ mod tests {
         let (mut outer, mut inner) = (pending(&lazy, "/outer"), pending(&lazy, "/inner"));
         tracing::dispatcher::with_default(&lazy, || {
             let _outer = outer.enter();
-            {
+            for poll in ["first", "second"] {
+                // The second time the inner request's span is made already.
                 let _inner = inner.enter();
-                tracing::info!("in the inner one");
+                tracing::info!("{poll} in the inner one");
             }
             tracing::info!("in the outer one");
         });
         assert_eq!(made.count(), 2);
         let log = log.text();
+        let here = "authplane::telemetry::request_span::tests";
+        for poll in ["first", "second"] {
+            assert!(
+                log.contains(&format!("path=/inner}}: {here}: {poll} in the inner one")),
+                "{log}"
+            );
+        }
         assert!(
-            log.contains("path=/inner}: authplane::telemetry::request_span::tests: in the inner one"),
-            "{log}"
-        );
-        assert!(
-            log.contains("path=/outer}: authplane::telemetry::request_span::tests: in the outer one"),
+            log.contains(&format!("path=/outer}}: {here}: in the outer one")),
             "{log}"
         );
         assert!(
             !log.contains("path=/outer}:request"),
             "the inner request is no child: {log}"
         );
+        let outer_line = log.lines().position(|l| l.contains("in the outer one"));
+        assert_eq!(outer_line, Some(2), "the outer span made after the inner polls: {log}");
     }
 }
