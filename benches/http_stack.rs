@@ -66,7 +66,37 @@ fn authorize_request(uri: &str, session: &str) -> Request<Body> {
 
 fn stack_benches(c: &mut Criterion) {
     let rt = common::runtime();
-    let app = common::app(&rt);
+    stack_group(c, &rt, "http_no_subscriber");
+
+    // The server's subscriber without an OTLP exporter: its text log at info (here into a sink),
+    // the filter the subscriber's own, the request span made when something inside the request
+    // logs (`telemetry::RequestSpans`, as `init_tracing` sets it up); then the same log with the
+    // span made for every request (as with an OTLP exporter or span directives in `RUST_LOG`).
+    let subscriber = || {
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
+            .with(authplane::telemetry::text_layer(std::io::sink, false))
+    };
+    for (name, dispatch) in [
+        (
+            "http_server_subscriber",
+            tracing::Dispatch::new(authplane::telemetry::RequestSpans::new(subscriber())),
+        ),
+        (
+            "http_server_subscriber_eager_span",
+            tracing::Dispatch::new(subscriber()),
+        ),
+    ] {
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        stack_group(c, &rt, name);
+    }
+}
+
+/// The group `name` of the requests below, on an application of its own: a group issues
+/// client_credentials tokens by the hundred thousand, and three groups' worth would fill the
+/// memory store (`--memory-store-capacity`, then 503s).
+fn stack_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str) {
+    let app = common::app(rt);
     let router = app.router();
     let session = rt.block_on(common::login(&router));
     let challenge = authplane::crypto::pkce_challenge(VERIFIER);
@@ -108,13 +138,13 @@ fn stack_benches(c: &mut Criterion) {
     );
 
     let benches = |g: &mut BenchmarkGroup<'_, WallTime>| {
-        run(g, &rt, "bare_axum_route", &bare, 200, || {
+        run(g, rt, "bare_axum_route", &bare, 200, || {
             request(Request::get("/baseline"), Body::empty())
         });
-        run(g, &rt, "baseline_router", &baseline, 200, || {
+        run(g, rt, "baseline_router", &baseline, 200, || {
             request(Request::get("/baseline"), Body::empty())
         });
-        run(g, &rt, "userinfo", &router, 200, || {
+        run(g, rt, "userinfo", &router, 200, || {
             request(
                 Request::get("/auth/userinfo").header(header::AUTHORIZATION, format!("Bearer {access}")),
                 Body::empty(),
@@ -122,7 +152,7 @@ fn stack_benches(c: &mut Criterion) {
         });
         // Introspection of the user's token by its client (a cached secret, the token, its
         // grant, the user and the client from the caches).
-        run(g, &rt, "introspect", &router, 200, || {
+        run(g, rt, "introspect", &router, 200, || {
             request(
                 Request::post("/auth/introspect")
                     .header(header::AUTHORIZATION, APP_BASIC)
@@ -130,41 +160,16 @@ fn stack_benches(c: &mut Criterion) {
                 format!("token={access}").into(),
             )
         });
-        run(g, &rt, "token_client_credentials", &router, 200, || {
+        run(g, rt, "token_client_credentials", &router, 200, || {
             token_request("grant_type=client_credentials")
         });
-        run(g, &rt, "authorize", &router, 302, || {
+        run(g, rt, "authorize", &router, 302, || {
             authorize_request(&authorize_uri, &session)
         });
     };
-    let mut g = c.benchmark_group("http_no_subscriber");
+    let mut g = c.benchmark_group(name);
     benches(&mut g);
     g.finish();
-
-    // The server's subscriber without an OTLP exporter: its text log at info (here into a sink),
-    // the filter the subscriber's own, the request span made when something inside the request
-    // logs (`telemetry::RequestSpans`, as `init_tracing` sets it up); then the same log with the
-    // span made for every request (as with an OTLP exporter or span directives in `RUST_LOG`).
-    let subscriber = || {
-        tracing_subscriber::registry()
-            .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
-            .with(authplane::telemetry::text_layer(std::io::sink, false))
-    };
-    for (name, dispatch) in [
-        (
-            "http_server_subscriber",
-            tracing::Dispatch::new(authplane::telemetry::RequestSpans::new(subscriber())),
-        ),
-        (
-            "http_server_subscriber_eager_span",
-            tracing::Dispatch::new(subscriber()),
-        ),
-    ] {
-        let _guard = tracing::dispatcher::set_default(&dispatch);
-        let mut g = c.benchmark_group(name);
-        benches(&mut g);
-        g.finish();
-    }
 }
 
 /// The request span (three fields, entered once, closed), under a text fmt layer at `info`
