@@ -118,9 +118,9 @@ impl VisitFmt for PlainVisitor<'_> {
 /// Writes the `request` span's fields (`layers::edge`: the request id, the method, the path)
 /// into the text log's field string itself, so the fmt layer above it has nothing to format.
 ///
-/// The span is made for a request (for every one, or for those that log: [`super::RequestSpans`])
-/// and its fields are read only when an event is logged inside it. Recorded as `%` (`Display`) values, they went through the formatting machinery
-/// on every request (the span's creation took 2,300 instructions of an introspection's 50,000,
+/// The span is made for a request (for every one, or for those that log:
+/// [`super::RequestSpans`]) and its fields are read only when an event is logged inside it.
+/// Recorded as `%` (`Display`) values, they went through the formatting machinery on every request (the span's creation took 2,300 instructions of an introspection's 50,000,
 /// `scripts/bench-instructions`; 1,650 now); the edge records them as `&str` and this layer
 /// writes `name=value` with three copies, which is what [`PlainFields`] writes for a `%`
 /// value. (A `&str` is written quoted by `PlainFields`, as by `DefaultFields`: that is the one

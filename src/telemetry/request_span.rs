@@ -79,6 +79,11 @@ fn make_span(dispatch: &Dispatch, id: &str, method: &str, path: &str) -> Span {
     Span::new_root_with(&METADATA, &fields.value_set(&values), dispatch)
 }
 
+/// The request id as the span's field: empty if there is none or it is not visible ASCII.
+fn id_text(id: Option<&HeaderValue>) -> &str {
+    id.and_then(|id| id.to_str().ok()).unwrap_or("")
+}
+
 /// The request's span as the edge keeps it: made, or still to be made from its fields.
 pub struct RequestSpan {
     /// The span once made (none while pending, or if its filter disables it).
@@ -97,10 +102,9 @@ struct RequestFields {
 
 impl RequestFields {
     fn make_span(&self, dispatch: &Dispatch) -> Span {
-        let id = self.id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("");
         make_span(
             dispatch,
-            id,
+            id_text(self.id.as_ref()),
             self.method.as_str(),
             self.path.as_ref().map_or("", PathAndQuery::path),
         )
@@ -147,9 +151,8 @@ impl RequestSpan {
                     pending: Some(pending),
                 };
             }
-            let id = id.and_then(|id| id.to_str().ok()).unwrap_or("");
             Self {
-                span: make_span(dispatch, id, req.method().as_str(), req.uri().path()),
+                span: make_span(dispatch, id_text(id), req.method().as_str(), req.uri().path()),
                 pending: None,
             }
         })
